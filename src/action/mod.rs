@@ -1,0 +1,190 @@
+//! The closed registry of actions. Each action is one file: an argument
+//! struct (deserialized from a step's rendered `with`, unknown arguments
+//! rejected) implementing [`Action`]. Adding an action is a new file and
+//! one variant of [`Call`].
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value as Json};
+
+pub mod assert;
+pub mod confirm;
+pub mod shell;
+pub mod sqlite;
+
+/// What an action produced; later steps read it as `steps.<id>.<key>`.
+pub type Outputs = Map<String, Json>;
+
+/// A call of an action with its arguments, as a playbook writes it:
+/// `action: NAME` and `with: {…}`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", content = "with", deny_unknown_fields)]
+pub enum Call {
+    #[serde(rename = "shell")]
+    Shell(shell::Shell),
+    #[serde(rename = "sqlite.query")]
+    SqliteQuery(sqlite::Query),
+    #[serde(rename = "sqlite.exec")]
+    SqliteExec(sqlite::Exec),
+    #[serde(rename = "assert")]
+    Assert(assert::Assert),
+    #[serde(rename = "confirm")]
+    Confirm(confirm::Confirm),
+}
+
+/// Every action name, for "did you mean" and for the documentation test.
+pub const NAMES: &[&str] = &["shell", "sqlite.query", "sqlite.exec", "assert", "confirm"];
+
+impl Call {
+    /// Builds a call from an action name and its (rendered) arguments.
+    pub fn new(action: &str, with: Json) -> Result<Call, ArgumentError> {
+        let mut tagged = Map::new();
+        tagged.insert("action".into(), Json::String(action.to_owned()));
+        // An action without arguments may omit `with`.
+        let with = if with.is_null() {
+            Json::Object(Map::new())
+        } else {
+            with
+        };
+        tagged.insert("with".into(), with);
+        serde_path_to_error::deserialize(Json::Object(tagged)).map_err(|err| {
+            let path = err
+                .path()
+                .iter()
+                .skip(1) // the `with` segment
+                .map(|seg| match seg {
+                    serde_path_to_error::Segment::Seq { index } => {
+                        crate::node::PathSegment::Index(*index)
+                    }
+                    serde_path_to_error::Segment::Map { key } => {
+                        crate::node::PathSegment::Key(key.clone())
+                    }
+                    serde_path_to_error::Segment::Enum { variant } => {
+                        crate::node::PathSegment::Key(variant.clone())
+                    }
+                    serde_path_to_error::Segment::Unknown => {
+                        crate::node::PathSegment::Key(String::new())
+                    }
+                })
+                .collect();
+            ArgumentError {
+                path,
+                message: err.into_inner().to_string(),
+            }
+        })
+    }
+
+    pub fn action(&self) -> &dyn Action {
+        match self {
+            Call::Shell(a) => a,
+            Call::SqliteQuery(a) => a,
+            Call::SqliteExec(a) => a,
+            Call::Assert(a) => a,
+            Call::Confirm(a) => a,
+        }
+    }
+}
+
+/// An argument that does not fit the action, with where in `with` it is.
+pub struct ArgumentError {
+    pub path: Vec<crate::node::PathSegment>,
+    pub message: String,
+}
+
+/// What every action can do.
+pub trait Action: fmt::Debug {
+    /// Whether running it can change anything outside the run directory.
+    /// Only actions that cannot are run by a dry run and allowed as checks.
+    fn mutates(&self) -> bool;
+
+    /// One line saying what it would do, arguments resolved: the dry run's view.
+    fn describe(&self) -> String;
+
+    /// Expressions among the arguments that are evaluated at run time
+    /// (rather than rendered beforehand); analysis checks their variables.
+    fn expressions(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure>;
+}
+
+/// What the executor lends an action for one attempt.
+pub struct Context<'a> {
+    pub dry_run: bool,
+    /// `--yes`: manual confirmations are given in advance.
+    pub yes: bool,
+    pub timeout: Option<Duration>,
+    /// The run directory, for files an action leaves as evidence (none in a dry run).
+    pub run_dir: Option<PathBuf>,
+    /// Evaluates an expression in the step's scope.
+    pub eval: &'a dyn Fn(&str) -> Result<Json, String>,
+}
+
+/// How an action can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Failed(String),
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    /// The operator said no: the run stops, no fallback is tried.
+    #[error("{0}")]
+    Declined(String),
+}
+
+impl Failure {
+    pub fn failed(message: impl fmt::Display) -> Failure {
+        Failure::Failed(message.to_string())
+    }
+}
+
+/// A text argument that also takes numbers and booleans, since a `{{ expr }}`
+/// keeps its native value and `port: "{{ port }}"` should still be text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        match Json::deserialize(d)? {
+            Json::String(s) => Ok(Text(s)),
+            Json::Number(n) => Ok(Text(n.to_string())),
+            Json::Bool(b) => Ok(Text(b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "expected text, found {}",
+                json_kind(&other)
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub fn json_kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "a mapping",
+    }
+}
+
+/// Shortens a long value for one-line descriptions.
+pub fn ellipsize(s: &str, max: usize) -> String {
+    let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}

@@ -1,0 +1,180 @@
+//! `shell`: runs a program with arguments, never through a shell unless the
+//! playbook itself writes `sh -c`. Each argument reaches the program as one
+//! argv element, whatever characters it holds. Output is captured; a
+//! timeout kills the program's whole process group, so a `sleep` started
+//! by a wrapper script dies with it.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::{Action, Context, Failure, Outputs, Text};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shell {
+    /// The program and its arguments.
+    command: Command,
+    /// Extra environment variables for the program.
+    #[serde(default)]
+    env: BTreeMap<String, Text>,
+    /// Working directory (default: runbook's own).
+    #[serde(default)]
+    cwd: Option<PathBuf>,
+    /// Exit codes that count as success (default: 0 only).
+    #[serde(default = "default_ok_codes")]
+    ok_codes: Vec<i32>,
+    /// The author's promise that the command changes nothing, so that dry
+    /// runs and checks may run it (e.g. a status probe).
+    #[serde(default)]
+    read_only: bool,
+}
+
+fn default_ok_codes() -> Vec<i32> {
+    vec![0]
+}
+
+/// A list is one argument per item; a string is split into words like a
+/// command line, but without a shell: no expansion, no redirection.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Command {
+    Argv(Vec<Argument>),
+    Line(String),
+}
+
+/// One list item: text, or a list (from `{{ var | words }}`) spliced in.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Argument {
+    One(Text),
+    Many(Vec<Text>),
+}
+
+impl Shell {
+    fn argv(&self) -> Result<Vec<String>, Failure> {
+        let argv = match &self.command {
+            Command::Line(line) => shell_words::split(line).map_err(|err| {
+                Failure::failed(format!("cannot split command `{line}` into words: {err}"))
+            })?,
+            Command::Argv(items) => items
+                .iter()
+                .flat_map(|a| match a {
+                    Argument::One(t) => vec![t.0.clone()],
+                    Argument::Many(ts) => ts.iter().map(|t| t.0.clone()).collect(),
+                })
+                .collect(),
+        };
+        if argv.is_empty() {
+            return Err(Failure::failed("the command is empty"));
+        }
+        Ok(argv)
+    }
+}
+
+impl Action for Shell {
+    fn mutates(&self) -> bool {
+        !self.read_only
+    }
+
+    fn describe(&self) -> String {
+        let argv = match self.argv() {
+            Ok(argv) => shell_words::join(argv),
+            Err(err) => format!("<{err}>"),
+        };
+        let mut d = format!("run `{argv}`");
+        if let Some(cwd) = &self.cwd {
+            d.push_str(&format!(" in {}", cwd.display()));
+        }
+        if !self.read_only {
+            d.push_str(" (its effect cannot be predicted)");
+        }
+        d
+    }
+
+    fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        let argv = self.argv()?;
+        let mut expr = duct::cmd(&argv[0], &argv[1..])
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            // Its own process group, so a timeout can kill everything it started.
+            .before_spawn(|cmd| {
+                cmd.process_group(0);
+                Ok(())
+            });
+        for (k, v) in &self.env {
+            expr = expr.env(k, &v.0);
+        }
+        if let Some(cwd) = &self.cwd {
+            expr = expr.dir(cwd);
+        }
+        let handle = expr
+            .start()
+            .map_err(|err| Failure::failed(format!("cannot start `{}`: {err}", argv[0])))?;
+        let started = Instant::now();
+        let output = loop {
+            match handle.try_wait() {
+                Ok(Some(_)) => break handle.wait(),
+                Ok(None) => {}
+                Err(err) => {
+                    return Err(Failure::failed(format!("waiting for `{}`: {err}", argv[0])))
+                }
+            }
+            if let Some(limit) = ctx.timeout {
+                if started.elapsed() >= limit {
+                    for pid in handle.pids() {
+                        kill_group(pid);
+                    }
+                    let _ = handle.wait();
+                    return Err(Failure::TimedOut(limit));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        .map_err(|err| Failure::failed(format!("waiting for `{}`: {err}", argv[0])))?;
+
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let code = output.status.code();
+        let mut out = Outputs::new();
+        out.insert("stdout".into(), stdout.clone().into());
+        out.insert("stderr".into(), stderr.clone().into());
+        out.insert("code".into(), code.into());
+        match code {
+            Some(c) if self.ok_codes.contains(&c) => Ok(out),
+            Some(c) => Err(Failure::failed(format!(
+                "`{}` exited with code {c}{}",
+                argv[0],
+                last_line(&stderr)
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
+            ))),
+            None => Err(Failure::failed(format!(
+                "`{}` was killed by a signal",
+                argv[0]
+            ))),
+        }
+    }
+}
+
+fn last_line(s: &str) -> Option<&str> {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::trim)
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) takes plain integers; a negative pid names the
+        // process group we created for this child, and nothing else.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}

@@ -1,0 +1,675 @@
+//! Turns a playbook file into a [`Plan`], or into every problem that stops
+//! it from being one. Everything that can be known before running is
+//! checked here: includes and their cycles, unique ids, known actions and
+//! their arguments, templates that compile, and every variable and step a
+//! template reads. Nothing runs until this has passed.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value as Json};
+
+use crate::action::{self, Call};
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics, Span};
+use crate::node::{Key, Node, Value};
+use crate::plan::{self, Body, Plan, PlanCheck, PlanStep, Scope};
+use crate::playbook::{self, Check, CheckKind, Located, Playbook, Step, StepBody};
+use crate::template::{CompileError, TValue, Templates};
+
+/// Names a template may read besides the playbook's variables.
+const RUN: &str = "run";
+const STEPS: &str = "steps";
+const RESULT: &str = "result";
+/// Prefix of environment variables that hold secret variables.
+pub const SECRET_ENV_PREFIX: &str = "RUNBOOK_SECRET_";
+
+#[derive(Debug, Default)]
+pub struct Options {
+    /// `--var KEY=VALUE`, in the order given.
+    pub vars: Vec<(String, String)>,
+    /// Whether required variables must have values (a run) or not (`check`).
+    pub require_values: bool,
+}
+
+pub fn analyze(path: &Path, options: &Options) -> Result<Plan, Diagnostics> {
+    let top = playbook::load(path)?;
+    let secret_env = secret_env_vars();
+    let mut a = Analyzer {
+        templates: Templates::new(),
+        scopes: Vec::new(),
+        secrets: secret_env.iter().map(|(_, v)| v.clone()).collect(),
+        secret_env,
+        diagnostics: Diagnostics::default(),
+        options,
+        cli_used: HashSet::new(),
+        declared: BTreeSet::new(),
+        stack: vec![canonical(path)],
+    };
+    let scope = a.scope(&top, &Map::new(), None);
+    let (steps, always) = a.playbook_steps(&top, scope, "");
+    a.check_cli_vars();
+    if !a.diagnostics.is_empty() {
+        return Err(a.diagnostics);
+    }
+    let name = top.name.as_ref().map_or_else(
+        || {
+            path.file_stem().map_or_else(
+                || "playbook".to_owned(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        },
+        |n| n.value.clone(),
+    );
+    let mut secrets = a.secrets;
+    secrets.retain(|s| !s.is_empty());
+    Ok(Plan {
+        name,
+        description: top.description.clone(),
+        file: path.to_path_buf(),
+        steps,
+        always,
+        templates: a.templates,
+        scopes: a.scopes,
+        secrets,
+    })
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `RUNBOOK_SECRET_SMTP_PASSWORD=…` is the secret variable `smtp_password`.
+fn secret_env_vars() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(SECRET_ENV_PREFIX)
+                .filter(|name| !name.is_empty())
+                .map(|name| (name.to_ascii_lowercase(), v))
+        })
+        .collect()
+}
+
+struct Analyzer<'o> {
+    templates: Templates,
+    scopes: Vec<Scope>,
+    secret_env: Vec<(String, String)>,
+    secrets: Vec<String>,
+    diagnostics: Diagnostics,
+    options: &'o Options,
+    cli_used: HashSet<String>,
+    declared: BTreeSet<String>,
+    /// The include chain being analyzed, for cycle detection.
+    stack: Vec<PathBuf>,
+}
+
+/// What an include passes down: its `vars:` and the scope they are rendered in.
+struct Passed<'p> {
+    vars: &'p [(Key, Node)],
+    parent: usize,
+    file: &'p Playbook,
+}
+
+impl Analyzer<'_> {
+    fn error(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+
+    /// Resolves a playbook's variables into a new scope. Precedence, highest
+    /// first: the include's `vars:`, `--var`, secret environment variables,
+    /// the including playbook's value of the same name, the default.
+    fn scope(
+        &mut self,
+        pb: &Playbook,
+        inherited: &Map<String, Json>,
+        passed: Option<Passed<'_>>,
+    ) -> usize {
+        let mut vars = Map::new();
+        if let Some(p) = &passed {
+            for (key, _) in p.vars {
+                if !pb.vars.iter().any(|d| d.name.value == key.name) {
+                    let span = Span::new(&p.file.file, key.pos.line, key.pos.column);
+                    let names: Vec<&str> = pb.vars.iter().map(|d| d.name.value.as_str()).collect();
+                    let d = Diagnostic::at(
+                        &span,
+                        format!(
+                            "{} declares no variable `{}`",
+                            pb.file.path.display(),
+                            key.name
+                        ),
+                    )
+                    .suggest(&key.name, names);
+                    self.error(d);
+                }
+            }
+        }
+        for decl in &pb.vars {
+            let name = decl.name.value.clone();
+            self.declared.insert(name.clone());
+            if [RUN, STEPS, RESULT].contains(&name.as_str()) {
+                self.error(Diagnostic::at(
+                    &decl.name.span,
+                    format!("`{name}` is reserved and cannot be a variable name"),
+                ));
+                continue;
+            }
+            let from_include = passed.as_ref().and_then(|p| {
+                p.vars
+                    .iter()
+                    .find(|(k, _)| k.name == name)
+                    .map(|(_, v)| (p, v))
+            });
+            let from_cli = self
+                .options
+                .vars
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone());
+            let from_env = self
+                .secret_env
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone());
+            let value = if let Some((p, node)) = from_include {
+                let ctx = &self.scopes[p.parent].vars.clone();
+                self.value(node, ctx, &p.file.file)
+            } else if let Some(v) = from_cli {
+                self.cli_used.insert(name.clone());
+                Some(Json::String(v))
+            } else if let Some(v) = from_env {
+                Some(Json::String(v))
+            } else if let Some(v) = inherited.get(&name) {
+                Some(v.clone())
+            } else if let Some(default) = &decl.default {
+                self.value(default, &vars, &pb.file)
+            } else if decl.required {
+                if self.options.require_values {
+                    let mut d = Diagnostic::at(
+                        &decl.name.span,
+                        format!("variable `{name}` is required but has no value"),
+                    )
+                    .help(format!("pass it with `--var {name}=VALUE`"));
+                    if let Some(desc) = &decl.description {
+                        d = d.help(format!("pass it with `--var {name}=VALUE` ({desc})"));
+                    }
+                    self.error(d);
+                }
+                Some(Json::String(format!("<{name}>")))
+            } else {
+                Some(Json::Null)
+            };
+            let Some(value) = value else { continue };
+            if !decl.choices.is_empty() {
+                let text = match &value {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if !decl.choices.contains(&text) && !(decl.required && !self.options.require_values)
+                {
+                    let d = Diagnostic::at(
+                        &decl.name.span,
+                        format!(
+                            "variable `{name}` is `{text}`, which is not one of: {}",
+                            decl.choices.join(", ")
+                        ),
+                    )
+                    .suggest(&text, decl.choices.iter().map(String::as_str));
+                    self.error(d);
+                }
+            }
+            if decl.secret || from_env_is_secret(&self.secret_env, &name) {
+                if let Json::String(s) = &value {
+                    self.secrets.push(s.clone());
+                }
+            }
+            vars.insert(name, value);
+        }
+        self.scopes.push(Scope { vars });
+        self.scopes.len() - 1
+    }
+
+    /// Renders a variable's value (a template over the variables before it) now, at plan time.
+    fn value(
+        &mut self,
+        node: &Node,
+        ctx: &Map<String, Json>,
+        file: &std::sync::Arc<crate::diagnostic::SourceFile>,
+    ) -> Option<Json> {
+        let span = Span::new(file, node.pos.line, node.pos.column);
+        let (tvalue, used) = match self.templates.compile(node) {
+            Ok(t) => t,
+            Err(err) => {
+                self.template_error(&span, &err);
+                return None;
+            }
+        };
+        let mut ok = true;
+        for path in &used {
+            let root = path.split('.').next().unwrap_or(path);
+            if !ctx.contains_key(root) {
+                let d = Diagnostic::at(&span, format!("undefined variable `{root}`"))
+                    .suggest(root, ctx.keys().map(String::as_str))
+                    .help(format!("a variable's value may use only variables declared before it; declare `{root}` in `vars` above this one"));
+                self.error(d);
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let context = minijinja::Value::from(minijinja::value::Serde(ctx));
+        match self.templates.render(&tvalue, &context) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                self.error(Diagnostic::at(&span, crate::template::render_error(&err)));
+                None
+            }
+        }
+    }
+
+    fn template_error(&mut self, span: &Span, err: &CompileError) {
+        let mut span = span.clone();
+        if let Some(line) = err.line {
+            span.line += line.saturating_sub(1);
+        }
+        self.error(Diagnostic::at(
+            &span,
+            format!("invalid template: {}", err.message),
+        ));
+    }
+
+    /// A playbook's `steps` and `always`, with ids prefixed by the including step's.
+    fn playbook_steps(
+        &mut self,
+        pb: &Playbook,
+        scope: usize,
+        prefix: &str,
+    ) -> (Vec<PlanStep>, Vec<PlanStep>) {
+        let ids = local_ids(pb);
+        let mut seen: HashSet<String> = HashSet::new();
+        self.check_unique(&pb.steps, &mut seen);
+        self.check_unique(&pb.always, &mut seen);
+        let mut plan = |steps: &[Step]| -> Vec<PlanStep> {
+            steps
+                .iter()
+                .filter_map(|s| self.step(s, scope, prefix, pb, &ids))
+                .collect()
+        };
+        (plan(&pb.steps), plan(&pb.always))
+    }
+
+    fn check_unique(&mut self, steps: &[Step], seen: &mut HashSet<String>) {
+        for s in steps {
+            if !seen.insert(s.id.value.clone()) {
+                self.error(
+                    Diagnostic::at(&s.id.span, format!("duplicate step id `{}`", s.id.value))
+                        .help("step ids must be unique within a playbook, fallbacks included"),
+                );
+            }
+            self.check_unique(&s.fallback, seen);
+        }
+    }
+
+    fn step(
+        &mut self,
+        step: &Step,
+        scope: usize,
+        prefix: &str,
+        pb: &Playbook,
+        ids: &[String],
+    ) -> Option<PlanStep> {
+        let id = format!("{prefix}{}", step.id.value);
+        let ctx = Ctx {
+            scope,
+            ids,
+            extra: &[],
+        };
+        let when = step
+            .when
+            .as_ref()
+            .and_then(|w| self.expression(w, &ctx).then(|| w.value.clone()));
+        let require = self.checks(&step.require, &ctx);
+        let verify = self.checks(&step.verify, &ctx);
+        let skip_if = self.checks(&step.skip_if, &ctx);
+        let confirm = step.confirm.as_ref().and_then(|c| {
+            let node = Node {
+                pos: crate::node::Pos {
+                    line: c.span.line,
+                    column: c.span.column,
+                },
+                value: Value::Str(c.value.clone()),
+            };
+            self.tvalue(&node, &c.span, &ctx)
+        });
+        let fallback = step
+            .fallback
+            .iter()
+            .filter_map(|f| self.step(f, scope, prefix, pb, ids))
+            .collect::<Vec<_>>();
+        let body = match &step.body {
+            StepBody::Action { action, with } => self
+                .action(action, with.as_ref(), &step.span, &ctx, false)
+                .map(|(args, mutates)| Body::Action {
+                    action: action.value.clone(),
+                    args,
+                    mutates,
+                }),
+            StepBody::Include { playbook, vars } => self.include(playbook, vars, scope, &id, pb),
+        };
+        Some(PlanStep {
+            name: step.name.clone().unwrap_or_else(|| step.id.value.clone()),
+            id,
+            local_id: step.id.value.clone(),
+            span: step.span.clone(),
+            scope,
+            body: body?,
+            when,
+            require,
+            verify,
+            skip_if,
+            fallback,
+            retries: step.retries,
+            retry_delay: step.retry_delay,
+            timeout: step.timeout,
+            confirm,
+        })
+    }
+
+    fn include(
+        &mut self,
+        target: &Located<String>,
+        vars: &[(Key, Node)],
+        scope: usize,
+        id: &str,
+        pb: &Playbook,
+    ) -> Option<Body> {
+        let base = pb.file.path.parent().unwrap_or_else(|| Path::new(""));
+        let path = base.join(&target.value);
+        let canon = canonical(&path);
+        if let Some(start) = self.stack.iter().position(|p| *p == canon) {
+            let chain: Vec<String> = self.stack[start..]
+                .iter()
+                .chain(std::iter::once(&canon))
+                .map(|p| {
+                    p.file_name().map_or_else(
+                        || p.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            self.error(
+                Diagnostic::at(
+                    &target.span,
+                    format!("include cycle: {}", chain.join(" → ")),
+                )
+                .help("a playbook cannot include itself, directly or through others"),
+            );
+            return None;
+        }
+        if !path.is_file() {
+            self.error(
+                Diagnostic::at(
+                    &target.span,
+                    format!("included playbook {} does not exist", path.display()),
+                )
+                .help("include paths are relative to the including playbook's directory"),
+            );
+            return None;
+        }
+        let child = match playbook::load(&path) {
+            Ok(c) => c,
+            Err(d) => {
+                self.diagnostics.extend(d);
+                return None;
+            }
+        };
+        self.stack.push(canon);
+        let inherited = self.scopes[scope].vars.clone();
+        let child_scope = self.scope(
+            &child,
+            &inherited,
+            Some(Passed {
+                vars,
+                parent: scope,
+                file: pb,
+            }),
+        );
+        let prefix = format!("{id}.");
+        let (steps, always) = self.playbook_steps(&child, child_scope, &prefix);
+        self.stack.pop();
+        Some(Body::Include {
+            file: path,
+            scope: child_scope,
+            steps,
+            always,
+        })
+    }
+
+    /// Checks an action's name and arguments; returns its compiled arguments and whether it mutates.
+    fn action(
+        &mut self,
+        action: &Located<String>,
+        with: Option<&Node>,
+        step_span: &Span,
+        ctx: &Ctx<'_>,
+        check: bool,
+    ) -> Option<(TValue, bool)> {
+        if !action::NAMES.contains(&action.value.as_str()) {
+            let d = Diagnostic::at(&action.span, format!("unknown action `{}`", action.value))
+                .suggest(&action.value, action::NAMES.iter().copied());
+            let d = if d.help.is_none() {
+                d.help(format!("the actions are: {}", action::NAMES.join(", ")))
+            } else {
+                d
+            };
+            self.error(d);
+            return None;
+        }
+        let with_span = with.map_or_else(
+            || step_span.clone(),
+            |w| Span::new(&step_span.file, w.pos.line, w.pos.column),
+        );
+        let empty = Node {
+            pos: crate::node::Pos::default(),
+            value: Value::Null,
+        };
+        let node = with.unwrap_or(&empty);
+        let args = self.tvalue(node, &with_span, ctx)?;
+        // The arguments' shape is checked on their unrendered form; a template
+        // standing where a number or list belongs can only be checked at run time.
+        let mutates = match Call::new(&action.value, node.to_json()) {
+            Ok(call) => {
+                let a = call.action();
+                for expr in a.expressions() {
+                    let located = Located {
+                        value: expr.to_owned(),
+                        span: with_span.clone(),
+                    };
+                    self.expression(&located, ctx);
+                }
+                a.mutates()
+            }
+            Err(err) => {
+                let (bad, key) = node.find(&err.path);
+                let is_template = matches!(&bad.value, Value::Str(s) if s.contains("{{"));
+                if !is_template {
+                    let pos = if err.message.starts_with("unknown field") {
+                        key.map_or(bad.pos, |k| k.pos)
+                    } else {
+                        bad.pos
+                    };
+                    let span = if with.is_some() {
+                        Span::new(&step_span.file, pos.line, pos.column)
+                    } else {
+                        step_span.clone()
+                    };
+                    self.error(
+                        Diagnostic::at(
+                            &span,
+                            format!("invalid arguments for `{}`: {}", action.value, err.message),
+                        )
+                        .help("docs/actions.md lists every action's arguments"),
+                    );
+                    return None;
+                }
+                true
+            }
+        };
+        if check && mutates {
+            self.error(
+                Diagnostic::at(&action.span, format!("`{}` can change things, so it cannot be a check", action.value))
+                    .help("checks run only read-only actions (sqlite.query, assert, shell with read_only: true)"),
+            );
+            return None;
+        }
+        Some((args, mutates))
+    }
+
+    fn checks(&mut self, checks: &[Check], ctx: &Ctx<'_>) -> Vec<PlanCheck> {
+        checks.iter().filter_map(|c| self.check(c, ctx)).collect()
+    }
+
+    fn check(&mut self, check: &Check, ctx: &Ctx<'_>) -> Option<PlanCheck> {
+        match &check.kind {
+            CheckKind::That(that) => {
+                let ok = self.expression(that, ctx);
+                ok.then(|| PlanCheck {
+                    name: check.name.clone().unwrap_or_else(|| that.value.clone()),
+                    kind: plan::CheckKind::That(that.value.clone()),
+                })
+            }
+            CheckKind::Action {
+                action,
+                with,
+                expect,
+            } => {
+                let (args, _) = self.action(action, with.as_ref(), &check.span, ctx, true)?;
+                let expect_ok = expect.as_ref().is_none_or(|e| {
+                    let with_result = Ctx {
+                        scope: ctx.scope,
+                        ids: ctx.ids,
+                        extra: &[RESULT],
+                    };
+                    self.expression(e, &with_result)
+                });
+                expect_ok.then(|| PlanCheck {
+                    name: check.name.clone().unwrap_or_else(|| match expect {
+                        Some(e) => format!("{}: {}", action.value, e.value),
+                        None => action.value.clone(),
+                    }),
+                    kind: plan::CheckKind::Action {
+                        action: action.value.clone(),
+                        args,
+                        expect: expect.as_ref().map(|e| e.value.clone()),
+                    },
+                })
+            }
+        }
+    }
+
+    fn expression(&mut self, expr: &Located<String>, ctx: &Ctx<'_>) -> bool {
+        match self.templates.expression_variables(&expr.value) {
+            Ok(used) => self.check_names(&used, &expr.span, ctx),
+            Err(err) => {
+                self.template_error(&expr.span, &err);
+                false
+            }
+        }
+    }
+
+    fn tvalue(&mut self, node: &Node, span: &Span, ctx: &Ctx<'_>) -> Option<TValue> {
+        match self.templates.compile(node) {
+            Ok((t, used)) => self.check_names(&used, span, ctx).then_some(t),
+            Err(err) => {
+                self.template_error(span, &err);
+                None
+            }
+        }
+    }
+
+    /// Every name a template reads must be a variable of its scope, `run`, or an existing step.
+    fn check_names(&mut self, used: &BTreeSet<String>, span: &Span, ctx: &Ctx<'_>) -> bool {
+        let mut ok = true;
+        let vars = &self.scopes[ctx.scope].vars;
+        let mut problems = Vec::new();
+        for path in used {
+            let mut parts = path.split('.');
+            let root = parts.next().unwrap_or(path);
+            if root == STEPS {
+                if let Some(step) = parts.next() {
+                    if !ctx.ids.iter().any(|id| id == step) {
+                        problems.push(
+                            Diagnostic::at(span, format!("no step `{step}` in this playbook"))
+                                .suggest(step, ctx.ids.iter().map(String::as_str)),
+                        );
+                    }
+                }
+            } else if root != RUN && !vars.contains_key(root) && !ctx.extra.contains(&root) {
+                let candidates: Vec<&str> = vars
+                    .keys()
+                    .map(String::as_str)
+                    .chain([RUN, STEPS])
+                    .chain(ctx.extra.iter().copied())
+                    .collect();
+                let d = Diagnostic::at(span, format!("undefined variable `{root}`"))
+                    .suggest(root, candidates);
+                let d = if d.help.is_none() {
+                    d.help(format!(
+                        "declare `{root}` under `vars`, or pass it with --var {root}=VALUE"
+                    ))
+                } else {
+                    d
+                };
+                problems.push(d);
+            }
+        }
+        for d in problems {
+            ok = false;
+            self.error(d);
+        }
+        ok
+    }
+
+    fn check_cli_vars(&mut self) {
+        for (name, _) in &self.options.vars {
+            if !self.cli_used.contains(name) && !self.declared.contains(name) {
+                let mut d = Diagnostic::bare(format!(
+                    "--var {name}: no playbook here declares a variable `{name}`"
+                ));
+                d = match did_you_mean(name, self.declared.iter().map(String::as_str)) {
+                    Some(best) => d.help(format!("did you mean `{best}`?")),
+                    None => d.help(format!(
+                        "the variables are: {}",
+                        self.declared.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                };
+                self.diagnostics.push(d);
+            }
+        }
+    }
+}
+
+fn from_env_is_secret(env: &[(String, String)], name: &str) -> bool {
+    env.iter().any(|(k, _)| k == name)
+}
+
+/// Where a template is checked: its scope, the step ids it may name, and extra locals.
+struct Ctx<'a> {
+    scope: usize,
+    ids: &'a [String],
+    extra: &'a [&'a str],
+}
+
+/// Every step id written in one playbook file, fallbacks included.
+fn local_ids(pb: &Playbook) -> Vec<String> {
+    fn walk(steps: &[Step], out: &mut Vec<String>) {
+        for s in steps {
+            out.push(s.id.value.clone());
+            walk(&s.fallback, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&pb.steps, &mut out);
+    walk(&pb.always, &mut out);
+    out
+}

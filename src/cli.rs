@@ -1,0 +1,74 @@
+//! The command line, as clap types. Parsing only; `lib.rs` acts on it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runbook",
+    version,
+    about = "Runs declarative YAML runbooks: ordered steps with checks, fallbacks and a journal"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Execute a playbook
+    Run(RunArgs),
+    /// Parse and validate playbooks; execute nothing
+    Check {
+        /// Playbook files to check
+        #[arg(required = true, value_name = "PLAYBOOK")]
+        playbooks: Vec<PathBuf>,
+    },
+    /// List playbooks with their descriptions
+    List {
+        /// Directory to list
+        #[arg(default_value = "playbooks", value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The playbook file
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: PathBuf,
+    /// Set a variable (repeatable); the value is taken literally, never as a template
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Change nothing: run read-only checks, describe every other step
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Confirm manual steps in advance
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print one JSON event per line instead of the human view
+    #[arg(long)]
+    pub json: bool,
+    /// Where run directories are created
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "RUNBOOK_RUNS",
+        default_value = ".runbook/runs"
+    )]
+    pub runs: PathBuf,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE (e.g. --var severity=critical)"))?;
+    let k = k.trim();
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "`{k}` is not a variable name (letters, digits and _)"
+        ));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}

@@ -1,0 +1,181 @@
+//! What happens during a run, as typed events. The executor emits them;
+//! the terminal view, `--json`, the journal and the report consume them.
+//! The journal is these events, one JSON object per line, so a report can
+//! be rebuilt from it alone.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+/// Version of the event format, written in `run_started`.
+pub const FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        format: u32,
+        at: String,
+        playbook: String,
+        file: String,
+        dry_run: bool,
+        run_dir: Option<String>,
+        vars: Map<String, Json>,
+    },
+    StepStarted {
+        at: String,
+        step: String,
+        name: String,
+    },
+    CheckFinished {
+        at: String,
+        step: String,
+        phase: Phase,
+        check: String,
+        passed: bool,
+        detail: Option<String>,
+    },
+    AttemptFailed {
+        at: String,
+        step: String,
+        attempt: u32,
+        of: u32,
+        error: String,
+        retry_in_ms: u64,
+    },
+    FallbackStarted {
+        at: String,
+        step: String,
+        fallback: String,
+    },
+    StepFinished {
+        at: String,
+        step: String,
+        name: String,
+        status: Status,
+        duration_ms: u64,
+        /// Why it was skipped or failed, or what it would do (dry run).
+        detail: Option<String>,
+        recovered_by: Option<String>,
+        outputs: Map<String, Json>,
+    },
+    RunFinished {
+        at: String,
+        status: RunStatus,
+        duration_ms: u64,
+        failed_step: Option<String>,
+        error: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    SkipIf,
+    Require,
+    Verify,
+}
+
+impl Phase {
+    pub fn key(self) -> &'static str {
+        match self {
+            Phase::SkipIf => "skip_if",
+            Phase::Require => "require",
+            Phase::Verify => "verify",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Skipped,
+    Failed,
+    /// Failed, then a fallback succeeded in its place.
+    Recovered,
+    /// Dry run: would run (a mutating action, described, not executed).
+    WouldRun,
+    /// Dry run: a check already known to fail.
+    WouldFail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::Recovered => "recovered",
+            Status::WouldRun => "would run",
+            Status::WouldFail => "would fail",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    /// An operator declined a manual step.
+    Aborted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Aborted => "aborted",
+        }
+    }
+}
+
+impl Event {
+    /// Replaces every secret value by `***`, wherever in the event it appears.
+    #[must_use]
+    pub fn redacted(&self, secrets: &[String]) -> Event {
+        if secrets.is_empty() {
+            return self.clone();
+        }
+        let Ok(mut json) = serde_json::to_value(self) else {
+            return self.clone();
+        };
+        redact(&mut json, secrets);
+        serde_json::from_value(json).unwrap_or_else(|_| self.clone())
+    }
+}
+
+pub fn redact(v: &mut Json, secrets: &[String]) {
+    match v {
+        Json::String(s) => {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), "***");
+                }
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(|i| redact(i, secrets)),
+        Json::Object(map) => map.values_mut().for_each(|i| redact(i, secrets)),
+        _ => {}
+    }
+}
+
+/// Now, in UTC, as RFC 3339 with milliseconds.
+pub fn now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    now.format(&format).unwrap_or_else(|_| now.to_string())
+}
+
+/// Anything that consumes events: the journal, the report, a view.
+pub trait Sink {
+    fn event(&mut self, event: &Event) -> std::io::Result<()>;
+
+    /// Called once after the last event.
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,651 @@
+//! Runs a [`Plan`]: steps in order, each with its `when`, `skip_if`,
+//! `require`, confirmation, action, `verify`, retries, timeout and
+//! fallbacks; then the `always` steps, whatever happened. It emits events
+//! and prints nothing itself. In a dry run, read-only actions and checks run
+//! for real and mutating actions are only described.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value as Json};
+
+use crate::action::{self, confirm, Call, Failure};
+use crate::event::{self, Event, Phase, RunStatus, Sink, Status};
+use crate::plan::{Body, CheckKind, Plan, PlanCheck, PlanStep};
+use crate::template::{render_error, TValue};
+
+#[derive(Debug, Default)]
+pub struct Options {
+    pub dry_run: bool,
+    /// `--yes`: confirm manual steps in advance.
+    pub yes: bool,
+    pub run_dir: Option<PathBuf>,
+}
+
+/// How a run ended, and the first problem a sink had, if any.
+pub struct Outcome {
+    pub status: RunStatus,
+    pub sink_error: Option<std::io::Error>,
+}
+
+pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> Outcome {
+    let mut ex = Executor {
+        plan,
+        options,
+        sinks,
+        outputs: vec![Map::new(); plan.scopes.len()],
+        run: Map::new(),
+        sink_error: None,
+    };
+    ex.run()
+}
+
+enum StepResult {
+    Done,
+    Failed(String),
+    /// The operator said no: stop, no fallback.
+    Declined(String),
+}
+
+enum CheckResult {
+    Passed,
+    NotPassed(String),
+    /// Dry run: depends on what earlier steps will produce.
+    Unknown(String),
+}
+
+struct Executor<'a, 's> {
+    plan: &'a Plan,
+    options: &'a Options,
+    sinks: &'a mut [&'s mut dyn Sink],
+    /// Per scope: each finished step's record (status and outputs), by local id.
+    outputs: Vec<Map<String, Json>>,
+    /// The `run` record templates see.
+    run: Map<String, Json>,
+    sink_error: Option<std::io::Error>,
+}
+
+impl Executor<'_, '_> {
+    fn emit(&mut self, event: &Event) {
+        let event = event.redacted(&self.plan.secrets);
+        for sink in self.sinks.iter_mut() {
+            if let Err(err) = sink.event(&event) {
+                self.sink_error.get_or_insert(err);
+            }
+        }
+    }
+
+    fn run(&mut self) -> Outcome {
+        let started = Instant::now();
+        let started_at = event::now();
+        self.run
+            .insert("playbook".into(), self.plan.name.clone().into());
+        self.run
+            .insert("started_at".into(), started_at.clone().into());
+        self.run
+            .insert("dry_run".into(), self.options.dry_run.into());
+        self.run.insert("status".into(), "running".into());
+        self.run.insert("failed_step".into(), Json::Null);
+        self.run.insert("error".into(), Json::Null);
+        self.run.insert(
+            "dir".into(),
+            self.options
+                .run_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .into(),
+        );
+        self.emit(&Event::RunStarted {
+            format: event::FORMAT,
+            at: started_at,
+            playbook: self.plan.name.clone(),
+            file: self.plan.file.display().to_string(),
+            dry_run: self.options.dry_run,
+            run_dir: self
+                .options
+                .run_dir
+                .as_ref()
+                .map(|d| d.display().to_string()),
+            vars: self
+                .plan
+                .scopes
+                .first()
+                .map(|s| s.vars.clone())
+                .unwrap_or_default(),
+        });
+
+        let mut status = RunStatus::Succeeded;
+        let mut failed_step = None;
+        let mut error = None;
+        for step in &self.plan.steps {
+            match self.step(step) {
+                StepResult::Done => {}
+                StepResult::Failed(err) => {
+                    status = RunStatus::Failed;
+                    failed_step = Some(step.id.clone());
+                    error = Some(err);
+                    break;
+                }
+                StepResult::Declined(err) => {
+                    status = RunStatus::Aborted;
+                    failed_step = Some(step.id.clone());
+                    error = Some(err);
+                    break;
+                }
+            }
+        }
+        self.run.insert("status".into(), status.as_str().into());
+        self.run
+            .insert("failed_step".into(), failed_step.clone().into());
+        self.run.insert("error".into(), error.clone().into());
+        for step in &self.plan.always {
+            let result = self.step(step);
+            if let (StepResult::Failed(err) | StepResult::Declined(err), RunStatus::Succeeded) =
+                (result, status)
+            {
+                status = RunStatus::Failed;
+                failed_step = Some(step.id.clone());
+                error = Some(err);
+            }
+        }
+        self.emit(&Event::RunFinished {
+            at: event::now(),
+            status,
+            duration_ms: millis(started.elapsed()),
+            failed_step,
+            error,
+        });
+        for sink in self.sinks.iter_mut() {
+            if let Err(err) = sink.finish() {
+                self.sink_error.get_or_insert(err);
+            }
+        }
+        Outcome {
+            status,
+            sink_error: self.sink_error.take(),
+        }
+    }
+
+    /// The template context of a scope: its variables, `run`, and `steps`.
+    fn context(&self, scope: usize, result: Option<&Json>) -> minijinja::Value {
+        let mut ctx = self.plan.scopes[scope].vars.clone();
+        ctx.insert("run".into(), Json::Object(self.run.clone()));
+        ctx.insert("steps".into(), Json::Object(self.outputs[scope].clone()));
+        if let Some(r) = result {
+            ctx.insert("result".into(), r.clone());
+        }
+        minijinja::Value::from(minijinja::value::Serde(&ctx))
+    }
+
+    fn record(&mut self, step: &PlanStep, status: Status, extra: &Map<String, Json>) {
+        let mut rec = extra.clone();
+        rec.insert("status".into(), status_key(status).into());
+        self.outputs[step.scope].insert(step.local_id.clone(), Json::Object(rec));
+    }
+
+    /// A step and, if it fails, its fallbacks in order.
+    fn step(&mut self, step: &PlanStep) -> StepResult {
+        let started = Instant::now();
+        self.emit(&Event::StepStarted {
+            at: event::now(),
+            step: step.id.clone(),
+            name: step.name.clone(),
+        });
+        let (status, result, detail, outputs) = self.attempt(step);
+        let StepResult::Failed(err) = result else {
+            self.finish(step, status, started, detail, None, &outputs);
+            return result;
+        };
+        let mut last = err.clone();
+        for fallback in &step.fallback {
+            self.emit(&Event::FallbackStarted {
+                at: event::now(),
+                step: step.id.clone(),
+                fallback: fallback.id.clone(),
+            });
+            match self.step(fallback) {
+                StepResult::Done => {
+                    let mut outputs = outputs;
+                    outputs.insert("recovered_by".into(), fallback.local_id.clone().into());
+                    outputs.insert("error".into(), err.clone().into());
+                    let status = if self.options.dry_run {
+                        status
+                    } else {
+                        Status::Recovered
+                    };
+                    self.finish(
+                        step,
+                        status,
+                        started,
+                        Some(err),
+                        Some(fallback.id.clone()),
+                        &outputs,
+                    );
+                    return StepResult::Done;
+                }
+                StepResult::Failed(e) => last = e,
+                declined @ StepResult::Declined(_) => {
+                    self.finish(step, Status::Failed, started, Some(err), None, &outputs);
+                    return declined;
+                }
+            }
+        }
+        let mut outputs = outputs;
+        outputs.insert("error".into(), err.clone().into());
+        let message = if step.fallback.is_empty() {
+            err.clone()
+        } else {
+            format!("{err}; every fallback failed too (last: {last})")
+        };
+        self.finish(step, status, started, Some(err), None, &outputs);
+        StepResult::Failed(message)
+    }
+
+    fn finish(
+        &mut self,
+        step: &PlanStep,
+        status: Status,
+        started: Instant,
+        detail: Option<String>,
+        recovered_by: Option<String>,
+        outputs: &Map<String, Json>,
+    ) {
+        self.record(step, status, outputs);
+        self.emit(&Event::StepFinished {
+            at: event::now(),
+            step: step.id.clone(),
+            name: step.name.clone(),
+            status,
+            duration_ms: millis(started.elapsed()),
+            detail,
+            recovered_by,
+            outputs: outputs.clone(),
+        });
+    }
+
+    /// The step itself, without fallbacks: (status, result, detail, outputs).
+    fn attempt(
+        &mut self,
+        step: &PlanStep,
+    ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
+        let dry = self.options.dry_run;
+        let none = Map::new;
+        let failed = |msg: String| {
+            let status = if dry {
+                Status::WouldFail
+            } else {
+                Status::Failed
+            };
+            (
+                status,
+                StepResult::Failed(msg.clone()),
+                Some(msg),
+                Map::new(),
+            )
+        };
+
+        if let Some(when) = &step.when {
+            match self
+                .plan
+                .templates
+                .test(when, &self.context(step.scope, None))
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    return (
+                        Status::Skipped,
+                        StepResult::Done,
+                        Some(format!("when: `{when}` is false")),
+                        none(),
+                    )
+                }
+                Err(err) if dry => {
+                    let _ = err; // decided at run time; the dry run assumes it runs
+                }
+                Err(err) => return failed(format!("when: {}", render_error(&err))),
+            }
+        }
+
+        if !step.skip_if.is_empty() {
+            let mut all = true;
+            for check in &step.skip_if {
+                if !matches!(self.check(step, Phase::SkipIf, check), CheckResult::Passed) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return (
+                    Status::Skipped,
+                    StepResult::Done,
+                    Some("skip_if: already done".into()),
+                    none(),
+                );
+            }
+        }
+
+        for check in &step.require {
+            match self.check(step, Phase::Require, check) {
+                CheckResult::Passed | CheckResult::Unknown(_) => {}
+                CheckResult::NotPassed(detail) => {
+                    return failed(format!("require failed: {}: {detail}", check.name));
+                }
+            }
+        }
+
+        match &step.body {
+            Body::Include {
+                scope,
+                steps,
+                always,
+                ..
+            } => self.include(step, *scope, steps, always),
+            Body::Action {
+                action,
+                args,
+                mutates,
+            } => {
+                if dry && *mutates {
+                    return self.describe(step, action, args);
+                }
+                if let Some(question) = &step.confirm {
+                    let question = match self
+                        .plan
+                        .templates
+                        .render(question, &self.context(step.scope, None))
+                    {
+                        Ok(Json::String(s)) => s,
+                        Ok(other) => other.to_string(),
+                        Err(err) => return failed(format!("confirm: {}", render_error(&err))),
+                    };
+                    match confirm::ask(&question, self.options.yes) {
+                        Ok(()) => {}
+                        Err(Failure::Declined(msg)) => {
+                            return (
+                                Status::Failed,
+                                StepResult::Declined(msg.clone()),
+                                Some(msg),
+                                none(),
+                            )
+                        }
+                        Err(other) => return failed(other.to_string()),
+                    }
+                }
+                self.attempts(step, action, args)
+            }
+        }
+    }
+
+    /// Runs the action (and its `verify`) up to `retries + 1` times.
+    fn attempts(
+        &mut self,
+        step: &PlanStep,
+        action: &str,
+        args: &TValue,
+    ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
+        let total = step.retries + 1;
+        let mut attempt = 1;
+        loop {
+            let (result, outputs) = self.run_action(step, action, args);
+            let result = match result {
+                Ok(()) => self.verify(step, &outputs),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return (Status::Ok, StepResult::Done, None, outputs),
+                Err(Failure::Declined(msg)) => {
+                    return (
+                        Status::Failed,
+                        StepResult::Declined(msg.clone()),
+                        Some(msg),
+                        outputs,
+                    )
+                }
+                Err(err) if attempt < total => {
+                    self.emit(&Event::AttemptFailed {
+                        at: event::now(),
+                        step: step.id.clone(),
+                        attempt,
+                        of: total,
+                        error: err.to_string(),
+                        retry_in_ms: millis(step.retry_delay),
+                    });
+                    std::thread::sleep(step.retry_delay);
+                    attempt += 1;
+                }
+                Err(err) => {
+                    let msg = if total > 1 {
+                        format!("{err} (after {total} attempts)")
+                    } else {
+                        err.to_string()
+                    };
+                    return (
+                        Status::Failed,
+                        StepResult::Failed(msg.clone()),
+                        Some(msg),
+                        outputs,
+                    );
+                }
+            }
+        }
+    }
+
+    fn run_action(
+        &mut self,
+        step: &PlanStep,
+        action: &str,
+        args: &TValue,
+    ) -> (Result<(), Failure>, Map<String, Json>) {
+        let ctx = self.context(step.scope, None);
+        let call = match self.build(action, args, &ctx) {
+            Ok(c) => c,
+            Err(e) => return (Err(Failure::Failed(e)), Map::new()),
+        };
+        let templates = &self.plan.templates;
+        let eval = |expr: &str| templates.eval(expr, &ctx).map_err(|e| render_error(&e));
+        let actx = action::Context {
+            dry_run: self.options.dry_run,
+            yes: self.options.yes,
+            timeout: step.timeout,
+            run_dir: self.options.run_dir.clone(),
+            eval: &eval,
+        };
+        match call.action().run(&actx) {
+            Ok(outputs) => {
+                // Later checks and steps see this attempt's outputs.
+                self.record(step, Status::Ok, &outputs);
+                (Ok(()), outputs)
+            }
+            Err(err) => (Err(err), Map::new()),
+        }
+    }
+
+    fn build(&self, action: &str, args: &TValue, ctx: &minijinja::Value) -> Result<Call, String> {
+        let with = self
+            .plan
+            .templates
+            .render(args, ctx)
+            .map_err(|e| render_error(&e))?;
+        Call::new(action, with)
+            .map_err(|e| format!("invalid arguments for `{action}`: {}", e.message))
+    }
+
+    fn verify(&mut self, step: &PlanStep, _outputs: &Map<String, Json>) -> Result<(), Failure> {
+        for check in &step.verify {
+            if let CheckResult::NotPassed(detail) = self.check(step, Phase::Verify, check) {
+                return Err(Failure::Failed(format!(
+                    "verify failed: {}: {detail}",
+                    check.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Dry run of a mutating action: what it would do, arguments resolved where they can be.
+    fn describe(
+        &mut self,
+        step: &PlanStep,
+        action: &str,
+        args: &TValue,
+    ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
+        let ctx = self.context(step.scope, None);
+        let mut detail = match self.build(action, args, &ctx) {
+            Ok(call) => format!("would {}", call.action().describe()),
+            Err(err) => {
+                format!("would run `{action}`; its arguments are known only at run time ({err})")
+            }
+        };
+        if let Some(q) = &step.confirm {
+            if let Ok(Json::String(q)) = self.plan.templates.render(q, &ctx) {
+                detail = format!(
+                    "would ask \"{q}\", then {}",
+                    detail.trim_start_matches("would ")
+                );
+            }
+        }
+        (Status::WouldRun, StepResult::Done, Some(detail), Map::new())
+    }
+
+    fn include(
+        &mut self,
+        step: &PlanStep,
+        scope: usize,
+        steps: &[PlanStep],
+        always: &[PlanStep],
+    ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
+        let mut result = StepResult::Done;
+        for s in steps {
+            match self.step(s) {
+                StepResult::Done => {}
+                other => {
+                    result = other;
+                    break;
+                }
+            }
+        }
+        for s in always {
+            let r = self.step(s);
+            if matches!(result, StepResult::Done) && !matches!(r, StepResult::Done) {
+                result = r;
+            }
+        }
+        let mut outputs = Map::new();
+        outputs.insert("steps".into(), Json::Object(self.outputs[scope].clone()));
+        let _ = step;
+        match result {
+            StepResult::Done => (
+                if self.options.dry_run {
+                    Status::WouldRun
+                } else {
+                    Status::Ok
+                },
+                StepResult::Done,
+                None,
+                outputs,
+            ),
+            StepResult::Failed(e) => (
+                Status::Failed,
+                StepResult::Failed(e.clone()),
+                Some(e),
+                outputs,
+            ),
+            StepResult::Declined(e) => (
+                Status::Failed,
+                StepResult::Declined(e.clone()),
+                Some(e),
+                outputs,
+            ),
+        }
+    }
+
+    fn check(&mut self, step: &PlanStep, phase: Phase, check: &PlanCheck) -> CheckResult {
+        let result = self.evaluate(step, check);
+        let (passed, detail) = match &result {
+            CheckResult::Passed => (true, None),
+            CheckResult::NotPassed(d) => (false, Some(d.clone())),
+            CheckResult::Unknown(d) => (false, Some(format!("unknown before the run: {d}"))),
+        };
+        self.emit(&Event::CheckFinished {
+            at: event::now(),
+            step: step.id.clone(),
+            phase,
+            check: check.name.clone(),
+            passed,
+            detail,
+        });
+        result
+    }
+
+    fn evaluate(&self, step: &PlanStep, check: &PlanCheck) -> CheckResult {
+        let ctx = self.context(step.scope, None);
+        let unknown_or_not = |msg: String| {
+            if self.options.dry_run {
+                CheckResult::Unknown(msg)
+            } else {
+                CheckResult::NotPassed(msg)
+            }
+        };
+        match &check.kind {
+            CheckKind::That(expr) => match self.plan.templates.test(expr, &ctx) {
+                Ok(true) => CheckResult::Passed,
+                Ok(false) => CheckResult::NotPassed(format!("`{expr}` is false")),
+                Err(err) => unknown_or_not(render_error(&err)),
+            },
+            CheckKind::Action {
+                action,
+                args,
+                expect,
+            } => {
+                let call = match self.build(action, args, &ctx) {
+                    Ok(c) => c,
+                    Err(err) => return unknown_or_not(err),
+                };
+                let templates = &self.plan.templates;
+                let eval = |expr: &str| templates.eval(expr, &ctx).map_err(|e| render_error(&e));
+                let actx = action::Context {
+                    dry_run: self.options.dry_run,
+                    yes: self.options.yes,
+                    timeout: step.timeout,
+                    run_dir: self.options.run_dir.clone(),
+                    eval: &eval,
+                };
+                let outputs = match call.action().run(&actx) {
+                    Ok(o) => Json::Object(o),
+                    Err(err) => return CheckResult::NotPassed(err.to_string()),
+                };
+                let Some(expect) = expect else {
+                    return CheckResult::Passed;
+                };
+                match templates.test(expect, &self.context(step.scope, Some(&outputs))) {
+                    Ok(true) => CheckResult::Passed,
+                    Ok(false) => CheckResult::NotPassed(format!(
+                        "`{expect}` is false (result: {})",
+                        brief(&outputs)
+                    )),
+                    Err(err) => CheckResult::NotPassed(render_error(&err)),
+                }
+            }
+        }
+    }
+}
+
+fn status_key(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Skipped => "skipped",
+        Status::Failed => "failed",
+        Status::Recovered => "recovered",
+        Status::WouldRun => "would_run",
+        Status::WouldFail => "would_fail",
+    }
+}
+
+/// A short rendering of a check's result for messages.
+fn brief(v: &Json) -> String {
+    action::ellipsize(&v.to_string(), 200)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

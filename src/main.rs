@@ -1,0 +1,5 @@
+//! The `runbook` binary: everything is in the library.
+
+fn main() -> std::process::ExitCode {
+    runbook::run(std::env::args_os())
+}

@@ -1,0 +1,106 @@
+//! The checked plan: what the analyzer hands the executor. Includes are
+//! inlined, ids are resolved to their full dotted form, variables have
+//! their values, and every template is compiled. The executor trusts it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json};
+
+use crate::diagnostic::Span;
+use crate::template::{TValue, Templates};
+
+#[derive(Debug)]
+pub struct Plan {
+    /// The playbook's `name` (or its file stem).
+    pub name: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub steps: Vec<PlanStep>,
+    pub always: Vec<PlanStep>,
+    pub templates: Templates,
+    /// Resolved variables, one set per playbook file included (index 0: the top one).
+    pub scopes: Vec<Scope>,
+    /// Values that must never be written anywhere: replaced by `***`.
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Scope {
+    pub vars: Map<String, Json>,
+}
+
+#[derive(Debug)]
+pub struct PlanStep {
+    /// Unique in the whole plan: `include-id.step-id` for included steps.
+    pub id: String,
+    /// The id as written, which templates in the same playbook use (`steps.<id>`).
+    pub local_id: String,
+    pub name: String,
+    pub span: Span,
+    pub scope: usize,
+    pub body: Body,
+    pub when: Option<String>,
+    pub require: Vec<PlanCheck>,
+    pub verify: Vec<PlanCheck>,
+    pub skip_if: Vec<PlanCheck>,
+    pub fallback: Vec<PlanStep>,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub timeout: Option<Duration>,
+    pub confirm: Option<TValue>,
+}
+
+#[derive(Debug)]
+pub enum Body {
+    Action {
+        action: String,
+        args: TValue,
+        mutates: bool,
+    },
+    /// Another playbook's steps, run in its own scope.
+    Include {
+        file: PathBuf,
+        scope: usize,
+        steps: Vec<PlanStep>,
+        always: Vec<PlanStep>,
+    },
+}
+
+#[derive(Debug)]
+pub struct PlanCheck {
+    /// How reports name it: its `name`, or the expression / action.
+    pub name: String,
+    pub kind: CheckKind,
+}
+
+#[derive(Debug)]
+pub enum CheckKind {
+    That(String),
+    Action {
+        action: String,
+        args: TValue,
+        /// An expression over `result`, the action's outputs.
+        expect: Option<String>,
+    },
+}
+
+impl Plan {
+    /// Every step in run order, includes and fallbacks flattened.
+    pub fn all_steps(&self) -> Vec<&PlanStep> {
+        fn walk<'a>(steps: &'a [PlanStep], out: &mut Vec<&'a PlanStep>) {
+            for s in steps {
+                out.push(s);
+                if let Body::Include { steps, always, .. } = &s.body {
+                    walk(steps, out);
+                    walk(always, out);
+                }
+                walk(&s.fallback, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        walk(&self.always, &mut out);
+        out
+    }
+}

@@ -1,0 +1,231 @@
+//! The incident report (`report.md`): the run's timeline rendered from its
+//! events alone, so it can be rebuilt from the journal at any time.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::PathBuf;
+
+use serde_json::Value as Json;
+
+use crate::event::{Event, RunStatus, Sink, Status};
+
+pub const FILE_NAME: &str = "report.md";
+
+/// Collects a run's events and writes the report when the run ends.
+pub struct Report {
+    path: PathBuf,
+    events: Vec<Event>,
+}
+
+impl Report {
+    pub fn new(path: PathBuf) -> Report {
+        Report {
+            path,
+            events: Vec::new(),
+        }
+    }
+}
+
+impl Sink for Report {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.events.push(event.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        write_atomically(&self.path, render(&self.events).as_bytes())
+    }
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a report.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+pub fn render(events: &[Event]) -> String {
+    let mut out = String::new();
+    let mut timeline = String::new();
+    let mut details = String::new();
+    for e in events {
+        match e {
+            Event::RunStarted {
+                at,
+                playbook,
+                file,
+                dry_run,
+                run_dir,
+                vars,
+                ..
+            } => {
+                let _ = writeln!(out, "# Run of `{playbook}`\n");
+                let _ = writeln!(out, "- Playbook: `{file}`");
+                let _ = writeln!(out, "- Started: {at}");
+                if *dry_run {
+                    let _ = writeln!(out, "- Dry run: nothing was changed");
+                }
+                if let Some(dir) = run_dir {
+                    let _ = writeln!(out, "- Run directory: `{dir}`");
+                }
+                if !vars.is_empty() {
+                    let _ = writeln!(out, "- Variables:");
+                    for (k, v) in vars {
+                        let _ = writeln!(out, "  - `{k}` = `{}`", scalar(v));
+                    }
+                }
+            }
+            Event::StepFinished {
+                at,
+                step,
+                name,
+                status,
+                duration_ms,
+                detail,
+                recovered_by,
+                outputs,
+            } => {
+                let outcome = match (status, recovered_by) {
+                    (Status::Recovered, Some(by)) => format!("recovered by `{by}`"),
+                    _ => status.as_str().to_owned(),
+                };
+                let _ = writeln!(
+                    timeline,
+                    "| {} | `{step}` | {} | {outcome} | {} |",
+                    time_of(at),
+                    cell(name),
+                    seconds(*duration_ms)
+                );
+                if detail.is_some() || !outputs.is_empty() {
+                    let _ = writeln!(details, "### `{step}` — {outcome}\n");
+                    if let Some(d) = detail {
+                        let _ = writeln!(details, "{}\n", quote(d));
+                    }
+                    if !outputs.is_empty() {
+                        let pretty = serde_json::to_string_pretty(outputs).unwrap_or_default();
+                        let _ = writeln!(details, "```json\n{pretty}\n```\n");
+                    }
+                }
+            }
+            Event::CheckFinished {
+                at,
+                step,
+                phase,
+                check,
+                passed,
+                detail,
+            } => {
+                let mark = if *passed { "passed" } else { "not passed" };
+                let _ = writeln!(
+                    timeline,
+                    "| {} | `{step}` | {} `{}` | {mark} | |",
+                    time_of(at),
+                    phase.key(),
+                    cell(check)
+                );
+                if let Some(d) = detail.as_ref().filter(|_| !passed) {
+                    let _ = writeln!(
+                        details,
+                        "### `{step}` {} `{}` — not passed\n\n{}\n",
+                        phase.key(),
+                        check,
+                        quote(d)
+                    );
+                }
+            }
+            Event::AttemptFailed {
+                at,
+                step,
+                attempt,
+                of,
+                error,
+                ..
+            } => {
+                let _ = writeln!(
+                    timeline,
+                    "| {} | `{step}` | attempt {attempt} of {of} | failed: {} | |",
+                    time_of(at),
+                    cell(error)
+                );
+            }
+            Event::FallbackStarted { at, step, fallback } => {
+                let _ = writeln!(
+                    timeline,
+                    "| {} | `{step}` | fallback to `{fallback}` | | |",
+                    time_of(at)
+                );
+            }
+            Event::RunFinished {
+                at,
+                status,
+                duration_ms,
+                failed_step,
+                error,
+            } => {
+                let _ = writeln!(out, "- Finished: {at}");
+                let _ = writeln!(out, "- Duration: {}", seconds(*duration_ms));
+                let _ = write!(out, "- Outcome: **{}**", status.as_str());
+                if let (Some(step), true) = (failed_step, *status != RunStatus::Succeeded) {
+                    let _ = write!(out, " at step `{step}`");
+                }
+                let _ = writeln!(out);
+                if let Some(e) = error {
+                    let _ = writeln!(out, "- Error: {}", quote_inline(e));
+                }
+            }
+            Event::StepStarted { .. } => {}
+        }
+    }
+    if !events
+        .iter()
+        .any(|e| matches!(e, Event::RunFinished { .. }))
+    {
+        let _ = writeln!(
+            out,
+            "- Outcome: **unfinished** (the run stopped before it ended)"
+        );
+    }
+    let _ = writeln!(out, "\n## Timeline (UTC)\n");
+    let _ = writeln!(out, "| time | step | what | outcome | duration |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    out.push_str(&timeline);
+    if !details.is_empty() {
+        let _ = writeln!(out, "\n## Details\n");
+        out.push_str(&details);
+    }
+    out
+}
+
+fn time_of(at: &str) -> &str {
+    at.split_once('T')
+        .map_or(at, |(_, t)| t.trim_end_matches('Z'))
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn scalar(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("> {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn quote_inline(s: &str) -> String {
+    format!("`{}`", s.replace('`', "'"))
+}

@@ -1,0 +1,246 @@
+//! The views of a run on stdout: lines for people (colour and a spinner
+//! only on a terminal), or one JSON event per line for programs (`--json`).
+
+use std::io::{self, IsTerminal, Write};
+use std::time::Duration;
+
+use console::style;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::event::{Event, RunStatus, Sink, Status};
+
+/// Whether stdout is a terminal that wants colour.
+pub fn setup_colours() -> bool {
+    let term = io::stdout().is_terminal();
+    let colour = term && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    console::set_colors_enabled(colour);
+    console::set_colors_enabled_stderr(colour && io::stderr().is_terminal());
+    term
+}
+
+pub struct Human {
+    spinner: Option<ProgressBar>,
+    terminal: bool,
+    depth: usize,
+    dry_run: bool,
+}
+
+impl Human {
+    pub fn new(terminal: bool) -> Human {
+        Human {
+            spinner: None,
+            terminal,
+            depth: 0,
+            dry_run: false,
+        }
+    }
+
+    fn line(&self, text: &str) -> io::Result<()> {
+        let print = || {
+            let mut out = io::stdout().lock();
+            writeln!(out, "{text}")
+        };
+        match &self.spinner {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+
+    fn indent(&self) -> String {
+        "  ".repeat(self.depth)
+    }
+}
+
+impl Sink for Human {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        let r = self.show(event);
+        ignore_broken_pipe(r)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if let Some(bar) = self.spinner.take() {
+            bar.finish_and_clear();
+        }
+        Ok(())
+    }
+}
+
+impl Human {
+    fn show(&mut self, event: &Event) -> io::Result<()> {
+        match event {
+            Event::RunStarted {
+                playbook,
+                file,
+                dry_run,
+                run_dir,
+                ..
+            } => {
+                self.dry_run = *dry_run;
+                self.line(&format!("{} {playbook} ({file})", style("▶").bold()))?;
+                if *dry_run {
+                    self.line("  dry run: read-only checks run for real; nothing is changed")?;
+                }
+                if let Some(dir) = run_dir {
+                    self.line(&format!("  run directory: {dir}"))?;
+                }
+            }
+            Event::StepStarted { step, name, .. } => {
+                self.depth += 1;
+                if self.terminal {
+                    let bar = self.spinner.get_or_insert_with(|| {
+                        let bar = ProgressBar::new_spinner();
+                        bar.set_style(
+                            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        bar.enable_steady_tick(Duration::from_millis(100));
+                        bar
+                    });
+                    bar.set_message(format!("{step}: {name}"));
+                }
+            }
+            Event::CheckFinished {
+                phase,
+                check,
+                passed,
+                detail,
+                ..
+            } => {
+                if self.dry_run || !passed {
+                    let mark = if *passed {
+                        style("passed").green()
+                    } else {
+                        style("not passed").yellow()
+                    };
+                    let detail = detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default();
+                    self.line(&format!(
+                        "{}  {} {check}: {mark}{detail}",
+                        self.indent(),
+                        phase.key()
+                    ))?;
+                }
+            }
+            Event::AttemptFailed {
+                attempt,
+                of,
+                error,
+                retry_in_ms,
+                ..
+            } => {
+                self.line(&format!(
+                    "{}  attempt {attempt}/{of} failed: {error}; retrying in {}",
+                    self.indent(),
+                    humantime::format_duration(Duration::from_millis(*retry_in_ms))
+                ))?;
+            }
+            Event::FallbackStarted { step, fallback, .. } => {
+                self.line(&format!(
+                    "{}  {} {step} failed, falling back to {fallback}",
+                    self.indent(),
+                    style("↳").yellow()
+                ))?;
+            }
+            Event::StepFinished {
+                step,
+                name,
+                status,
+                duration_ms,
+                detail,
+                recovered_by,
+                ..
+            } => {
+                self.depth = self.depth.saturating_sub(1);
+                let mark = match status {
+                    Status::Ok => style("✓").green(),
+                    Status::Skipped => style("-").dim(),
+                    Status::Failed | Status::WouldFail => style("✗").red(),
+                    Status::Recovered => style("↺").yellow(),
+                    Status::WouldRun => style("·").cyan(),
+                };
+                let what = match (status, recovered_by, detail) {
+                    (Status::Recovered, Some(by), _) => format!("recovered by {by}"),
+                    (_, Some(by), Some(d)) => format!("{d}; {by} would take over"),
+                    (Status::Ok, _, _) => String::new(),
+                    (_, _, Some(d)) => d.clone(),
+                    (s, _, None) => s.as_str().to_owned(),
+                };
+                let sep = if what.is_empty() { "" } else { ": " };
+                let time = style(format!("({:.1}s)", *duration_ms as f64 / 1000.0)).dim();
+                self.line(&format!(
+                    "{}{mark} {step} {}{sep}{what} {time}",
+                    self.indent(),
+                    style(name).bold()
+                ))?;
+            }
+            Event::RunFinished {
+                status,
+                duration_ms,
+                failed_step,
+                error,
+                ..
+            } => {
+                if let Some(bar) = self.spinner.take() {
+                    bar.finish_and_clear();
+                }
+                let secs = *duration_ms as f64 / 1000.0;
+                let text = match status {
+                    RunStatus::Succeeded if self.dry_run => style(format!(
+                        "dry run finished in {secs:.1}s; nothing was changed"
+                    ))
+                    .green(),
+                    RunStatus::Succeeded => style(format!("run succeeded in {secs:.1}s")).green(),
+                    RunStatus::Failed | RunStatus::Aborted => {
+                        let at = failed_step
+                            .as_deref()
+                            .map(|s| format!(" at step {s}"))
+                            .unwrap_or_default();
+                        let why = error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default();
+                        let verb = if *status == RunStatus::Failed {
+                            "failed"
+                        } else {
+                            "was aborted"
+                        };
+                        let lead = if self.dry_run {
+                            "dry run: the run would fail"
+                        } else {
+                            "run "
+                        };
+                        let lead = if self.dry_run {
+                            lead.to_owned()
+                        } else {
+                            format!("{lead}{verb}")
+                        };
+                        style(format!("{lead}{at}{why}")).red()
+                    }
+                };
+                self.line(&text.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--json`: one event per line on stdout, for programs.
+pub struct JsonLines;
+
+impl Sink for JsonLines {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        let line = serde_json::to_string(event).map_err(io::Error::other)?;
+        let mut out = io::stdout().lock();
+        ignore_broken_pipe(writeln!(out, "{line}").and_then(|()| out.flush()))
+    }
+}
+
+/// A reader that went away (`runbook run … | head`) is not a failure of the run.
+fn ignore_broken_pipe(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}

@@ -1,0 +1,218 @@
+//! Templates in playbooks: every string value is a minijinja template over
+//! the variables, the `run` record and earlier steps' outputs. A string that
+//! is exactly one `{{ expression }}` keeps the expression's native value (a
+//! list stays a list, a number a number); any other string renders to text.
+//! Templates are compiled once, during analysis, and rendered by name.
+
+use std::collections::BTreeSet;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde_json::Value as Json;
+
+use crate::node::{Node, Value};
+
+/// A value tree whose strings are compiled templates.
+#[derive(Clone, Debug)]
+pub enum TValue {
+    Const(Json),
+    /// A text template, registered in the environment under this name.
+    Text(String),
+    /// A single expression, whose native value is kept.
+    Expr(String),
+    Seq(Vec<TValue>),
+    Map(Vec<(String, TValue)>),
+}
+
+/// Why a template could not be compiled.
+pub struct CompileError {
+    pub message: String,
+    /// Line inside the template (1-based), when minijinja knows it.
+    pub line: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+    /// Functions like `range`, which templates may use without declaring.
+    globals: BTreeSet<String>,
+    count: usize,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Templates {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_debug(true);
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build();
+        if let Ok(syntax) = syntax {
+            env.set_syntax(syntax);
+        }
+        // Playbooks produce commands, SQL parameters, e-mails and Markdown: never HTML.
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.add_filter("words", words);
+        // Python's string and dict methods (`s.startswith(…)`, `d.items()`),
+        // which playbook authors reach for first.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        let globals = env.globals().map(|(name, _)| name.to_owned()).collect();
+        Templates {
+            env,
+            globals,
+            count: 0,
+        }
+    }
+
+    /// Compiles a value tree; returns the compiled tree and every variable path it reads.
+    pub fn compile(&mut self, node: &Node) -> Result<(TValue, BTreeSet<String>), CompileError> {
+        let mut vars = BTreeSet::new();
+        let value = self.compile_node(node, &mut vars)?;
+        Ok((value, vars))
+    }
+
+    fn compile_node(
+        &mut self,
+        node: &Node,
+        vars: &mut BTreeSet<String>,
+    ) -> Result<TValue, CompileError> {
+        Ok(match &node.value {
+            Value::Str(s) => self.compile_str(s, vars)?,
+            Value::Seq(items) => TValue::Seq(
+                items
+                    .iter()
+                    .map(|n| self.compile_node(n, vars))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Map(entries) => TValue::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| Ok((k.name.clone(), self.compile_node(v, vars)?)))
+                    .collect::<Result<_, CompileError>>()?,
+            ),
+            _ => TValue::Const(node.to_json()),
+        })
+    }
+
+    pub fn compile_str(
+        &mut self,
+        s: &str,
+        vars: &mut BTreeSet<String>,
+    ) -> Result<TValue, CompileError> {
+        if !s.contains("{{") && !s.contains("{%") && !s.contains("{#") {
+            return Ok(TValue::Const(Json::String(s.to_owned())));
+        }
+        if let Some(expr) = single_expression(s) {
+            vars.extend(self.expression_variables(expr)?);
+            return Ok(TValue::Expr(expr.to_owned()));
+        }
+        self.count += 1;
+        let name = format!("t{}", self.count);
+        self.env
+            .add_template_owned(name.clone(), s.to_owned())
+            .map_err(compile_error)?;
+        let template = self.env.get_template(&name).map_err(compile_error)?;
+        vars.extend(self.without_globals(template.undeclared_variables(true)));
+        Ok(TValue::Text(name))
+    }
+
+    /// Checks that an expression compiles; returns the variable paths it reads.
+    pub fn expression_variables(&self, expr: &str) -> Result<BTreeSet<String>, CompileError> {
+        let compiled = self.env.compile_expression(expr).map_err(compile_error)?;
+        Ok(self.without_globals(compiled.undeclared_variables(true)))
+    }
+
+    fn without_globals(&self, names: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+        names
+            .into_iter()
+            .filter(|n| {
+                let root = n.split('.').next().unwrap_or(n);
+                !self.globals.contains(root)
+            })
+            .collect()
+    }
+
+    /// Renders a compiled tree against a context.
+    pub fn render(&self, value: &TValue, ctx: &minijinja::Value) -> Result<Json, minijinja::Error> {
+        Ok(match value {
+            TValue::Const(v) => v.clone(),
+            TValue::Text(name) => Json::String(self.env.get_template(name)?.render(ctx)?),
+            TValue::Expr(expr) => self.eval(expr, ctx)?,
+            TValue::Seq(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|v| self.render(v, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            TValue::Map(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render(v, ctx)?)))
+                    .collect::<Result<_, minijinja::Error>>()?,
+            ),
+        })
+    }
+
+    /// Evaluates an expression to its native value.
+    pub fn eval(&self, expr: &str, ctx: &minijinja::Value) -> Result<Json, minijinja::Error> {
+        let value = self.env.compile_expression(expr)?.eval(ctx)?;
+        serde_json::to_value(&value).map_err(|err| {
+            minijinja::Error::new(minijinja::ErrorKind::BadSerialization, err.to_string())
+        })
+    }
+
+    /// Evaluates an expression for its truth, as Jinja's `if` would.
+    pub fn test(&self, expr: &str, ctx: &minijinja::Value) -> Result<bool, minijinja::Error> {
+        Ok(self.env.compile_expression(expr)?.eval(ctx)?.is_true())
+    }
+}
+
+fn compile_error(err: minijinja::Error) -> CompileError {
+    CompileError {
+        message: render_error(&err),
+        line: err.line(),
+    }
+}
+
+/// minijinja's message, with its detail, on one line.
+pub fn render_error(err: &minijinja::Error) -> String {
+    let mut message = match err.detail() {
+        Some(detail) => format!("{}: {detail}", err.kind()),
+        None => err.kind().to_string(),
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        message.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    message
+}
+
+/// The inner expression of a string that is exactly `{{ expr }}`.
+fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
+        return None;
+    }
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    Some(inner.trim())
+}
+
+/// `{{ stop_command | words }}`: splits a command line into arguments the way
+/// a POSIX shell would, without running a shell, so a variable can hold a
+/// whole command and still reach the child process as argv.
+fn words(value: String) -> Result<Vec<String>, minijinja::Error> {
+    shell_words::split(&value).map_err(|err| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("cannot split `{value}` into words: {err}"),
+        )
+    })
+}
