@@ -32,14 +32,14 @@ pub struct Options {
 }
 
 pub fn analyze(path: &Path, options: &Options) -> Result<Plan, Diagnostics> {
-    let top = playbook::load(path)?;
+    let (top, problems) = playbook::load(path)?;
     let secret_env = secret_env_vars();
     let mut a = Analyzer {
         templates: Templates::new(),
         scopes: Vec::new(),
         secrets: secret_env.iter().map(|(_, v)| v.clone()).collect(),
         secret_env,
-        diagnostics: Diagnostics::default(),
+        diagnostics: problems,
         options,
         cli_used: HashSet::new(),
         declared: BTreeSet::new(),
@@ -49,6 +49,11 @@ pub fn analyze(path: &Path, options: &Options) -> Result<Plan, Diagnostics> {
     let (steps, always) = a.playbook_steps(&top, scope, "");
     a.check_cli_vars();
     if !a.diagnostics.is_empty() {
+        a.diagnostics.0.sort_by_key(|d| {
+            d.span
+                .as_ref()
+                .map(|s| (s.file.path.clone(), s.line, s.column))
+        });
         return Err(a.diagnostics);
     }
     let name = top.name.as_ref().map_or_else(
@@ -236,7 +241,7 @@ impl Analyzer<'_> {
         file: &std::sync::Arc<crate::diagnostic::SourceFile>,
     ) -> Option<Json> {
         let span = Span::new(file, node.pos.line, node.pos.column);
-        let (tvalue, used) = match self.templates.compile(node) {
+        let (tvalue, reads) = match self.templates.compile(node) {
             Ok(t) => t,
             Err(err) => {
                 self.template_error(&span, &err);
@@ -244,14 +249,17 @@ impl Analyzer<'_> {
             }
         };
         let mut ok = true;
-        for path in &used {
-            let root = path.split('.').next().unwrap_or(path);
-            if !ctx.contains_key(root) {
-                let d = Diagnostic::at(&span, format!("undefined variable `{root}`"))
+        for read in &reads {
+            let span = Span::new(file, read.pos.line, read.pos.column);
+            for path in &read.vars {
+                let root = path.split('.').next().unwrap_or(path);
+                if !ctx.contains_key(root) {
+                    let d = Diagnostic::at(&span, format!("undefined variable `{root}`"))
                     .suggest(root, ctx.keys().map(String::as_str))
                     .help(format!("a variable's value may use only variables declared before it; declare `{root}` in `vars` above this one"));
-                self.error(d);
-                ok = false;
+                    self.error(d);
+                    ok = false;
+                }
             }
         }
         if !ok {
@@ -264,6 +272,15 @@ impl Analyzer<'_> {
                 self.error(Diagnostic::at(&span, crate::template::render_error(&err)));
                 None
             }
+        }
+    }
+
+    /// The position of a string inside a tree; synthetic nodes have none and use the tree's.
+    fn leaf_span(&self, tree: &Span, pos: crate::node::Pos) -> Span {
+        if pos.line == 0 {
+            tree.clone()
+        } else {
+            Span::new(&tree.file, pos.line, pos.column)
         }
     }
 
@@ -417,7 +434,10 @@ impl Analyzer<'_> {
             return None;
         }
         let child = match playbook::load(&path) {
-            Ok(c) => c,
+            Ok((c, problems)) => {
+                self.diagnostics.extend(problems);
+                c
+            }
             Err(d) => {
                 self.diagnostics.extend(d);
                 return None;
@@ -474,7 +494,7 @@ impl Analyzer<'_> {
             value: Value::Null,
         };
         let node = with.unwrap_or(&empty);
-        let args = self.tvalue(node, &with_span, ctx)?;
+        let args = self.tvalue(node, &with_span, ctx);
         // The arguments' shape is checked on their unrendered form; a template
         // standing where a number or list belongs can only be checked at run time.
         let mutates = match Call::new(&action.value, node.to_json()) {
@@ -522,7 +542,7 @@ impl Analyzer<'_> {
             );
             return None;
         }
-        Some((args, mutates))
+        Some((args?, mutates))
     }
 
     fn checks(&mut self, checks: &[Check], ctx: &Ctx<'_>) -> Vec<PlanCheck> {
@@ -579,9 +599,19 @@ impl Analyzer<'_> {
 
     fn tvalue(&mut self, node: &Node, span: &Span, ctx: &Ctx<'_>) -> Option<TValue> {
         match self.templates.compile(node) {
-            Ok((t, used)) => self.check_names(&used, span, ctx).then_some(t),
+            Ok((t, reads)) => {
+                let mut ok = true;
+                for read in &reads {
+                    let at = self.leaf_span(span, read.pos);
+                    ok &= self.check_names(&read.vars, &at, ctx);
+                }
+                ok.then_some(t)
+            }
             Err(err) => {
-                self.template_error(span, &err);
+                let at = err
+                    .pos
+                    .map_or_else(|| span.clone(), |p| self.leaf_span(span, p));
+                self.template_error(&at, &err);
                 None
             }
         }

@@ -45,6 +45,8 @@ pub enum Event {
     FallbackStarted {
         at: String,
         step: String,
+        /// Why the step failed.
+        error: String,
         fallback: String,
     },
     StepFinished {

@@ -36,6 +36,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         outputs: vec![Map::new(); plan.scopes.len()],
         run: Map::new(),
         sink_error: None,
+        uncertain: false,
     };
     ex.run()
 }
@@ -63,6 +64,9 @@ struct Executor<'a, 's> {
     /// The `run` record templates see.
     run: Map<String, Json>,
     sink_error: Option<std::io::Error>,
+    /// Dry run: a mutating step has been described but not run, so what later
+    /// steps read may differ from what the dry run sees now.
+    uncertain: bool,
 }
 
 impl Executor<'_, '_> {
@@ -201,6 +205,7 @@ impl Executor<'_, '_> {
             self.emit(&Event::FallbackStarted {
                 at: event::now(),
                 step: step.id.clone(),
+                error: last.clone(),
                 fallback: fallback.id.clone(),
             });
             match self.step(fallback) {
@@ -346,6 +351,7 @@ impl Executor<'_, '_> {
                 mutates,
             } => {
                 if dry && *mutates {
+                    self.uncertain = true;
                     return self.describe(step, action, args);
                 }
                 if let Some(question) = &step.confirm {
@@ -371,7 +377,14 @@ impl Executor<'_, '_> {
                         Err(other) => return failed(other.to_string()),
                     }
                 }
-                self.attempts(step, action, args)
+                let attempt = self.attempts(step, action, args);
+                if let (true, true, StepResult::Failed(err)) = (dry, self.uncertain, &attempt.1) {
+                    let detail = format!(
+                        "cannot be predicted: it reads what earlier steps will change (now: {err})"
+                    );
+                    return (Status::WouldRun, StepResult::Done, Some(detail), attempt.3);
+                }
+                attempt
             }
         }
     }
@@ -580,7 +593,7 @@ impl Executor<'_, '_> {
     fn evaluate(&self, step: &PlanStep, check: &PlanCheck) -> CheckResult {
         let ctx = self.context(step.scope, None);
         let unknown_or_not = |msg: String| {
-            if self.options.dry_run {
+            if self.options.dry_run && self.uncertain {
                 CheckResult::Unknown(msg)
             } else {
                 CheckResult::NotPassed(msg)
@@ -589,7 +602,7 @@ impl Executor<'_, '_> {
         match &check.kind {
             CheckKind::That(expr) => match self.plan.templates.test(expr, &ctx) {
                 Ok(true) => CheckResult::Passed,
-                Ok(false) => CheckResult::NotPassed(format!("`{expr}` is false")),
+                Ok(false) => unknown_or_not(format!("`{expr}` is false")),
                 Err(err) => unknown_or_not(render_error(&err)),
             },
             CheckKind::Action {
@@ -612,18 +625,17 @@ impl Executor<'_, '_> {
                 };
                 let outputs = match call.action().run(&actx) {
                     Ok(o) => Json::Object(o),
-                    Err(err) => return CheckResult::NotPassed(err.to_string()),
+                    Err(err) => return unknown_or_not(err.to_string()),
                 };
                 let Some(expect) = expect else {
                     return CheckResult::Passed;
                 };
                 match templates.test(expect, &self.context(step.scope, Some(&outputs))) {
                     Ok(true) => CheckResult::Passed,
-                    Ok(false) => CheckResult::NotPassed(format!(
-                        "`{expect}` is false (result: {})",
-                        brief(&outputs)
-                    )),
-                    Err(err) => CheckResult::NotPassed(render_error(&err)),
+                    Ok(false) => {
+                        unknown_or_not(format!("`{expect}` is false (result: {})", brief(&outputs)))
+                    }
+                    Err(err) => unknown_or_not(render_error(&err)),
                 }
             }
         }

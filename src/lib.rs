@@ -180,13 +180,13 @@ fn list(dir: &Path) -> Exit {
         .map(|path| {
             let name = path.display().to_string();
             let about = match playbook::load(path) {
-                Ok(pb) => pb
+                Ok((pb, problems)) if problems.is_empty() => pb
                     .description
                     .as_deref()
                     .and_then(|d| d.lines().next())
                     .unwrap_or("")
                     .to_owned(),
-                Err(d) => format!(
+                Ok((_, d)) | Err(d) => format!(
                     "(invalid: {} problem(s); run `runbook check {name}`)",
                     d.0.len()
                 ),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, Span};
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics, SourceFile, Span};
 use crate::node::{self, Key, Node, Value};
 
 /// A value together with where it was written.
@@ -108,8 +108,11 @@ pub const STEP_KEYS: &[&str] = &[
 const CHECK_KEYS: &[&str] = &["name", "that", "action", "with", "expect"];
 const VAR_KEYS: &[&str] = &["default", "required", "secret", "description", "choices"];
 
-/// Reads and parses a playbook file. The path is kept as given, for messages.
-pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
+/// Reads and parses a playbook file; the path is kept as given, for messages.
+/// Returns what could be read together with the problems found in it, so
+/// that analysis can go on and report the rest; only a file that cannot be
+/// read or parsed as YAML at all is an `Err`.
+pub fn load(path: &Path) -> Result<(Playbook, Diagnostics), Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         Diagnostic::bare(format!("cannot read playbook {}: {err}", path.display()))
             .help("check the path; `runbook list` shows the playbooks in playbooks/")
@@ -124,11 +127,7 @@ pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
         diagnostics: Diagnostics::default(),
     };
     let playbook = reader.playbook(&root);
-    if reader.diagnostics.is_empty() {
-        Ok(playbook)
-    } else {
-        Err(reader.diagnostics)
-    }
+    Ok((playbook, reader.diagnostics))
 }
 
 struct Reader<'a> {
@@ -509,12 +508,20 @@ impl<'a> Reader<'a> {
             };
             return Some(StepBody::Include { playbook, vars });
         }
-        let d = Diagnostic::at(
-            &self.span(node.pos),
-            "a step needs `action` (with its `with` arguments) or `playbook` (to include one)",
-        )
-        .help("e.g. `action: shell` with `with: {command: [echo, hello]}`");
-        self.diagnostics.push(d);
+        // Claim the arguments so they are not also reported as unknown keys.
+        let _ = (f.take("with"), f.take("vars"));
+        let misspelt = f
+            .entries
+            .iter()
+            .any(|(k, _, _)| did_you_mean(&k.name, ["action", "playbook"]).is_some());
+        if !misspelt {
+            let d = Diagnostic::at(
+                &self.span(node.pos),
+                "a step needs `action` (with its `with` arguments) or `playbook` (to include one)",
+            )
+            .help("e.g. `action: shell` with `with: {command: [echo, hello]}`");
+            self.diagnostics.push(d);
+        }
         None
     }
 

@@ -151,11 +151,17 @@ pub fn render(events: &[Event]) -> String {
                     cell(error)
                 );
             }
-            Event::FallbackStarted { at, step, fallback } => {
+            Event::FallbackStarted {
+                at,
+                step,
+                error,
+                fallback,
+            } => {
                 let _ = writeln!(
                     timeline,
-                    "| {} | `{step}` | fallback to `{fallback}` | | |",
-                    time_of(at)
+                    "| {} | `{step}` | fallback to `{fallback}` | after: {} | |",
+                    time_of(at),
+                    cell(error)
                 );
             }
             Event::RunFinished {

@@ -136,9 +136,20 @@ impl Human {
                     humantime::format_duration(Duration::from_millis(*retry_in_ms))
                 ))?;
             }
-            Event::FallbackStarted { step, fallback, .. } => {
+            Event::FallbackStarted {
+                step,
+                error,
+                fallback,
+                ..
+            } => {
+                let verb = if self.dry_run { "would fail" } else { "failed" };
                 self.line(&format!(
-                    "{}  {} {step} failed, falling back to {fallback}",
+                    "{}  {} {step} {verb}: {error}",
+                    self.indent(),
+                    style("✗").red()
+                ))?;
+                self.line(&format!(
+                    "{}  {} falling back to {fallback}",
                     self.indent(),
                     style("↳").yellow()
                 ))?;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::Value as Json;
 
-use crate::node::{Node, Value};
+use crate::node::{Node, Pos, Value};
 
 /// A value tree whose strings are compiled templates.
 #[derive(Clone, Debug)]
@@ -28,6 +28,14 @@ pub struct CompileError {
     pub message: String,
     /// Line inside the template (1-based), when minijinja knows it.
     pub line: Option<usize>,
+    /// Where the template stands in the playbook, when it is part of a tree.
+    pub pos: Option<Pos>,
+}
+
+/// The variable paths one string of a tree reads, and where it stands.
+pub struct Reads {
+    pub pos: Pos,
+    pub vars: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -69,37 +77,49 @@ impl Templates {
         }
     }
 
-    /// Compiles a value tree; returns the compiled tree and every variable path it reads.
-    pub fn compile(&mut self, node: &Node) -> Result<(TValue, BTreeSet<String>), CompileError> {
-        let mut vars = BTreeSet::new();
-        let value = self.compile_node(node, &mut vars)?;
-        Ok((value, vars))
+    /// Compiles a value tree; returns the compiled tree and, for each
+    /// string in it, where it stands and the variable paths it reads.
+    pub fn compile(&mut self, node: &Node) -> Result<(TValue, Vec<Reads>), CompileError> {
+        let mut reads = Vec::new();
+        let value = self.compile_node(node, &mut reads)?;
+        Ok((value, reads))
     }
 
     fn compile_node(
         &mut self,
         node: &Node,
-        vars: &mut BTreeSet<String>,
+        reads: &mut Vec<Reads>,
     ) -> Result<TValue, CompileError> {
         Ok(match &node.value {
-            Value::Str(s) => self.compile_str(s, vars)?,
+            Value::Str(s) => {
+                let mut vars = BTreeSet::new();
+                let t = self.compile_str(s, &mut vars).map_err(|mut e| {
+                    e.pos = Some(node.pos);
+                    e
+                })?;
+                reads.push(Reads {
+                    pos: node.pos,
+                    vars,
+                });
+                t
+            }
             Value::Seq(items) => TValue::Seq(
                 items
                     .iter()
-                    .map(|n| self.compile_node(n, vars))
+                    .map(|n| self.compile_node(n, reads))
                     .collect::<Result<_, _>>()?,
             ),
             Value::Map(entries) => TValue::Map(
                 entries
                     .iter()
-                    .map(|(k, v)| Ok((k.name.clone(), self.compile_node(v, vars)?)))
+                    .map(|(k, v)| Ok((k.name.clone(), self.compile_node(v, reads)?)))
                     .collect::<Result<_, CompileError>>()?,
             ),
             _ => TValue::Const(node.to_json()),
         })
     }
 
-    pub fn compile_str(
+    fn compile_str(
         &mut self,
         s: &str,
         vars: &mut BTreeSet<String>,
@@ -176,6 +196,7 @@ fn compile_error(err: minijinja::Error) -> CompileError {
     CompileError {
         message: render_error(&err),
         line: err.line(),
+        pos: None,
     }
 }
 
