@@ -1,0 +1,209 @@
+//! The built-in actions on real parts: SQLite files and child processes.
+
+use crate::support::Test;
+
+const SCHEMA: &str = "CREATE TABLE images(id INTEGER PRIMARY KEY AUTOINCREMENT, file_name TEXT);
+INSERT INTO images(file_name) VALUES ('a.png'), ('b.png');";
+
+#[test]
+fn sqlite_exec_runs_all_statements_in_one_transaction() {
+    let t = Test::new().db("app.db", SCHEMA).file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: half
+    action: sqlite.exec
+    with:
+      db: app.db
+      statements:
+        - sql: DELETE FROM images
+        - sql: INSERT INTO no_such_table VALUES (1)
+"#,
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(1)
+        .stdout_has("no such table: no_such_table");
+    assert_eq!(
+        t.query("app.db", "SELECT count(*) FROM images"),
+        [["2"]],
+        "the DELETE was not rolled back"
+    );
+}
+
+#[test]
+fn values_reach_sql_as_bound_parameters_only() {
+    let hostile = "x'); DROP TABLE images; --";
+    let t = Test::new().db("app.db", SCHEMA).file(
+        "pb.yaml",
+        r#"
+vars:
+  name: ""
+steps:
+  - id: insert
+    action: sqlite.exec
+    with:
+      db: app.db
+      sql: "INSERT INTO images(file_name) VALUES (:name)"
+      params: {name: "{{ name }}"}
+  - id: read
+    action: sqlite.query
+    with:
+      db: app.db
+      sql: "SELECT file_name FROM images WHERE file_name = ?1"
+      params: ["{{ name }}"]
+    verify:
+      - that: "steps.read.row_count == 1"
+"#,
+    );
+    t.run(&["run", "pb.yaml", "--var", &format!("name={hostile}")])
+        .code(0);
+    assert_eq!(
+        t.query("app.db", "SELECT file_name FROM images ORDER BY id"),
+        [["a.png"], ["b.png"], [hostile]]
+    );
+}
+
+#[test]
+fn sqlite_query_refuses_statements_that_write() {
+    let t = Test::new().db("app.db", SCHEMA).file(
+        "pb.yaml",
+        "steps:\n  - id: sneaky\n    action: sqlite.query\n    with: {db: app.db, sql: DELETE FROM images}\n",
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(1);
+    // Opened read-only, the delete cannot happen whatever the message says.
+    assert_eq!(t.query("app.db", "SELECT count(*) FROM images"), [["2"]]);
+}
+
+#[test]
+fn sqlite_actions_never_create_a_missing_database() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: typo\n    action: sqlite.exec\n    with: {db: mian.db, sql: CREATE TABLE t(x)}\n",
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(1)
+        .stdout_has("database mian.db does not exist");
+    assert!(!t.path().join("mian.db").exists());
+}
+
+#[test]
+fn query_rows_come_back_by_column_name_with_blobs_as_hex() {
+    let t = Test::new()
+        .db("app.db", "CREATE TABLE m(name TEXT, checksum BLOB, size INTEGER); INSERT INTO m VALUES ('x', X'00ff10', 42);")
+        .file(
+            "pb.yaml",
+            r#"
+steps:
+  - id: q
+    action: sqlite.query
+    with: {db: app.db, sql: "SELECT name, checksum, size FROM m"}
+    verify:
+      - that: "steps.q.rows[0].checksum == '00ff10' and steps.q.rows[0].size == 42 and steps.q.rows[0].name == 'x'"
+"#,
+        );
+    t.run(&["run", "pb.yaml"]).code(0);
+}
+
+#[test]
+fn shell_passes_each_argument_as_one_argv_element_without_a_shell() {
+    let hostile = "$(touch pwned) `touch pwned2`; touch pwned3 && echo \"quoted\"";
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+vars:
+  reason: ""
+steps:
+  - id: echo
+    action: shell
+    with: {command: [printf, "%s", "{{ reason }}"]}
+  - id: check
+    action: assert
+    with: {that: "steps.echo.stdout == reason"}
+"#,
+    );
+    t.run(&["run", "pb.yaml", "--var", &format!("reason={hostile}")])
+        .code(0);
+    for f in ["pwned", "pwned2", "pwned3"] {
+        assert!(
+            !t.path().join(f).exists(),
+            "{f} was created: the value reached a shell"
+        );
+    }
+}
+
+#[test]
+fn a_command_line_variable_is_split_into_words_by_the_words_filter() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+vars:
+  stop_command: "touch 'stopped app'"
+steps:
+  - id: stop
+    action: shell
+    with: {command: ["{{ stop_command | words }}"]}
+"#,
+    );
+    t.run(&["run", "pb.yaml"]).code(0);
+    assert!(t.path().join("stopped app").exists());
+}
+
+#[test]
+fn shell_env_cwd_and_ok_codes() {
+    let t = Test::new().file("sub/.keep", "").file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: s
+    action: shell
+    with:
+      command: [sh, -c, 'echo "$GREETING" > here; exit 3']
+      env: {GREETING: hi}
+      cwd: sub
+      ok_codes: [0, 3]
+  - id: code
+    action: assert
+    with: {that: "steps.s.code == 3"}
+"#,
+    );
+    t.run(&["run", "pb.yaml"]).code(0);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("sub/here")).unwrap(),
+        "hi\n"
+    );
+}
+
+#[test]
+fn a_program_that_does_not_exist_is_a_clear_failure() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: s\n    action: shell\n    with: {command: [no-such-program-xyz]}\n",
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(1)
+        .stdout_has("cannot start `no-such-program-xyz`");
+}
+
+#[test]
+fn assert_with_a_message() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "vars:\n  n: 3\nsteps:\n  - id: a\n    action: assert\n    with: {that: \"n > 5\", message: n is too small}\n",
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(1)
+        .stdout_has("n is too small");
+}
+
+#[test]
+fn every_action_is_documented() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/actions.md"))
+        .expect("docs/actions.md");
+    for name in runbook::action::NAMES {
+        assert!(
+            docs.contains(&format!("## `{name}`")),
+            "docs/actions.md has no section for `{name}`"
+        );
+    }
+}

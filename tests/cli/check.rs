@@ -1,0 +1,150 @@
+//! `runbook check`: every problem at once, each with file:line:column.
+
+use crate::support::Test;
+
+#[test]
+fn three_mistakes_are_reported_together_with_positions() {
+    let t = Test::new().file(
+        "playbooks/x.yaml",
+        r#"vars:
+  db: app.db
+steps:
+  - id: one
+    actoin: shell
+    with: {command: [echo, hi]}
+  - id: two
+    action: sqlite.query
+    with:
+      db: "{{ dbb }}"
+      sql: SELECT 1
+  - id: three
+    action: shel
+"#,
+    );
+    let out = t.run(&["check", "playbooks/x.yaml"]);
+    out.code(2);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "error: playbooks/x.yaml:5:5: unknown key `actoin` in a step",
+            "error: playbooks/x.yaml:10:11: undefined variable `dbb`",
+            "error: playbooks/x.yaml:13:13: unknown action `shel`",
+        ]
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unknown_key_is_shown_with_its_line_a_caret_and_a_suggestion() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: one\n    actoin: shell\n    with: {command: [echo, hi]}\n",
+    );
+    t.run(&["check", "pb.yaml"]).code(2).stderr_is(
+        "error: pb.yaml:3:5: unknown key `actoin` in a step
+  |
+3 |     actoin: shell
+  |     ^
+  help: did you mean `action`?
+",
+    );
+}
+
+#[test]
+fn undefined_variable_is_found_before_anything_runs() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: first\n    action: shell\n    with: {command: [touch, ran]}\n  - id: second\n    action: shell\n    with: {command: [echo, \"{{ reasn }}\"]}\nvars:\n  reason: x\n",
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:7:28: undefined variable `reasn`")
+        .stderr_has("did you mean `reason`?");
+    assert!(
+        !t.path().join("ran").exists(),
+        "a step ran although the playbook is invalid"
+    );
+}
+
+#[test]
+fn unknown_action_argument_points_at_the_argument() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: q\n    action: sqlite.query\n    with:\n      db: app.db\n      sql: SELECT 1\n      parms: [1]\n",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:7:7: invalid arguments for `sqlite.query`: unknown field `parms`, expected one of `db`, `sql`, `params`");
+}
+
+#[test]
+fn wrong_argument_type_is_an_error_with_position() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: s\n    action: shell\n    with:\n      command: [echo]\n      ok_codes: zero\n",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:6:17: invalid arguments for `shell`: invalid type: string \"zero\", expected a sequence");
+}
+
+#[test]
+fn duplicate_step_ids_are_reported() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: a\n    action: shell\n    with: {command: [\"true\"]}\n    fallback:\n      - id: a\n        action: shell\n        with: {command: [\"true\"]}\n",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:6:13: duplicate step id `a`");
+}
+
+#[test]
+fn a_template_naming_a_step_that_does_not_exist_is_an_error() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: count\n    action: shell\n    with: {command: [echo, \"{{ steps.cuont.stdout }}\"]}\n",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:4:28: no step `cuont` in this playbook")
+        .stderr_has("did you mean `count`?");
+}
+
+#[test]
+fn a_template_syntax_error_is_reported() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: s\n    action: shell\n    with: {command: [echo, \"{{ 1 + }}\"]}\n",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:4:28: invalid template: syntax error");
+}
+
+#[test]
+fn a_check_may_not_use_an_action_that_changes_things() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: s\n    require:\n      - action: sqlite.exec\n        with: {db: a.db, sql: DELETE FROM t}\n    action: shell\n    with: {command: [\"true\"]}\n",
+    );
+    t.run(&["check", "pb.yaml"]).code(2).stderr_has(
+        "error: pb.yaml:4:17: `sqlite.exec` can change things, so it cannot be a check",
+    );
+}
+
+#[test]
+fn a_valid_playbook_checks_ok() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "vars:\n  reason: {required: true}\nsteps:\n  - id: s\n    action: shell\n    with: {command: [echo, \"{{ reason }}\"]}\n",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(0)
+        .stdout_has("ok: pb.yaml (1 steps)");
+}

@@ -1,0 +1,365 @@
+//! One test per execution rule: require, verify, skip_if, when, fallbacks,
+//! retries, timeouts, always-steps, outputs in scope, manual steps.
+
+use crate::support::Test;
+
+#[test]
+fn require_that_fails_stops_the_step_before_its_action() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: guarded
+    require:
+      - name: the marker file exists
+        that: "false"
+    action: shell
+    with: {command: [touch, ran]}
+  - id: never
+    action: shell
+    with: {command: [touch, never]}
+"#,
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(1)
+        .stdout_has("require failed: the marker file exists");
+    assert!(
+        !t.path().join("ran").exists(),
+        "the action ran despite its require"
+    );
+    assert!(
+        !t.path().join("never").exists(),
+        "the run went on after a failed step"
+    );
+    assert_eq!(out.finished("guarded")["status"], "failed");
+}
+
+#[test]
+fn verify_that_fails_after_the_action_fails_the_step() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: write
+    action: shell
+    with: {command: [sh, -c, "echo wrong > out.txt"]}
+    verify:
+      - name: out.txt says right
+        action: shell
+        with: {command: [grep, -q, right, out.txt], read_only: true}
+"#,
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(1).stdout_has("verify failed: out.txt says right");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("out.txt")).unwrap(),
+        "wrong\n"
+    );
+}
+
+#[test]
+fn fallback_chain_where_the_first_two_fail_and_the_third_succeeds() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: option-1
+    action: shell
+    with: {command: [sh, -c, "echo one >> tried; exit 1"]}
+    fallback:
+      - id: option-2
+        action: shell
+        with: {command: [sh, -c, "echo two >> tried; exit 2"]}
+      - id: option-3
+        action: shell
+        with: {command: [sh, -c, "echo three >> tried"]}
+  - id: next
+    action: assert
+    with: {that: "steps['option-1'].recovered_by == 'option-3'"}
+"#,
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0).stdout_has("recovered by option-3");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("tried")).unwrap(),
+        "one\ntwo\nthree\n"
+    );
+    let finished = out.finished("option-1");
+    assert_eq!(finished["status"], "recovered");
+    assert_eq!(finished["recovered_by"], "option-3");
+    assert_eq!(out.finished("option-2")["status"], "failed");
+    assert!(out.report().contains("recovered by `option-3`"));
+}
+
+#[test]
+fn a_failing_step_whose_fallbacks_all_fail_fails_the_run() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: a
+    action: shell
+    with: {command: ["false"]}
+    fallback:
+      - id: b
+        action: shell
+        with: {command: [sh, -c, "echo b failed >&2; exit 4"]}
+"#,
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(1)
+        .stdout_has("every fallback failed too (last: `sh` exited with code 4: b failed)");
+}
+
+#[test]
+fn retries_that_succeed_on_the_last_try() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: flaky
+    retries: 2
+    retry_delay: 10ms
+    action: shell
+    with:
+      command: [sh, -c, 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ $n -ge 3 ]']
+"#,
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("count"))
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    let failed_attempts = out
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "attempt_failed")
+        .count();
+    assert_eq!(failed_attempts, 2);
+}
+
+#[test]
+fn retries_that_run_out_report_how_many_attempts() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: never\n    retries: 1\n    retry_delay: 1ms\n    action: shell\n    with: {command: [\"false\"]}\n",
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(1)
+        .stdout_has("(after 2 attempts)");
+}
+
+#[test]
+fn a_timeout_kills_the_command_and_everything_it_started() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: slow
+    timeout: 300ms
+    action: shell
+    with: {command: [sh, -c, "sleep 2 && touch late"]}
+"#,
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(1).stdout_has("timed out after 300ms");
+    // The shell's child `sleep` must have died with it, or it would touch the file.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(
+        !t.path().join("late").exists(),
+        "the command outlived its timeout"
+    );
+}
+
+#[test]
+fn a_timeout_interrupts_a_running_sql_statement() {
+    let t = Test::new().db("app.db", "CREATE TABLE t(x);").file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: endless
+    timeout: 300ms
+    action: sqlite.query
+    with:
+      db: app.db
+      sql: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+"#,
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(1)
+        .stdout_has("timed out after 300ms");
+}
+
+#[test]
+fn an_always_step_sees_that_the_run_failed() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: breaks
+    action: shell
+    with: {command: [sh, -c, "echo disk on fire >&2; exit 7"]}
+  - id: skipped-by-failure
+    action: shell
+    with: {command: [touch, not-reached]}
+always:
+  - id: record
+    action: shell
+    with:
+      command: [sh, -c, 'printf "%s|%s|%s" "$1" "$2" "$3" > outcome', _, "{{ run.status }}", "{{ run.failed_step }}", "{{ run.error }}"]
+"#,
+    );
+    t.run(&["run", "pb.yaml"]).code(1);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("outcome")).unwrap(),
+        "failed|breaks|`sh` exited with code 7: disk on fire"
+    );
+    assert!(!t.path().join("not-reached").exists());
+}
+
+#[test]
+fn an_always_step_sees_success_too() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: fine\n    action: shell\n    with: {command: [\"true\"]}\nalways:\n  - id: record\n    action: shell\n    with: {command: [sh, -c, 'echo $1 > outcome', _, \"{{ run.status }}\"]}\n",
+    );
+    t.run(&["run", "pb.yaml"]).code(0);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("outcome")).unwrap(),
+        "succeeded\n"
+    );
+}
+
+#[test]
+fn skip_if_marks_a_step_already_done_and_does_not_run_it() {
+    let t = Test::new().file("done-marker", "").file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: once
+    skip_if:
+      - name: the marker exists
+        action: shell
+        with: {command: [test, -e, done-marker], read_only: true}
+    action: shell
+    with: {command: [touch, ran]}
+"#,
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0).stdout_has("skip_if: already done");
+    assert!(!t.path().join("ran").exists());
+    assert_eq!(out.finished("once")["status"], "skipped");
+}
+
+#[test]
+fn when_false_skips_the_step() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+vars:
+  severity: minor
+steps:
+  - id: page
+    when: "severity == 'critical'"
+    action: shell
+    with: {command: [touch, paged]}
+"#,
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0)
+        .stdout_has("when: `severity == 'critical'` is false");
+    assert!(!t.path().join("paged").exists());
+    t.run(&["run", "pb.yaml", "--var", "severity=critical"])
+        .code(0);
+    assert!(t.path().join("paged").exists());
+}
+
+#[test]
+fn outputs_of_earlier_steps_are_in_scope() {
+    let t = Test::new()
+        .db("app.db", "CREATE TABLE images(id INTEGER PRIMARY KEY); INSERT INTO images DEFAULT VALUES; INSERT INTO images DEFAULT VALUES;")
+        .file(
+            "pb.yaml",
+            r#"
+steps:
+  - id: count
+    action: sqlite.query
+    with: {db: app.db, sql: "SELECT count(*) AS n FROM images"}
+  - id: say
+    action: shell
+    with: {command: [sh, -c, 'echo "$1" > said', _, "images={{ steps.count.rows[0].n }}"]}
+"#,
+        );
+    t.run(&["run", "pb.yaml"]).code(0);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("said")).unwrap(),
+        "images=2\n"
+    );
+}
+
+#[test]
+fn a_manual_step_without_a_terminal_or_yes_fails_at_once() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: assess\n    action: confirm\n    with: {message: Have you assessed the impact?}\n",
+    );
+    t.run(&["run", "pb.yaml"]).code(1).stdout_has(
+        "no terminal to ask on: Have you assessed the impact? (pass --yes to confirm in advance)",
+    );
+    t.run(&["run", "pb.yaml", "--yes"]).code(0);
+}
+
+#[test]
+fn a_step_with_confirm_asks_before_its_action() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: drop\n    confirm: Really drop it?\n    action: shell\n    with: {command: [touch, dropped]}\n",
+    );
+    t.run(&["run", "pb.yaml"])
+        .code(1)
+        .stdout_has("Really drop it?");
+    assert!(!t.path().join("dropped").exists());
+    t.run(&["run", "pb.yaml", "--yes"]).code(0);
+    assert!(t.path().join("dropped").exists());
+}
+
+/// `script` gives the child a real terminal, so the prompt is really asked.
+#[test]
+fn an_operator_who_answers_no_aborts_the_run_with_exit_3() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: drop\n    confirm: Really drop it?\n    action: shell\n    with: {command: [touch, dropped]}\nalways:\n  - id: after\n    action: shell\n    with: {command: [sh, -c, 'echo $1 > outcome', _, \"{{ run.status }}\"]}\n",
+    );
+    let bin = env!("CARGO_BIN_EXE_runbook");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo n | script -qec '{bin} run pb.yaml' /dev/null"
+        ))
+        .current_dir(t.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!t.path().join("dropped").exists());
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("outcome")).unwrap(),
+        "aborted\n"
+    );
+}

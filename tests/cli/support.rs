@@ -1,0 +1,200 @@
+//! A small builder for integration tests: a temporary directory with
+//! playbooks, files and SQLite databases in it; the real `runbook` binary run
+//! inside it; and assertions on the exit code, the output and the files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use tempfile::TempDir;
+
+pub struct Test {
+    dir: TempDir,
+    env: Vec<(String, String)>,
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub dir: PathBuf,
+}
+
+impl Test {
+    pub fn new() -> Test {
+        Test {
+            dir: tempfile::tempdir().expect("temp dir"),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    #[track_caller]
+    pub fn file(self, name: &str, content: &str) -> Test {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, content).expect("write file");
+        self
+    }
+
+    /// A SQLite database made by running `sql` on a new file.
+    #[track_caller]
+    pub fn db(self, name: &str, sql: &str) -> Test {
+        let conn = rusqlite::Connection::open(self.dir.path().join(name)).expect("open db");
+        conn.execute_batch(sql).expect("seed db");
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Test {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs `runbook ARGS` in the test directory, with no terminal and empty stdin.
+    #[track_caller]
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUNBOOK_RUNS")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run runbook");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            dir: self.dir.path().to_path_buf(),
+        }
+    }
+
+    /// Every file below the test directory with its content, to prove a
+    /// command changed nothing.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).expect("read dir") {
+                let path = entry.expect("entry").path();
+                let rel = path.strip_prefix(root).expect("prefix").to_path_buf();
+                if path.is_dir() {
+                    out.insert(rel.join(""), Vec::new());
+                    walk(&path, root, out);
+                } else {
+                    out.insert(rel, std::fs::read(&path).expect("read"));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(self.dir.path(), self.dir.path(), &mut out);
+        out
+    }
+
+    /// Rows of a query on a database in the test directory, as text.
+    #[track_caller]
+    pub fn query(&self, db: &str, sql: &str) -> Vec<Vec<String>> {
+        let conn = rusqlite::Connection::open(self.dir.path().join(db)).expect("open db");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let n = stmt.column_count();
+        stmt.query_map([], |row| {
+            (0..n)
+                .map(|i| {
+                    let v: rusqlite::types::Value = row.get(i)?;
+                    Ok(match v {
+                        rusqlite::types::Value::Null => "NULL".into(),
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Real(x) => x.to_string(),
+                        rusqlite::types::Value::Text(t) => t,
+                        rusqlite::types::Value::Blob(b) => format!("{b:?}"),
+                    })
+                })
+                .collect()
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+}
+
+impl Output {
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Output {
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Output {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Output {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_is(&self, expected: &str) -> &Output {
+        assert_eq!(self.stderr, expected, "stderr differs");
+        self
+    }
+
+    /// The one run directory this test made.
+    #[track_caller]
+    pub fn run_dir(&self) -> PathBuf {
+        let runs = self.dir.join(".runbook/runs");
+        let mut dirs: Vec<_> = std::fs::read_dir(&runs)
+            .unwrap_or_else(|e| panic!("no run directory under {}: {e}", runs.display()))
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "expected one run directory, found {dirs:?}");
+        dirs.remove(0)
+    }
+
+    /// The journal's events, parsed.
+    #[track_caller]
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.run_dir().join("journal.jsonl")).expect("journal");
+        text.lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l:?}: {e}"))
+            })
+            .collect()
+    }
+
+    /// The `step_finished` event of a step.
+    #[track_caller]
+    pub fn finished(&self, step: &str) -> serde_json::Value {
+        self.journal()
+            .into_iter()
+            .rev()
+            .find(|e| e["event"] == "step_finished" && e["step"] == step)
+            .unwrap_or_else(|| panic!("no step_finished for {step}"))
+    }
+
+    #[track_caller]
+    pub fn report(&self) -> String {
+        std::fs::read_to_string(self.run_dir().join("report.md")).expect("report.md")
+    }
+}

@@ -1,0 +1,150 @@
+//! What a run leaves and shows: the run directory, the journal, the
+//! report, `--json`, and `list`.
+
+use crate::support::Test;
+
+const PLAYBOOK: &str = r#"
+name: two steps
+description: |
+  Says hello, then fails over.
+  A second line that list does not show.
+steps:
+  - id: hello
+    name: Say hello
+    action: shell
+    with: {command: [echo, hello]}
+  - id: flaky
+    action: shell
+    with: {command: ["false"]}
+    fallback:
+      - id: steady
+        action: shell
+        with: {command: ["true"]}
+"#;
+
+#[test]
+fn a_run_writes_a_journal_of_one_event_per_line() {
+    let t = Test::new().file("pb.yaml", PLAYBOOK);
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0);
+    let kinds: Vec<String> = out
+        .journal()
+        .iter()
+        .map(|e| {
+            let kind = e["event"].as_str().unwrap().to_owned();
+            match e["step"].as_str() {
+                Some(step) => format!("{kind} {step}"),
+                None => kind,
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run_started",
+            "step_started hello",
+            "step_finished hello",
+            "step_started flaky",
+            "fallback_started flaky",
+            "step_started steady",
+            "step_finished steady",
+            "step_finished flaky",
+            "run_finished",
+        ]
+    );
+    let dir = out.run_dir();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with("Z-pb"), "run directory named {name}");
+    assert!(dir.join("outbox").is_dir());
+    out.stdout_has(&format!("run directory: .runbook/runs/{name}"));
+    out.stdout_has(&format!("report: .runbook/runs/{name}/report.md"));
+}
+
+#[test]
+fn the_report_is_a_timeline_with_outcomes_and_outputs() {
+    let t = Test::new().file("pb.yaml", PLAYBOOK);
+    let out = t.run(&["run", "pb.yaml"]);
+    let report = out.report();
+    assert!(report.starts_with("# Run of `two steps`\n"), "{report}");
+    assert!(report.contains("- Outcome: **succeeded**"), "{report}");
+    assert!(report.contains("| `hello` | Say hello | ok |"), "{report}");
+    assert!(
+        report.contains("| `flaky` | flaky | recovered by `steady` |"),
+        "{report}"
+    );
+    assert!(report.contains("\"stdout\": \"hello\\n\""), "{report}");
+    assert!(
+        report.contains("| `flaky` | fallback to `steady` | after: `false` exited with code 1 |"),
+        "{report}"
+    );
+}
+
+#[test]
+fn json_prints_one_event_per_line_and_nothing_else() {
+    let t = Test::new().file("pb.yaml", PLAYBOOK);
+    let out = t.run(&["run", "pb.yaml", "--json"]);
+    out.code(0);
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "run_started");
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+    assert_eq!(events.last().unwrap()["status"], "succeeded");
+}
+
+#[test]
+fn two_runs_in_the_same_second_get_their_own_directories() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: s\n    action: shell\n    with: {command: [\"true\"]}\n",
+    );
+    t.run(&["run", "pb.yaml"]).code(0);
+    t.run(&["run", "pb.yaml"]).code(0);
+    t.run(&["run", "pb.yaml"]).code(0);
+    let n = std::fs::read_dir(t.path().join(".runbook/runs"))
+        .unwrap()
+        .count();
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn secret_values_are_masked_in_the_journal_report_and_output() {
+    let t = Test::new()
+        .env("RUNBOOK_SECRET_TOKEN", "hunter2-s3cret")
+        .file(
+            "pb.yaml",
+            "vars:\n  token: \"\"\n  password: {secret: true, default: pa55word}\nsteps:\n  - id: use\n    action: shell\n    with: {command: [echo, \"{{ token }} {{ password }}\"]}\n",
+        );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0);
+    let dir = out.run_dir();
+    for file in ["journal.jsonl", "report.md"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(
+            !text.contains("hunter2-s3cret") && !text.contains("pa55word"),
+            "{file} leaks a secret:\n{text}"
+        );
+        assert!(
+            text.contains("*** ***"),
+            "{file} lacks the masked output:\n{text}"
+        );
+    }
+    assert!(!out.stdout.contains("hunter2-s3cret") && !out.stderr.contains("hunter2-s3cret"));
+}
+
+#[test]
+fn list_shows_playbooks_with_the_first_line_of_their_description() {
+    let t = Test::new()
+        .file("playbooks/b.yaml", PLAYBOOK)
+        .file("playbooks/a.yml", "description: The first one\nsteps: []\n")
+        .file("playbooks/broken.yaml", "steps: [\n")
+        .file("playbooks/notes.txt", "not a playbook");
+    let out = t.run(&["list"]);
+    out.code(0);
+    assert_eq!(
+        out.stdout,
+        "playbooks/a.yml        The first one\nplaybooks/b.yaml       Says hello, then fails over.\nplaybooks/broken.yaml  (invalid: 1 problem(s); run `runbook check playbooks/broken.yaml`)\n"
+    );
+}
