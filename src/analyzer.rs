@@ -204,13 +204,14 @@ impl Analyzer<'_> {
                 Some(Json::Null)
             };
             let Some(value) = value else { continue };
-            if !decl.choices.is_empty() {
+            // A required variable without a value (in `check`) holds a placeholder.
+            let placeholder = value == Json::String(format!("<{name}>"));
+            if !decl.choices.is_empty() && !placeholder {
                 let text = match &value {
                     Json::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                if !decl.choices.contains(&text) && !(decl.required && !self.options.require_values)
-                {
+                if !decl.choices.contains(&text) {
                     let d = Diagnostic::at(
                         &decl.name.span,
                         format!(

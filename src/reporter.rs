@@ -7,7 +7,7 @@ use std::time::Duration;
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::event::{Event, RunStatus, Sink, Status};
+use crate::event::{Event, Phase, RunStatus, Sink, Status};
 
 /// Whether stdout is a terminal that wants colour.
 pub fn setup_colours() -> bool {
@@ -106,7 +106,7 @@ impl Human {
                 detail,
                 ..
             } => {
-                if self.dry_run || !passed {
+                if self.dry_run || (!passed && *phase != Phase::SkipIf) {
                     let mark = if *passed {
                         style("passed").green()
                     } else {
