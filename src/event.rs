@@ -181,3 +181,42 @@ pub trait Sink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_reaches_every_string_in_an_event() {
+        let mut outputs = Map::new();
+        outputs.insert("stdout".into(), Json::from("token=abc123 and abc123"));
+        outputs.insert("nested".into(), serde_json::json!({"list": ["abc123"]}));
+        let e = Event::StepFinished {
+            at: now(),
+            step: "s".into(),
+            name: "uses abc123".into(),
+            status: Status::Ok,
+            duration_ms: 1,
+            detail: Some("abc123".into()),
+            recovered_by: None,
+            outputs,
+        };
+        let text = serde_json::to_string(&e.redacted(&["abc123".into()])).expect("json");
+        assert!(!text.contains("abc123"), "{text}");
+        assert!(text.contains("token=*** and ***"), "{text}");
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let e = Event::RunFinished {
+            at: now(),
+            status: RunStatus::Aborted,
+            duration_ms: 5,
+            failed_step: Some("confirm".into()),
+            error: None,
+        };
+        let back: Event =
+            serde_json::from_str(&serde_json::to_string(&e).expect("json")).expect("parse");
+        assert_eq!(back, e);
+    }
+}

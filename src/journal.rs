@@ -67,3 +67,41 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<Event>> {
     }
     Ok(events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_ignored_but_a_bad_middle_line_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        let mut j = Journal::create(&path).expect("create");
+        let e = Event::StepStarted {
+            at: "2026-01-01T00:00:00.000Z".into(),
+            step: "a".into(),
+            name: "A".into(),
+        };
+        j.event(&e).expect("write");
+        j.event(&e).expect("write");
+        drop(j);
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        text.push_str("{\"event\":\"step_fin");
+        std::fs::write(&path, &text).expect("write");
+        assert_eq!(read(&path).expect("read").len(), 2);
+
+        let broken = text.replacen("{\"event\"", "{\"evnt\"", 1);
+        std::fs::write(&path, broken).expect("write");
+        let err = read(&path).expect_err("bad line");
+        assert!(err.to_string().contains(":1: not a journal event"), "{err}");
+    }
+
+    #[test]
+    fn an_existing_journal_is_never_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, "keep").expect("write");
+        assert!(Journal::create(&path).is_err());
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "keep");
+    }
+}

@@ -235,3 +235,23 @@ fn quote(s: &str) -> String {
 fn quote_inline(s: &str) -> String {
     format!("`{}`", s.replace('`', "'"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_that_stops_early_renders_as_unfinished() {
+        let events = vec![Event::RunStarted {
+            format: crate::event::FORMAT,
+            at: "2026-11-23T03:00:00.000Z".into(),
+            playbook: "emergency".into(),
+            file: "pb.yaml".into(),
+            dry_run: false,
+            run_dir: None,
+            vars: serde_json::Map::new(),
+        }];
+        let md = render(&events);
+        assert!(md.contains("**unfinished**"), "{md}");
+    }
+}

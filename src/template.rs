@@ -237,3 +237,90 @@ fn words(value: String) -> Result<Vec<String>, minijinja::Error> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(s: &str) -> Node {
+        Node {
+            pos: Pos::default(),
+            value: Value::Str(s.to_owned()),
+        }
+    }
+
+    fn render(src: &str, ctx: serde_json::Value) -> Json {
+        let mut t = Templates::new();
+        let (tv, _) = t.compile(&node(src)).ok().expect("compiles");
+        t.render(&tv, &minijinja::Value::from(minijinja::value::Serde(ctx)))
+            .expect("renders")
+    }
+
+    #[test]
+    fn a_single_expression_keeps_its_type() {
+        assert_eq!(
+            render("{{ n + 1 }}", serde_json::json!({"n": 2})),
+            serde_json::json!(3)
+        );
+        assert_eq!(
+            render("{{- xs -}}", serde_json::json!({"xs": [1, 2]})),
+            serde_json::json!([1, 2])
+        );
+        assert_eq!(
+            render("n={{ n }}", serde_json::json!({"n": 2})),
+            serde_json::json!("n=2")
+        );
+        assert_eq!(
+            render("{{ a }}{{ b }}", serde_json::json!({"a": 1, "b": 2})),
+            serde_json::json!("12")
+        );
+    }
+
+    #[test]
+    fn text_without_template_syntax_is_constant() {
+        assert_eq!(
+            render("plain {text}", serde_json::json!({})),
+            serde_json::json!("plain {text}")
+        );
+    }
+
+    #[test]
+    fn undefined_values_are_errors_not_empty_strings() {
+        let mut t = Templates::new();
+        let (tv, _) = t.compile(&node("x={{ missing }}")).ok().expect("compiles");
+        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({})));
+        assert!(t.render(&tv, &ctx).is_err());
+    }
+
+    #[test]
+    fn compile_reports_the_variables_read_without_globals() {
+        let mut t = Templates::new();
+        let (_, reads) = t
+            .compile(&node(
+                "{% for i in range(3) %}{{ steps.count.rows[i] }}{{ db }}{% endfor %}",
+            ))
+            .ok()
+            .expect("compiles");
+        let vars: Vec<&String> = reads.iter().flat_map(|r| &r.vars).collect();
+        assert!(
+            vars.iter().any(|v| v.starts_with("steps.count")),
+            "{vars:?}"
+        );
+        assert!(vars.iter().any(|v| *v == "db"), "{vars:?}");
+        assert!(!vars.iter().any(|v| v.starts_with("range")), "{vars:?}");
+    }
+
+    #[test]
+    fn words_splits_like_a_shell_without_running_one() {
+        assert_eq!(
+            words("systemctl stop 'go fast' \"$(x)\"".into()).ok(),
+            Some(vec![
+                "systemctl".into(),
+                "stop".into(),
+                "go fast".into(),
+                "$(x)".into()
+            ])
+        );
+        assert!(words("unclosed 'quote".into()).is_err());
+    }
+}

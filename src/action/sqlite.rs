@@ -87,7 +87,7 @@ impl Action for Query {
     }
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
-        let conn = open(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let conn = open_read_only(&self.db, ctx.dry_run)?;
         with_timeout(&conn, ctx.timeout, || {
             let mut stmt = conn
                 .prepare(&self.sql)
@@ -229,14 +229,58 @@ impl Params {
 }
 
 fn open(db: &Path, mode: OpenFlags) -> Result<Connection, Failure> {
-    if !db.exists() {
-        return Err(Failure::failed(format!(
-            "database {} does not exist (runbook never creates one by accident; check the path)",
-            db.display()
-        )));
-    }
+    must_exist(db)?;
     Connection::open_with_flags(db, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| sql_error(db, &e))
+}
+
+/// Opens a database to read. In WAL mode, even a read-only connection
+/// creates `-wal` and `-shm` files; a dry run must write nothing, so when
+/// there is no `-wal` file (nothing un-checkpointed to read) it opens the
+/// file as immutable, which reads the main file alone and creates nothing.
+fn open_read_only(db: &Path, dry_run: bool) -> Result<Connection, Failure> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    if !(dry_run && is_wal_mode(db) && !Path::new(&wal).exists()) {
+        return open(db, OpenFlags::SQLITE_OPEN_READ_ONLY);
+    }
+    must_exist(db)?;
+    let uri = format!("file:{}?immutable=1", uri_path(db));
+    Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error(db, &e))
+}
+
+fn must_exist(db: &Path) -> Result<(), Failure> {
+    if db.exists() {
+        Ok(())
+    } else {
+        Err(Failure::failed(format!(
+            "database {} does not exist (runbook never creates one by accident; check the path)",
+            db.display()
+        )))
+    }
+}
+
+/// Bytes 18 and 19 of the database header are 2 in WAL mode.
+fn is_wal_mode(db: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    std::fs::File::open(db)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok_and(|()| header[18] == 2 && header[19] == 2)
+}
+
+/// A path as the path part of an SQLite URI: `%`, `?` and `#` escaped.
+fn uri_path(db: &Path) -> String {
+    db.to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23")
 }
 
 fn sql_error(db: &Path, err: &rusqlite::Error) -> Failure {

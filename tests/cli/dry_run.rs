@@ -85,6 +85,25 @@ steps:
 }
 
 #[test]
+fn a_dry_run_on_a_wal_database_creates_no_wal_or_shm_file() {
+    let t = Test::new()
+        .db("app.db", "PRAGMA journal_mode = WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .file(
+            "pb.yaml",
+            "steps:\n  - id: q\n    action: sqlite.query\n    with: {db: app.db, sql: \"SELECT x FROM t\"}\n    verify: [\"steps.q.rows[0].x == 1\"]\n",
+        );
+    let before = t.snapshot();
+    assert!(
+        !t.path().join("app.db-wal").exists(),
+        "the fixture left a -wal file"
+    );
+    t.run(&["run", "pb.yaml", "--dry-run"])
+        .code(0)
+        .stdout_has("✓ q");
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
 fn a_dry_run_opens_databases_read_only() {
     // A query that would write if the connection allowed it still cannot in a dry run.
     let t = Test::new()
