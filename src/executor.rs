@@ -344,7 +344,7 @@ impl Executor<'_, '_> {
                 steps,
                 always,
                 ..
-            } => self.include(step, *scope, steps, always),
+            } => self.include(*scope, steps, always),
             Body::Action {
                 action,
                 args,
@@ -401,7 +401,7 @@ impl Executor<'_, '_> {
         loop {
             let (result, outputs) = self.run_action(step, action, args);
             let result = match result {
-                Ok(()) => self.verify(step, &outputs),
+                Ok(()) => self.verify(step),
                 Err(e) => Err(e),
             };
             match result {
@@ -483,7 +483,7 @@ impl Executor<'_, '_> {
             .map_err(|e| format!("invalid arguments for `{action}`: {}", e.message))
     }
 
-    fn verify(&mut self, step: &PlanStep, _outputs: &Map<String, Json>) -> Result<(), Failure> {
+    fn verify(&mut self, step: &PlanStep) -> Result<(), Failure> {
         for check in &step.verify {
             if let CheckResult::NotPassed(detail) = self.check(step, Phase::Verify, check) {
                 return Err(Failure::Failed(format!(
@@ -522,7 +522,6 @@ impl Executor<'_, '_> {
 
     fn include(
         &mut self,
-        step: &PlanStep,
         scope: usize,
         steps: &[PlanStep],
         always: &[PlanStep],
@@ -545,7 +544,6 @@ impl Executor<'_, '_> {
         }
         let mut outputs = Map::new();
         outputs.insert("steps".into(), Json::Object(self.outputs[scope].clone()));
-        let _ = step;
         match result {
             StepResult::Done => (
                 if self.options.dry_run {

@@ -180,10 +180,15 @@ impl Human {
                 };
                 let sep = if what.is_empty() { "" } else { ": " };
                 let time = style(format!("({:.1}s)", *duration_ms as f64 / 1000.0)).dim();
+                // The id is what --fail and reports use; the name only when it says more.
+                let title = if name == step {
+                    style(step.clone()).bold().to_string()
+                } else {
+                    format!("{} {name}", style(step).bold())
+                };
                 self.line(&format!(
-                    "{}{mark} {step} {}{sep}{what} {time}",
-                    self.indent(),
-                    style(name).bold()
+                    "{}{mark} {title}{sep}{what} {time}",
+                    self.indent()
                 ))?;
             }
             Event::RunFinished {

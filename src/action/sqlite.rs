@@ -88,7 +88,9 @@ impl Action for Query {
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         let conn = open_read_only(&self.db, ctx.dry_run)?;
-        with_timeout(&conn, ctx.timeout, || {
+        let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
+        let db = &self.db;
+        {
             let mut stmt = conn
                 .prepare(&self.sql)
                 .map_err(|e| sql_error(&self.db, &e))?;
@@ -101,7 +103,10 @@ impl Action for Query {
             self.params.bind(&mut stmt)?;
             let mut rows = stmt.raw_query();
             let mut out_rows = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| sql_error(&self.db, &e))? {
+            while let Some(row) = rows
+                .next()
+                .map_err(|e| interrupted_or(ctx.timeout, db, &e))?
+            {
                 let mut obj = Map::new();
                 for (i, name) in names.iter().enumerate() {
                     let v = row.get_ref(i).map_err(|e| sql_error(&self.db, &e))?;
@@ -113,7 +118,7 @@ impl Action for Query {
             out.insert("row_count".into(), out_rows.len().into());
             out.insert("rows".into(), Json::Array(out_rows));
             Ok(out)
-        })
+        }
     }
 }
 
@@ -292,19 +297,6 @@ fn interrupted_or(timeout: Option<Duration>, db: &Path, err: &rusqlite::Error) -
         (Some(limit), Some(rusqlite::ErrorCode::OperationInterrupted)) => Failure::TimedOut(limit),
         _ => sql_error(db, err),
     }
-}
-
-/// Runs `f`, interrupting any SQL statement still running when the timeout passes.
-fn with_timeout<T>(
-    conn: &Connection,
-    timeout: Option<Duration>,
-    f: impl FnOnce() -> Result<T, Failure>,
-) -> Result<T, Failure> {
-    let _guard = Watchdog::start(timeout, conn.get_interrupt_handle());
-    f().map_err(|err| match (&err, timeout) {
-        (Failure::Failed(m), Some(limit)) if m.contains("interrupted") => Failure::TimedOut(limit),
-        _ => err,
-    })
 }
 
 /// Interrupts a connection when a timeout passes, unless dropped first.
