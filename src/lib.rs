@@ -11,7 +11,9 @@ use clap::Parser;
 
 pub mod action;
 pub mod analyzer;
+pub mod backup;
 pub mod cli;
+pub mod database;
 pub mod diagnostic;
 pub mod event;
 pub mod executor;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value as Json};
 
 pub mod assert;
+pub mod backup;
 pub mod confirm;
 pub mod shell;
 pub mod sqlite;
@@ -29,6 +30,22 @@ pub enum Call {
     SqliteQuery(sqlite::Query),
     #[serde(rename = "sqlite.exec")]
     SqliteExec(sqlite::Exec),
+    #[serde(rename = "sqlite.quiescent")]
+    SqliteQuiescent(sqlite::Quiescent),
+    #[serde(rename = "sqlite.fingerprint")]
+    SqliteFingerprint(sqlite::Fingerprint),
+    #[serde(rename = "backup.create")]
+    BackupCreate(backup::Create),
+    #[serde(rename = "backup.list")]
+    BackupList(backup::List),
+    #[serde(rename = "backup.select")]
+    BackupSelect(backup::Select),
+    #[serde(rename = "backup.verify")]
+    BackupVerify(backup::Verify),
+    #[serde(rename = "backup.restore")]
+    BackupRestore(backup::Restore),
+    #[serde(rename = "backup.delete")]
+    BackupDelete(backup::Delete),
     #[serde(rename = "assert")]
     Assert(assert::Assert),
     #[serde(rename = "confirm")]
@@ -36,7 +53,21 @@ pub enum Call {
 }
 
 /// Every action name, for "did you mean" and for the documentation test.
-pub const NAMES: &[&str] = &["shell", "sqlite.query", "sqlite.exec", "assert", "confirm"];
+pub const NAMES: &[&str] = &[
+    "shell",
+    "sqlite.query",
+    "sqlite.exec",
+    "sqlite.quiescent",
+    "sqlite.fingerprint",
+    "backup.create",
+    "backup.list",
+    "backup.select",
+    "backup.verify",
+    "backup.restore",
+    "backup.delete",
+    "assert",
+    "confirm",
+];
 
 impl Call {
     /// Builds a call from an action name and its (rendered) arguments.
@@ -82,6 +113,14 @@ impl Call {
             Call::Shell(a) => a,
             Call::SqliteQuery(a) => a,
             Call::SqliteExec(a) => a,
+            Call::SqliteQuiescent(a) => a,
+            Call::SqliteFingerprint(a) => a,
+            Call::BackupCreate(a) => a,
+            Call::BackupList(a) => a,
+            Call::BackupSelect(a) => a,
+            Call::BackupVerify(a) => a,
+            Call::BackupRestore(a) => a,
+            Call::BackupDelete(a) => a,
             Call::Assert(a) => a,
             Call::Confirm(a) => a,
         }

@@ -1,10 +1,11 @@
-//! `sqlite.query` and `sqlite.exec`: SQL against a database file, with
-//! values always passed as bound parameters. A query opens the database
-//! read-only and refuses statements that write; an exec runs all its
-//! statements in one transaction, so it happens wholly or not at all.
-//! Neither creates a database that does not exist: a mistyped path must
-//! not become a fresh empty database.
+//! The `sqlite.*` actions: SQL against a database file, with values always
+//! passed as bound parameters, and checks of a database's state. A query
+//! opens the database read-only and refuses statements that write; an exec
+//! runs all its statements in one transaction, so it happens wholly or not
+//! at all. None creates a database that does not exist: a mistyped path
+//! must not become a fresh empty database.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use super::{ellipsize, Action, Context, Failure, Outputs};
+use crate::database;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,8 +38,17 @@ pub struct Exec {
     params: Params,
     #[serde(default)]
     statements: Vec<Statement>,
+    /// Other database files to read from, by schema name (`old: backup.db`
+    /// makes `old.media` readable). Attached read-only.
+    #[serde(default)]
+    attach: std::collections::BTreeMap<String, PathBuf>,
+    /// Rows to save to a JSON Lines file in the run directory, queried in
+    /// the same transaction before the statements run, and on disk before
+    /// it commits: what the statements are about to remove is kept.
+    #[serde(default)]
+    export: Option<Export>,
     /// How long to wait for another connection's lock (default 5s).
-    #[serde(default, with = "humantime_serde_opt")]
+    #[serde(default, with = "duration_opt")]
     busy_timeout: Option<Duration>,
 }
 
@@ -47,6 +58,16 @@ struct Statement {
     sql: String,
     #[serde(default)]
     params: Params,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Export {
+    sql: String,
+    #[serde(default)]
+    params: Params,
+    /// A file name inside the run directory.
+    file: String,
 }
 
 /// Positional (`[a, b]` for `?1, ?2`) or named (`{name: v}` for `:name`) parameters.
@@ -59,7 +80,27 @@ enum Params {
     Named(Map<String, Json>),
 }
 
-mod humantime_serde_opt {
+/// `sqlite.quiescent`: no other process is using the database.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quiescent {
+    db: PathBuf,
+    /// How long to keep trying for the exclusive lock (default 5s).
+    #[serde(default, with = "duration_opt")]
+    timeout: Option<Duration>,
+}
+
+/// `sqlite.fingerprint`: tables, row counts, live markers, and optionally integrity.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fingerprint {
+    db: PathBuf,
+    /// Also run `PRAGMA integrity_check` (it reads the whole file).
+    #[serde(default)]
+    integrity: bool,
+}
+
+pub(crate) mod duration_opt {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
@@ -87,39 +128,49 @@ impl Action for Query {
     }
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
-        let conn = open_read_only(&self.db, ctx.dry_run)?;
-        let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
         let db = &self.db;
-        {
-            let mut stmt = conn
-                .prepare(&self.sql)
-                .map_err(|e| sql_error(&self.db, &e))?;
-            if !stmt.readonly() {
-                return Err(Failure::failed(
-                    "sqlite.query runs only statements that read; use sqlite.exec to change the database",
-                ));
-            }
-            let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-            self.params.bind(&mut stmt)?;
-            let mut rows = stmt.raw_query();
-            let mut out_rows = Vec::new();
-            while let Some(row) = rows
-                .next()
-                .map_err(|e| interrupted_or(ctx.timeout, db, &e))?
-            {
-                let mut obj = Map::new();
-                for (i, name) in names.iter().enumerate() {
-                    let v = row.get_ref(i).map_err(|e| sql_error(&self.db, &e))?;
-                    obj.insert(name.clone(), to_json(v));
-                }
-                out_rows.push(Json::Object(obj));
-            }
-            let mut out = Outputs::new();
-            out.insert("row_count".into(), out_rows.len().into());
-            out.insert("rows".into(), Json::Array(out_rows));
-            Ok(out)
+        must_exist(db)?;
+        let conn = database::open_for_reading(db, ctx.dry_run).map_err(Failure::failed)?;
+        let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
+        let mut stmt = conn.prepare(&self.sql).map_err(|e| sql_error(db, &e))?;
+        if !stmt.readonly() {
+            return Err(Failure::failed(
+                "sqlite.query runs only statements that read; use sqlite.exec to change the database",
+            ));
         }
+        self.params.bind(&mut stmt)?;
+        let mut rows = Vec::new();
+        for_each_row(
+            &mut stmt,
+            |e| interrupted_or(ctx.timeout, db, e),
+            |row| {
+                rows.push(row);
+                Ok(())
+            },
+        )?;
+        let mut out = Outputs::new();
+        out.insert("row_count".into(), rows.len().into());
+        out.insert("rows".into(), Json::Array(rows));
+        Ok(out)
     }
+}
+
+/// Runs a bound statement, handing each row (column name → value) to `each`.
+fn for_each_row(
+    stmt: &mut rusqlite::Statement<'_>,
+    err: impl Fn(&rusqlite::Error) -> Failure,
+    mut each: impl FnMut(Json) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next().map_err(|e| err(&e))? {
+        let mut obj = Map::new();
+        for (i, name) in names.iter().enumerate() {
+            obj.insert(name.clone(), to_json(row.get_ref(i).map_err(|e| err(&e))?));
+        }
+        each(Json::Object(obj))?;
+    }
+    Ok(())
 }
 
 impl Exec {
@@ -138,6 +189,32 @@ impl Exec {
         }
         Ok(all)
     }
+
+    fn attach(&self, conn: &Connection) -> Result<(), Failure> {
+        for (schema, path) in &self.attach {
+            let valid = schema
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || ["main", "temp"].contains(&schema.as_str()) {
+                return Err(Failure::failed(format!(
+                    "`{schema}` cannot be a schema name for attach"
+                )));
+            }
+            must_exist(path)?;
+            database::check_header(path).map_err(Failure::failed)?;
+            // The schema name was checked above; the file name is bound.
+            conn.execute(
+                &format!("ATTACH DATABASE ?1 AS {schema}"),
+                [format!("file:{}?mode=ro", database::uri_path(path))],
+            )
+            .map_err(|e| sql_error(path, &e))?;
+        }
+        Ok(())
+    }
 }
 
 impl Action for Exec {
@@ -152,11 +229,22 @@ impl Action for Exec {
                     .iter()
                     .map(|(sql, params)| format!("{}{}", ellipsize(sql, 80), params.describe()))
                     .collect();
-                format!(
+                let mut d = format!(
                     "execute on {} in one transaction: {}",
                     self.db.display(),
                     list.join("; ")
-                )
+                );
+                for (schema, path) in &self.attach {
+                    d.push_str(&format!("; reading {} as `{schema}`", path.display()));
+                }
+                if let Some(e) = &self.export {
+                    d.push_str(&format!(
+                        "; first saving the rows of `{}` to {}",
+                        ellipsize(&e.sql, 60),
+                        e.file
+                    ));
+                }
+                d
             }
             Err(err) => format!("<{err}>"),
         }
@@ -164,34 +252,151 @@ impl Action for Exec {
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         let statements = self.statements()?;
-        let mut conn = open(&self.db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        conn.busy_timeout(self.busy_timeout.unwrap_or(Duration::from_secs(5)))
-            .map_err(|e| sql_error(&self.db, &e))?;
         let db = &self.db;
-        let changes = {
-            let interrupt = conn.get_interrupt_handle();
-            let _guard = Watchdog::start(ctx.timeout, interrupt);
+        must_exist(db)?;
+        let export_path = match &self.export {
+            Some(e) => Some(export_path(ctx, &e.file)?),
+            None => None,
+        };
+        let mut conn = Connection::open_with_flags(
+            db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_error(db, &e))?;
+        conn.busy_timeout(self.busy_timeout.unwrap_or(Duration::from_secs(5)))
+            .map_err(|e| sql_error(db, &e))?;
+        // ATTACH cannot run inside a transaction.
+        self.attach(&conn)?;
+        let mut out = Outputs::new();
+        {
+            let _guard = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
             // IMMEDIATE: take the write lock up front, so we fail before
             // changing anything rather than halfway through.
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| sql_error(db, &e))?;
-            let mut changes = 0usize;
+            let mut export = None;
+            if let (Some(spec), Some(path)) = (&self.export, &export_path) {
+                let mut file = tempfile::Builder::new()
+                    .prefix(".export-")
+                    .tempfile_in(path.parent().unwrap_or_else(|| Path::new(".")))
+                    .map_err(|e| {
+                        Failure::failed(format!("cannot create {}: {e}", path.display()))
+                    })?;
+                let mut stmt = tx.prepare(&spec.sql).map_err(|e| sql_error(db, &e))?;
+                spec.params.bind(&mut stmt)?;
+                let mut count = 0usize;
+                for_each_row(
+                    &mut stmt,
+                    |e| interrupted_or(ctx.timeout, db, e),
+                    |row| {
+                        count += 1;
+                        writeln!(file, "{row}").map_err(|e| {
+                            Failure::failed(format!("writing {}: {e}", path.display()))
+                        })
+                    },
+                )?;
+                export = Some((file, count));
+            }
+            let mut changes = Vec::new();
             for (sql, params) in &statements {
                 let mut stmt = tx.prepare(sql).map_err(|e| sql_error(db, &e))?;
                 params.bind(&mut stmt)?;
-                changes += stmt
-                    .raw_execute()
-                    .map_err(|e| interrupted_or(ctx.timeout, db, &e))?;
+                changes.push(
+                    stmt.raw_execute()
+                        .map_err(|e| interrupted_or(ctx.timeout, db, &e))?,
+                );
+            }
+            if let (Some((file, count)), Some(path)) = (export, &export_path) {
+                file.as_file()
+                    .sync_all()
+                    .map_err(|e| Failure::failed(format!("syncing {}: {e}", path.display())))?;
+                file.persist_noclobber(path).map_err(|e| {
+                    Failure::failed(format!("writing {}: {}", path.display(), e.error))
+                })?;
+                out.insert("exported".into(), count.into());
+                out.insert("export_file".into(), path.display().to_string().into());
             }
             // Dropping `tx` on any error above rolls everything back.
             tx.commit()
                 .map_err(|e| interrupted_or(ctx.timeout, db, &e))?;
-            changes
-        };
-        let mut out = Outputs::new();
-        out.insert("changes".into(), changes.into());
+            out.insert("changes".into(), changes.iter().sum::<usize>().into());
+            out.insert("changes_by_statement".into(), changes.into());
+        }
         out.insert("statements".into(), statements.len().into());
+        Ok(out)
+    }
+}
+
+/// Export files live in the run directory, under a plain file name.
+fn export_path(ctx: &Context<'_>, file: &str) -> Result<PathBuf, Failure> {
+    let name = Path::new(file);
+    if name.components().count() != 1 || file.starts_with('.') {
+        return Err(Failure::failed(format!(
+            "export file `{file}` must be a plain file name (it goes in the run directory)"
+        )));
+    }
+    let dir = ctx
+        .run_dir
+        .as_ref()
+        .ok_or_else(|| Failure::failed("an export needs a run directory"))?;
+    let path = dir.join(name);
+    if path.exists() {
+        return Err(Failure::failed(format!(
+            "{} exists already; an export never overwrites",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+impl Action for Quiescent {
+    fn mutates(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("check that no other process is using {}", self.db.display())
+    }
+
+    fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        must_exist(&self.db)?;
+        database::quiescent(
+            &self.db,
+            self.timeout.unwrap_or(Duration::from_secs(5)),
+            ctx.dry_run,
+        )
+        .map_err(Failure::failed)?;
+        let mut out = Outputs::new();
+        out.insert("quiescent".into(), true.into());
+        Ok(out)
+    }
+}
+
+impl Action for Fingerprint {
+    fn mutates(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("read the tables and row counts of {}", self.db.display())
+    }
+
+    fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        must_exist(&self.db)?;
+        let conn = database::open_for_reading(&self.db, ctx.dry_run).map_err(Failure::failed)?;
+        let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
+        let fp = database::fingerprint_on(&conn, &self.db).map_err(Failure::failed)?;
+        let mut out = match serde_json::to_value(&fp) {
+            Ok(Json::Object(map)) => map,
+            _ => Outputs::new(),
+        };
+        if self.integrity {
+            database::integrity_check_on(&conn, &self.db).map_err(Failure::failed)?;
+            out.insert("integrity".into(), "ok".into());
+        }
         Ok(out)
     }
 }
@@ -233,33 +438,6 @@ impl Params {
     }
 }
 
-fn open(db: &Path, mode: OpenFlags) -> Result<Connection, Failure> {
-    must_exist(db)?;
-    Connection::open_with_flags(db, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| sql_error(db, &e))
-}
-
-/// Opens a database to read. In WAL mode, even a read-only connection
-/// creates `-wal` and `-shm` files; a dry run must write nothing, so when
-/// there is no `-wal` file (nothing un-checkpointed to read) it opens the
-/// file as immutable, which reads the main file alone and creates nothing.
-fn open_read_only(db: &Path, dry_run: bool) -> Result<Connection, Failure> {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    if !(dry_run && is_wal_mode(db) && !Path::new(&wal).exists()) {
-        return open(db, OpenFlags::SQLITE_OPEN_READ_ONLY);
-    }
-    must_exist(db)?;
-    let uri = format!("file:{}?immutable=1", uri_path(db));
-    Connection::open_with_flags(
-        uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sql_error(db, &e))
-}
-
 fn must_exist(db: &Path) -> Result<(), Failure> {
     if db.exists() {
         Ok(())
@@ -269,23 +447,6 @@ fn must_exist(db: &Path) -> Result<(), Failure> {
             db.display()
         )))
     }
-}
-
-/// Bytes 18 and 19 of the database header are 2 in WAL mode.
-fn is_wal_mode(db: &Path) -> bool {
-    use std::io::Read;
-    let mut header = [0u8; 20];
-    std::fs::File::open(db)
-        .and_then(|mut f| f.read_exact(&mut header))
-        .is_ok_and(|()| header[18] == 2 && header[19] == 2)
-}
-
-/// A path as the path part of an SQLite URI: `%`, `?` and `#` escaped.
-fn uri_path(db: &Path) -> String {
-    db.to_string_lossy()
-        .replace('%', "%25")
-        .replace('?', "%3f")
-        .replace('#', "%23")
 }
 
 fn sql_error(db: &Path, err: &rusqlite::Error) -> Failure {

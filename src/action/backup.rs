@@ -1,0 +1,221 @@
+//! The `backup.*` actions: make, list, choose, check, restore and delete
+//! backups of an SQLite database. The work is done by [`crate::backup`];
+//! these wrap it with arguments, descriptions and outputs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::{confirm, Action, Context, Failure, Outputs};
+use crate::backup;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Create {
+    db: PathBuf,
+    dir: PathBuf,
+    /// A word for the file name and manifest: `emergency`, `pre-restore`…
+    #[serde(default)]
+    label: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct List {
+    dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Select {
+    dir: PathBuf,
+    /// Pass over backups that have any of these tables.
+    #[serde(default)]
+    without_tables: Vec<String>,
+    /// Pass over backups in which any of these migrations is recorded as done.
+    #[serde(default)]
+    without_markers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    backup: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    db: PathBuf,
+    backup: PathBuf,
+    /// Where the pre-restore backup of the current state goes.
+    dir: PathBuf,
+    /// How long to wait for the database to be free (default 10s).
+    #[serde(default, with = "super::sqlite::duration_opt")]
+    lock_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delete {
+    backup: PathBuf,
+    /// Delete without asking.
+    #[serde(default)]
+    force: bool,
+}
+
+fn outputs(value: impl Serialize) -> Outputs {
+    match serde_json::to_value(value) {
+        Ok(Json::Object(map)) => map,
+        _ => Outputs::new(),
+    }
+}
+
+fn entry_json(e: &backup::Entry) -> Json {
+    let mut o = serde_json::Map::new();
+    o.insert("path".into(), e.path.display().to_string().into());
+    o.insert("kind".into(), e.kind.into());
+    o.insert("created_at".into(), e.created_at.clone().into());
+    o.insert("size".into(), e.size.into());
+    o.insert("label".into(), e.label.clone().into());
+    o.insert("sha256".into(), e.sha256.clone().into());
+    match &e.fingerprint {
+        Ok(fp) => {
+            o.insert(
+                "fingerprint".into(),
+                serde_json::to_value(fp).unwrap_or(Json::Null),
+            );
+        }
+        Err(why) => {
+            o.insert("fingerprint".into(), Json::Null);
+            o.insert("error".into(), why.clone().into());
+        }
+    }
+    Json::Object(o)
+}
+
+impl Action for Create {
+    fn mutates(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!("back up {} into {}", self.db.display(), self.dir.display())
+    }
+
+    fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        let (path, manifest) =
+            backup::create(&self.db, &self.dir, self.label.as_deref()).map_err(Failure::failed)?;
+        let mut out = outputs(&manifest);
+        out.insert("path".into(), path.display().to_string().into());
+        Ok(out)
+    }
+}
+
+impl Action for List {
+    fn mutates(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("list the backups in {}", self.dir.display())
+    }
+
+    fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        let entries = backup::list(&self.dir).map_err(Failure::failed)?;
+        let mut out = Outputs::new();
+        out.insert("count".into(), entries.len().into());
+        out.insert("backups".into(), entries.iter().map(entry_json).collect());
+        Ok(out)
+    }
+}
+
+impl Action for Select {
+    fn mutates(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "choose the newest verified backup in {}",
+            self.dir.display()
+        )
+    }
+
+    fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        let selected = backup::select(&self.dir, &self.without_tables, &self.without_markers)
+            .map_err(Failure::failed)?;
+        let mut out = match entry_json(&selected.entry) {
+            Json::Object(o) => o,
+            _ => Outputs::new(),
+        };
+        out.insert("sha256".into(), selected.verified.sha256.into());
+        let rejected = serde_json::to_value(selected.rejected).unwrap_or(Json::Null);
+        out.insert("rejected".into(), rejected);
+        Ok(out)
+    }
+}
+
+impl Action for Verify {
+    fn mutates(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("verify {}", self.backup.display())
+    }
+
+    fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        let v = backup::verify(&self.backup).map_err(Failure::failed)?;
+        let mut out = outputs(&v);
+        out.insert("integrity".into(), "ok".into());
+        Ok(out)
+    }
+}
+
+impl Action for Restore {
+    fn mutates(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "verify {}, back up {} into {}, then replace it with the backup",
+            self.backup.display(),
+            self.db.display(),
+            self.dir.display()
+        )
+    }
+
+    fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        let timeout = self.lock_timeout.unwrap_or(Duration::from_secs(10));
+        let r =
+            backup::restore(&self.db, &self.backup, &self.dir, timeout).map_err(Failure::failed)?;
+        Ok(outputs(&r))
+    }
+}
+
+impl Action for Delete {
+    fn mutates(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!("delete {} and its manifest", self.backup.display())
+    }
+
+    fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        if !self.force {
+            confirm::ask(
+                &format!("Delete the backup {}?", self.backup.display()),
+                ctx.yes,
+            )?;
+        }
+        backup::delete(&self.backup).map_err(Failure::failed)?;
+        let mut out = Outputs::new();
+        out.insert("deleted".into(), self.backup.display().to_string().into());
+        Ok(out)
+    }
+}

@@ -1,0 +1,693 @@
+//! Backups of a live SQLite database, made so that none is ever half
+//! written, overwritten or trusted without checking: a consistent snapshot
+//! copied to a temporary file, forced to disk and renamed into place under a
+//! name that cannot collide, with a manifest (checksum and fingerprint)
+//! beside it. Also the app's own legacy backups, which have no manifest.
+//! Used by the `backup.*` actions and the `runbook backup` commands alike.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::database::{self, Fingerprint};
+
+pub const MANIFEST_FORMAT: u32 = 1;
+const PREFIX: &str = "runbook-";
+const LEGACY_PREFIX: &str = "db_backup_";
+const CHUNK: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Database(#[from] database::Error),
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} does not match its manifest: sha256 is {actual}, the manifest says {expected}", path.display())]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{} has a manifest that cannot be read: {detail}", path.display())]
+    Manifest { path: PathBuf, detail: String },
+    #[error("the restored database does not hold what the backup holds: {detail}")]
+    Mismatch { detail: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What is known about a backup, stored beside it as `<backup>.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: u32,
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    pub created_at: String,
+    pub source: String,
+    pub sqlite_version: String,
+    /// Why it was made: `pre-restore`, `emergency`, or the caller's word.
+    pub label: Option<String>,
+    pub fingerprint: Fingerprint,
+}
+
+/// A backup found in a directory.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub path: PathBuf,
+    /// `runbook`, or `legacy` for the app's own `db_backup_YYYYMMDD-HHMMSS.db`.
+    pub kind: &'static str,
+    pub created_at: String,
+    pub size: u64,
+    pub label: Option<String>,
+    pub sha256: Option<String>,
+    /// What it holds, or why that could not be read.
+    pub fingerprint: Result<Fingerprint, String>,
+}
+
+pub fn manifest_path(backup: &Path) -> PathBuf {
+    database::sidecar(backup, ".json")
+}
+
+/// Makes a backup of `db` in `dir`; returns its path and manifest.
+pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest), Error> {
+    database::check_header(db)?;
+    std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-backup-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io("creating a temporary file in", dir))?;
+    let (sha256, size) = if database::is_wal(db) {
+        snapshot_wal(db, tmp.path())?;
+        hash_file(tmp.path())?
+    } else {
+        let tmp_path = tmp.path().to_path_buf();
+        copy_under_read_lock(db, tmp.as_file_mut(), &tmp_path)?
+    };
+    tmp.as_file()
+        .sync_all()
+        .map_err(io("syncing", tmp.path()))?;
+    let fingerprint = {
+        let conn = open_immutable(tmp.path())?;
+        database::fingerprint_on(&conn, tmp.path())?
+    };
+
+    let created_at = crate::event::now();
+    let stamp: String = created_at
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    let suffix = label
+        .map(|l| format!("-{}", sanitize(l)))
+        .unwrap_or_default();
+    let mut n = 1;
+    let path = loop {
+        let name = if n == 1 {
+            format!("{PREFIX}{stamp}{suffix}.db")
+        } else {
+            format!("{PREFIX}{stamp}{suffix}-{n}.db")
+        };
+        let candidate = dir.join(&name);
+        // persist_noclobber fails rather than replace: a backup is never overwritten.
+        match tmp.persist_noclobber(&candidate) {
+            Ok(_) => break candidate,
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                tmp = e.file;
+                n += 1;
+            }
+            Err(e) => return Err(io("naming the backup", &candidate)(e.error)),
+        }
+    };
+    sync_dir(dir)?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        file: path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        sha256,
+        size,
+        created_at,
+        source: std::fs::canonicalize(db)
+            .unwrap_or_else(|_| db.to_path_buf())
+            .display()
+            .to_string(),
+        sqlite_version: rusqlite::version().to_owned(),
+        label: label.map(str::to_owned),
+        fingerprint,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Manifest {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    write_new(&manifest_path(&path), &json)?;
+    Ok((path, manifest))
+}
+
+/// Rollback-journal mode: while a read transaction holds SQLite's SHARED
+/// lock no writer can change the file, so a plain copy is a consistent
+/// snapshot, and the fastest one. Hashing runs on a second thread as the
+/// bytes go by.
+fn copy_under_read_lock(
+    db: &Path,
+    out: &mut File,
+    out_path: &Path,
+) -> Result<(String, u64), Error> {
+    // Opened before the read transaction and closed after it: closing any
+    // descriptor of the file drops this process's POSIX locks on it,
+    // SQLite's included.
+    let mut src = File::open(db).map_err(io("opening", db))?;
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(db, e))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| sqlite_error(db, e))?;
+    conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
+        .map_err(|e| sqlite_error(db, e))?;
+    let copied = copy_hashing(&mut src, out, db, out_path);
+    let _ = conn.execute_batch("COMMIT");
+    drop(src);
+    drop(conn);
+    copied
+}
+
+fn copy_hashing(
+    src: &mut File,
+    out: &mut File,
+    src_path: &Path,
+    out_path: &Path,
+) -> Result<(String, u64), Error> {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+    let hasher = std::thread::spawn(move || {
+        let mut h = Sha256::new();
+        for chunk in rx {
+            h.update(&chunk);
+        }
+        hex(&h.finalize())
+    });
+    let mut size = 0u64;
+    let result = (|| loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = read_full(src, &mut buf).map_err(io("reading", src_path))?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.truncate(n);
+        out.write_all(&buf).map_err(io("writing", out_path))?;
+        size += n as u64;
+        if tx.send(buf).is_err() {
+            return Ok(());
+        }
+    })();
+    drop(tx);
+    let digest = hasher
+        .join()
+        .map_err(|_| Error::Refused("the hashing thread failed".into()))?;
+    result.map(|()| (digest, size))
+}
+
+fn read_full(src: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// WAL mode: committed pages may still be only in the `-wal` file, and a
+/// checkpoint may rewrite the main file while it is being copied, so a
+/// file copy is not safe. SQLite's online backup, in one step, copies a
+/// consistent snapshot of everything committed. The copy is switched to
+/// rollback-journal mode, so it is one self-contained file.
+fn snapshot_wal(db: &Path, out: &Path) -> Result<(), Error> {
+    let src = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(db, e))?;
+    src.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| sqlite_error(db, e))?;
+    let mut dst = Connection::open(out).map_err(|e| sqlite_error(out, e))?;
+    {
+        let backup =
+            rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| sqlite_error(db, e))?;
+        backup
+            .run_to_completion(-1, Duration::from_millis(50), None)
+            .map_err(|e| sqlite_error(db, e))?;
+    }
+    let mode: String = dst
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .map_err(|e| sqlite_error(out, e))?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(Error::Refused(format!(
+            "could not take {} out of WAL mode (still {mode})",
+            out.display()
+        )));
+    }
+    dst.close().map_err(|(_, e)| sqlite_error(out, e))?;
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> Result<(String, u64), Error> {
+    let mut f = File::open(path).map_err(io("opening", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = read_full(&mut f, &mut buf).map_err(io("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex(&h.finalize()), size))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Database(database::Error::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Writes a new file whole or not at all: temp file, fsync, rename without replacing.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io("creating a temporary file in", dir))?;
+    tmp.write_all(bytes).map_err(io("writing", path))?;
+    tmp.as_file().sync_all().map_err(io("syncing", path))?;
+    tmp.persist_noclobber(path)
+        .map_err(|e| io("writing", path)(e.error))?;
+    sync_dir(dir)
+}
+
+/// Makes a rename durable: the directory entry itself must reach the disk.
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing the directory", dir))
+}
+
+fn open_immutable(path: &Path) -> Result<Connection, Error> {
+    Ok(database::open_immutable(path)?)
+}
+
+pub fn read_manifest(backup: &Path) -> Result<Option<Manifest>, Error> {
+    let path = manifest_path(backup);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Manifest {
+                path: backup.to_path_buf(),
+                detail: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("reading", &path)(e)),
+    }
+}
+
+/// Every backup in `dir`, ours and the app's, newest first.
+pub fn list(dir: &Path) -> Result<Vec<Entry>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("listing", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if !name.ends_with(".db") {
+            continue;
+        }
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        if name.starts_with(PREFIX) {
+            let (created_at, label, sha256, fingerprint) = match read_manifest(&path) {
+                Ok(Some(m)) => (m.created_at, m.label, Some(m.sha256), Ok(m.fingerprint)),
+                Ok(None) => (modified(&path), None, None, fingerprint_of(&path)),
+                Err(e) => (modified(&path), None, None, Err(e.to_string())),
+            };
+            out.push(Entry {
+                path,
+                kind: "runbook",
+                created_at,
+                size,
+                label,
+                sha256,
+                fingerprint,
+            });
+        } else if let Some(created_at) = legacy_time(&name) {
+            let fingerprint = fingerprint_of(&path);
+            out.push(Entry {
+                path,
+                kind: "legacy",
+                created_at,
+                size,
+                label: None,
+                sha256: None,
+                fingerprint,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.path.cmp(&a.path))
+    });
+    Ok(out)
+}
+
+fn fingerprint_of(path: &Path) -> Result<Fingerprint, String> {
+    open_immutable(path)
+        .and_then(|c| database::fingerprint_on(&c, path).map_err(Error::from))
+        .map_err(|e| e.to_string())
+}
+
+fn modified(path: &Path) -> String {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(|t| {
+            let t = time::OffsetDateTime::from(t);
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+}
+
+/// `db_backup_20240102-030405.db` → `2024-01-02T03:04:05Z`. The app names
+/// its backups in its own local time; we cannot know its zone, and read it as UTC.
+fn legacy_time(name: &str) -> Option<String> {
+    let stamp = name.strip_prefix(LEGACY_PREFIX)?.strip_suffix(".db")?;
+    let (date, clock) = stamp.split_once('-')?;
+    if date.len() != 8
+        || clock.len() != 6
+        || !date
+            .chars()
+            .chain(clock.chars())
+            .all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    Some(format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &date[..4],
+        &date[4..6],
+        &date[6..],
+        &clock[..2],
+        &clock[2..4],
+        &clock[4..]
+    ))
+}
+
+/// What verification found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verified {
+    pub sha256: String,
+    /// Whether a manifest was there to compare the checksum with.
+    pub manifest: bool,
+    pub fingerprint: Fingerprint,
+}
+
+/// `integrity_check` on the backup, and its checksum against its manifest.
+pub fn verify(backup: &Path) -> Result<Verified, Error> {
+    let conn = open_immutable(backup)?;
+    database::integrity_check_on(&conn, backup)?;
+    let fingerprint = database::fingerprint_on(&conn, backup)?;
+    drop(conn);
+    let (sha256, _) = hash_file(backup)?;
+    let manifest = read_manifest(backup)?;
+    if let Some(m) = &manifest {
+        if m.sha256 != sha256 {
+            return Err(Error::Checksum {
+                path: backup.to_path_buf(),
+                expected: m.sha256.clone(),
+                actual: sha256,
+            });
+        }
+    }
+    Ok(Verified {
+        sha256,
+        manifest: manifest.is_some(),
+        fingerprint,
+    })
+}
+
+/// What `restore` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Restored {
+    pub backup: PathBuf,
+    pub pre_restore_backup: PathBuf,
+    pub fingerprint: Fingerprint,
+}
+
+/// Replaces the live database with a backup, so that at every instant the
+/// file is either the old database or the new one, whole.
+pub fn restore(
+    db: &Path,
+    backup: &Path,
+    dir: &Path,
+    lock_timeout: Duration,
+) -> Result<Restored, Error> {
+    let verified = verify(backup)?;
+    database::quiescent(db, lock_timeout, false)?;
+    let (pre_restore, _) = create(db, dir, Some("pre-restore")).map_err(|e| {
+        Error::Refused(format!(
+            "the pre-restore backup failed, so nothing was restored: {e}"
+        ))
+    })?;
+    settle(db)?;
+
+    let db_dir = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-restore-")
+        .suffix(".tmp")
+        .tempfile_in(db_dir)
+        .map_err(io("creating a temporary file in", db_dir))?;
+    let mut src = File::open(backup).map_err(io("opening", backup))?;
+    let (sha256, _) = copy_hashing(&mut src, tmp.as_file_mut(), backup, db)?;
+    if sha256 != verified.sha256 {
+        return Err(Error::Refused(format!(
+            "{} changed while it was being restored",
+            backup.display()
+        )));
+    }
+    // Keep the live file's permissions: the app must still be able to open it.
+    if let Ok(meta) = std::fs::metadata(db) {
+        let _ = tmp.as_file().set_permissions(meta.permissions());
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(io("syncing", tmp.path()))?;
+    let journal = database::sidecar(db, "-journal");
+    if journal.exists() {
+        return Err(Error::Refused(format!(
+            "{} exists: SQLite would replay it onto the restored file; nothing was restored",
+            journal.display()
+        )));
+    }
+    tmp.persist(db).map_err(|e| io("replacing", db)(e.error))?;
+    sync_dir(db_dir)?;
+    // The old database's shared-memory index must not be applied to the new file.
+    let _ = std::fs::remove_file(database::sidecar(db, "-shm"));
+
+    let restored = database::fingerprint(db)?;
+    if restored != verified.fingerprint {
+        return Err(Error::Mismatch {
+            detail: format!("expected {:?}, found {:?}", verified.fingerprint, restored),
+        });
+    }
+    Ok(Restored {
+        backup: backup.to_path_buf(),
+        pre_restore_backup: pre_restore,
+        fingerprint: restored,
+    })
+}
+
+/// Brings the live database to a single self-contained file before it is
+/// replaced: WAL content checkpointed and the `-wal` file removed (by
+/// leaving WAL mode), a hot journal rolled back. Its content is unchanged.
+fn settle(db: &Path) -> Result<(), Error> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(db, e))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| sqlite_error(db, e))?;
+    // Any read rolls back a hot journal.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| sqlite_error(db, e))?;
+    if database::is_wal(db) {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| sqlite_error(db, e))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+            .map_err(|e| sqlite_error(db, e))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(Error::Refused(format!(
+                "could not checkpoint {} (still in {mode} mode)",
+                db.display()
+            )));
+        }
+    }
+    conn.close().map_err(|(_, e)| sqlite_error(db, e))
+}
+
+/// Removes a backup and its manifest.
+pub fn delete(backup: &Path) -> Result<(), Error> {
+    if !backup.is_file() {
+        return Err(Error::Refused(format!(
+            "{} is not a backup file",
+            backup.display()
+        )));
+    }
+    std::fs::remove_file(backup).map_err(io("deleting", backup))?;
+    let manifest = manifest_path(backup);
+    if manifest.exists() {
+        std::fs::remove_file(&manifest).map_err(io("deleting", &manifest))?;
+    }
+    let dir = backup.parent().unwrap_or_else(|| Path::new("."));
+    sync_dir(dir)
+}
+
+/// Why a backup was passed over by [`select`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Rejected {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// What [`select`] chose, and what it passed over on the way.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    pub entry: Entry,
+    pub verified: Verified,
+    pub rejected: Vec<Rejected>,
+}
+
+/// The newest backup whose fingerprint has none of `without_tables` and none
+/// of `without_markers` live, and that passes [`verify`]. When none does,
+/// the error lists every backup and why it was passed over.
+pub fn select(
+    dir: &Path,
+    without_tables: &[String],
+    without_markers: &[String],
+) -> Result<Selected, Error> {
+    let entries = list(dir)?;
+    let mut rejected = Vec::new();
+    for entry in entries {
+        let fp = match &entry.fingerprint {
+            Ok(fp) => fp,
+            Err(e) => {
+                rejected.push(Rejected {
+                    path: entry.path.clone(),
+                    why: e.clone(),
+                });
+                continue;
+            }
+        };
+        if let Some(t) = without_tables.iter().find(|t| fp.has_table(t)) {
+            rejected.push(Rejected {
+                path: entry.path.clone(),
+                why: format!("has table `{t}`"),
+            });
+            continue;
+        }
+        if let Some(m) = without_markers.iter().find(|m| fp.markers.contains(m)) {
+            rejected.push(Rejected {
+                path: entry.path.clone(),
+                why: format!("has live marker `{m}`"),
+            });
+            continue;
+        }
+        match verify(&entry.path) {
+            Ok(verified) => {
+                return Ok(Selected {
+                    entry,
+                    verified,
+                    rejected,
+                })
+            }
+            Err(e) => rejected.push(Rejected {
+                path: entry.path.clone(),
+                why: e.to_string(),
+            }),
+        }
+    }
+    let detail = if rejected.is_empty() {
+        format!("there are no backups in {}", dir.display())
+    } else {
+        let lines: Vec<String> = rejected
+            .iter()
+            .map(|r| format!("{}: {}", r.path.display(), r.why))
+            .collect();
+        format!(
+            "no backup in {} qualifies: {}",
+            dir.display(),
+            lines.join("; ")
+        )
+    };
+    Err(Error::Refused(detail))
+}
