@@ -256,11 +256,23 @@ fn snapshot_wal(db: &Path, out: &Path) -> Result<(), Error> {
         .map_err(|e| sqlite_error(db, e))?;
     let mut dst = Connection::open(out).map_err(|e| sqlite_error(out, e))?;
     {
+        use rusqlite::backup::StepResult;
         let backup =
             rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| sqlite_error(db, e))?;
-        backup
-            .run_to_completion(-1, Duration::from_millis(50), None)
-            .map_err(|e| sqlite_error(db, e))?;
+        // All pages in one step: one read transaction, so one consistent moment.
+        let started = std::time::Instant::now();
+        loop {
+            match backup.step(-1).map_err(|e| sqlite_error(db, e))? {
+                StepResult::Done => break,
+                _ if started.elapsed() > Duration::from_secs(30) => {
+                    return Err(Error::Refused(format!(
+                        "{} stayed busy for 30s; no backup was made",
+                        db.display()
+                    )));
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
     let mode: String = dst
         .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))

@@ -25,6 +25,8 @@ pub enum Command {
         #[arg(required = true, value_name = "PLAYBOOK")]
         playbooks: Vec<PathBuf>,
     },
+    /// Make, list, check, restore or delete backups of a database, ad hoc
+    Backup(BackupArgs),
     /// List playbooks with their descriptions
     List {
         /// Directory to list
@@ -58,6 +60,40 @@ pub struct RunArgs {
         default_value = ".runbook/runs"
     )]
     pub runs: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// What to do
+    #[arg(value_enum)]
+    pub op: BackupOp,
+    /// The live database
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The backup directory [default: `backups/` beside `db_data/`, or beside the database]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The backup file (verify, restore, delete)
+    #[arg(long, value_name = "FILE")]
+    pub backup: Option<PathBuf>,
+    /// Restore or delete without asking
+    #[arg(long)]
+    pub force: bool,
+    /// A word for the new backup's name: emergency, before-upgrade…
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackupOp {
+    Create,
+    List,
+    Restore,
+    Verify,
+    Delete,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

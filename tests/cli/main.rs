@@ -1,12 +1,15 @@
 //! Integration tests: the real binary on temporary directories, with real
 //! SQLite files and real child processes.
 
+mod gofastcdn;
 mod support;
 
 mod actions;
+mod backups;
 mod check;
 mod dry_run;
 mod includes;
 mod inputs;
+mod rollback;
 mod semantics;
 mod views;

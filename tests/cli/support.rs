@@ -160,16 +160,20 @@ impl Output {
         self
     }
 
-    /// The one run directory this test made.
+    /// The run directory this run printed (or, with --json, announced).
     #[track_caller]
     pub fn run_dir(&self) -> PathBuf {
-        let runs = self.dir.join(".runbook/runs");
-        let mut dirs: Vec<_> = std::fs::read_dir(&runs)
-            .unwrap_or_else(|e| panic!("no run directory under {}: {e}", runs.display()))
-            .map(|e| e.expect("entry").path())
-            .collect();
-        assert_eq!(dirs.len(), 1, "expected one run directory, found {dirs:?}");
-        dirs.remove(0)
+        let printed = self
+            .stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("run directory: ").map(str::to_owned))
+            .or_else(|| {
+                let first: serde_json::Value =
+                    serde_json::from_str(self.stdout.lines().next()?).ok()?;
+                first["run_dir"].as_str().map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("the run printed no run directory:\n{}", self.stdout));
+        self.dir.join(printed)
     }
 
     /// The journal's events, parsed.

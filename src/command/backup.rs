@@ -1,0 +1,200 @@
+//! `runbook backup`: the backup actions, ad hoc, for an operator at a shell.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::action::{confirm, Failure};
+use crate::backup;
+use crate::cli::{BackupArgs, BackupOp};
+use crate::exit::Exit;
+
+pub fn backup(args: &BackupArgs) -> Exit {
+    match run(args) {
+        Ok(()) => Exit::Success,
+        Err(Problem::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            Exit::Invalid
+        }
+        Err(Problem::Declined(msg)) => {
+            eprintln!("error: {msg}");
+            Exit::Aborted
+        }
+        Err(Problem::Failed(msg)) => {
+            eprintln!("error: {msg}");
+            Exit::Failed
+        }
+    }
+}
+
+enum Problem {
+    Usage(String),
+    Failed(String),
+    Declined(String),
+}
+
+impl From<backup::Error> for Problem {
+    fn from(e: backup::Error) -> Problem {
+        Problem::Failed(e.to_string())
+    }
+}
+
+/// `root/db_data/main.db` keeps its backups in `root/backups`, as the app does.
+fn default_dir(db: &Path) -> PathBuf {
+    let parent = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if parent.file_name().is_some_and(|n| n == "db_data") {
+        parent
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("backups")
+    } else {
+        parent.join("backups")
+    }
+}
+
+fn need<'a>(value: Option<&'a PathBuf>, flag: &str, op: &str) -> Result<&'a PathBuf, Problem> {
+    value.ok_or_else(|| Problem::Usage(format!("`runbook backup {op}` needs {flag}")))
+}
+
+fn ask(question: &str, force: bool) -> Result<(), Problem> {
+    confirm::ask(question, force).map_err(|e| match e {
+        Failure::Declined(m) => Problem::Declined(m),
+        other => Problem::Failed(format!("{other}; pass --force to go ahead without asking")),
+    })
+}
+
+fn run(args: &BackupArgs) -> Result<(), Problem> {
+    let dir = || -> Result<PathBuf, Problem> {
+        match (&args.dir, &args.db) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Some(db)) => Ok(default_dir(db)),
+            (None, None) => Err(Problem::Usage(
+                "give --dir DIR, or --db PATH to use its backups directory".into(),
+            )),
+        }
+    };
+    match args.op {
+        BackupOp::Create => {
+            let db = need(args.db.as_ref(), "--db PATH", "create")?;
+            let (path, m) = backup::create(db, &dir()?, args.label.as_deref())?;
+            if args.json {
+                println!("{}", json!({"path": path, "manifest": m}));
+            } else {
+                println!("{}", path.display());
+                println!(
+                    "  sha256 {}  {} bytes  {}",
+                    m.sha256,
+                    m.size,
+                    summary(&m.fingerprint)
+                );
+            }
+        }
+        BackupOp::List => {
+            let entries = backup::list(&dir()?)?;
+            if args.json {
+                for e in &entries {
+                    println!("{}", serde_json::to_string(e).unwrap_or_default());
+                }
+            } else if entries.is_empty() {
+                println!("no backups in {}", dir()?.display());
+            } else {
+                for e in &entries {
+                    let what = match &e.fingerprint {
+                        Ok(fp) => summary(fp),
+                        Err(why) => format!("unreadable: {why}"),
+                    };
+                    let label = e
+                        .label
+                        .as_deref()
+                        .map(|l| format!(" [{l}]"))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {:7} {:>12}  {}{label}  {what}",
+                        e.created_at,
+                        e.kind,
+                        e.size,
+                        e.path.display()
+                    );
+                }
+            }
+        }
+        BackupOp::Verify => {
+            let file = need(args.backup.as_ref(), "--backup FILE", "verify")?;
+            let v = backup::verify(file)?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"backup": file, "integrity": "ok", "sha256": v.sha256, "manifest": v.manifest, "fingerprint": v.fingerprint})
+                );
+            } else {
+                let checksum = if v.manifest {
+                    "sha256 matches its manifest"
+                } else {
+                    "no manifest to compare the sha256 with"
+                };
+                println!(
+                    "ok: {} (integrity ok, {checksum}; {})",
+                    file.display(),
+                    summary(&v.fingerprint)
+                );
+            }
+        }
+        BackupOp::Restore => {
+            let db = need(args.db.as_ref(), "--db PATH", "restore")?;
+            let file = need(args.backup.as_ref(), "--backup FILE", "restore")?;
+            ask(
+                &format!(
+                    "Replace {} with {}? (a pre-restore backup is made first)",
+                    db.display(),
+                    file.display()
+                ),
+                args.force,
+            )?;
+            let r = backup::restore(db, file, &dir()?, Duration::from_secs(10))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            } else {
+                println!("restored {} from {}", db.display(), file.display());
+                println!(
+                    "  the state before is in {}",
+                    r.pre_restore_backup.display()
+                );
+                println!("  now: {}", summary(&r.fingerprint));
+            }
+        }
+        BackupOp::Delete => {
+            let file = need(args.backup.as_ref(), "--backup FILE", "delete")?;
+            ask(
+                &format!("Delete the backup {}?", file.display()),
+                args.force,
+            )?;
+            backup::delete(file)?;
+            if !args.json {
+                println!("deleted {}", file.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `images 120, docs 80, media 0; markers: media_unification_2024`
+fn summary(fp: &crate::database::Fingerprint) -> String {
+    let counts: Vec<String> = crate::database::COUNTED_TABLES
+        .iter()
+        .filter_map(|t| fp.counts.get(*t).map(|n| format!("{t} {n}")))
+        .collect();
+    let mut s = if counts.is_empty() {
+        "no images/docs/media tables".to_owned()
+    } else {
+        counts.join(", ")
+    };
+    if !fp.markers.is_empty() {
+        s.push_str(&format!("; markers: {}", fp.markers.join(", ")));
+    }
+    s
+}

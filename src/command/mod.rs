@@ -1,0 +1,6 @@
+//! The subcommands, one file each; `lib.rs` dispatches to them.
+
+pub mod backup;
+pub mod check;
+pub mod list;
+pub mod run;

@@ -1,0 +1,305 @@
+//! `runbook backup` and the backup store: snapshots that are consistent,
+//! durable, never overwritten, and never trusted unverified.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::gofastcdn::Install;
+use crate::support::Test;
+
+#[test]
+fn create_writes_a_0600_backup_and_a_manifest_with_the_fingerprint() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 12, 7);
+    app.migrate().unwrap();
+    let out = t.run(&["backup", "create", "--db", "app/db_data/main.db", "--json"]);
+    out.code(0);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let path = v["path"].as_str().unwrap();
+    assert!(path.starts_with("app/backups/runbook-"), "{path}");
+    let mode = std::fs::metadata(t.path().join(path))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path().join(format!("{path}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(manifest["fingerprint"]["counts"]["images"], 12);
+    assert_eq!(manifest["fingerprint"]["counts"]["media"], 10 + 6);
+    assert_eq!(
+        manifest["fingerprint"]["markers"][0],
+        "media_unification_2024"
+    );
+    assert_eq!(manifest["size"], std::fs::metadata(app.db()).unwrap().len());
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(std::fs::read(t.path().join(path)).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(manifest["sha256"], digest);
+}
+
+#[test]
+fn backups_made_in_the_same_second_never_overwrite_each_other() {
+    let t = Test::new();
+    let _app = Install::new(&t.path().join("app"), 3, 3);
+    for _ in 0..5 {
+        t.run(&[
+            "backup",
+            "create",
+            "--db",
+            "app/db_data/main.db",
+            "--label",
+            "same",
+        ])
+        .code(0);
+    }
+    let dbs = std::fs::read_dir(t.path().join("app/backups"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "db")
+        })
+        .count();
+    assert_eq!(dbs, 5);
+}
+
+#[test]
+fn list_shows_ours_and_the_apps_legacy_backups_newest_first() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 3, 3);
+    app.legacy_backup("20240101-000000");
+    app.legacy_backup("20240301-000000");
+    t.run(&["backup", "create", "--db", "app/db_data/main.db"])
+        .code(0);
+    let out = t.run(&["backup", "list", "--db", "app/db_data/main.db"]);
+    out.code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert!(
+        lines[0].contains("runbook") && lines[0].contains("images 3, docs 3"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("2024-03-01T00:00:00Z  legacy"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("2024-01-01T00:00:00Z  legacy"),
+        "{}",
+        lines[2]
+    );
+}
+
+#[test]
+fn verify_rejects_corrupt_truncated_and_foreign_files() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 50, 50);
+    let good = app.legacy_backup("20240101-000000");
+    t.run(&["backup", "verify", "--backup", good.to_str().unwrap()])
+        .code(0)
+        .stdout_has("integrity ok, no manifest to compare the sha256 with");
+
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = t.path().join("truncated.db");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    t.run(&["backup", "verify", "--backup", "truncated.db"])
+        .code(1)
+        .stderr_has("error: ");
+
+    let foreign = t.path().join("notes.db");
+    std::fs::write(&foreign, "these are not the bytes you are looking for").unwrap();
+    t.run(&["backup", "verify", "--backup", "notes.db"])
+        .code(1)
+        .stderr_has("error: notes.db is not an SQLite database");
+
+    // A backup of ours whose bytes changed after it was made.
+    let out = t.run(&["backup", "create", "--db", "app/db_data/main.db", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let ours = t.path().join(v["path"].as_str().unwrap());
+    let conn = rusqlite::Connection::open(&ours).unwrap();
+    conn.execute("UPDATE configs SET value = 'tampered'", [])
+        .unwrap();
+    drop(conn);
+    t.run(&["backup", "verify", "--backup", ours.to_str().unwrap()])
+        .code(1)
+        .stderr_has("does not match its manifest");
+}
+
+#[test]
+fn wal_rows_that_are_only_in_the_wal_file_are_in_the_backup_and_survive_restore() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 5, 5);
+    let conn = app.conn();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+        .unwrap();
+    for i in 0..30 {
+        conn.execute(
+            "INSERT INTO images (file_name) VALUES (?)",
+            [format!("wal-{i}.png")],
+        )
+        .unwrap();
+    }
+    let wal = t.path().join("app/db_data/main.db-wal");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 0,
+        "the rows should be in the -wal file"
+    );
+    let out = t.run(&["backup", "create", "--db", "app/db_data/main.db", "--json"]);
+    out.code(0);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["manifest"]["fingerprint"]["counts"]["images"], 35);
+    let backup = v["path"].as_str().unwrap().to_owned();
+    // The backup is one self-contained file.
+    assert!(!t.path().join(format!("{backup}-wal")).exists());
+    drop(conn);
+
+    // Change the live database, then restore: the 35 rows come back.
+    app.conn().execute("DELETE FROM images", []).unwrap();
+    t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        &backup,
+        "--force",
+    ])
+    .code(0);
+    assert_eq!(app.count("images"), 35);
+}
+
+#[test]
+fn restore_refuses_while_another_process_holds_the_database() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 5, 5);
+    let backup = app.legacy_backup("20240101-000000");
+    app.conn().execute("DELETE FROM docs", []).unwrap();
+    let before = app.bytes();
+    let holder = app.conn();
+    holder
+        .execute_batch("BEGIN; SELECT count(*) FROM images;")
+        .unwrap();
+    t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        backup.to_str().unwrap(),
+        "--force",
+    ])
+    .code(1)
+    .stderr_has("is in use");
+    holder.execute_batch("COMMIT").unwrap();
+    assert_eq!(app.bytes(), before);
+}
+
+#[test]
+fn restore_without_a_terminal_or_force_asks_and_fails_at_once() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 2, 2);
+    let backup = app.legacy_backup("20240101-000000");
+    t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        backup.to_str().unwrap(),
+    ])
+    .code(1)
+    .stderr_has("pass --force to go ahead without asking");
+}
+
+#[test]
+fn delete_removes_the_backup_and_its_manifest() {
+    let t = Test::new();
+    let _app = Install::new(&t.path().join("app"), 2, 2);
+    let out = t.run(&["backup", "create", "--db", "app/db_data/main.db", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let path = v["path"].as_str().unwrap().to_owned();
+    t.run(&["backup", "delete", "--backup", &path]).code(1);
+    assert!(t.path().join(&path).exists());
+    t.run(&["backup", "delete", "--backup", &path, "--force"])
+        .code(0);
+    assert!(!t.path().join(&path).exists());
+    assert!(!t.path().join(format!("{path}.json")).exists());
+}
+
+/// kill -9 at many moments of a restore: the database is always the old one
+/// or the new one, whole.
+#[test]
+fn a_restore_killed_at_any_moment_leaves_the_old_or_the_new_database_whole() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 3000, 2000);
+    let backup = app.legacy_backup("20240101-000000");
+    let new_images = app.dump("images");
+    app.migrate().unwrap();
+    app.conn()
+        .execute_batch("DELETE FROM images WHERE id % 3 = 0; INSERT INTO images (file_name) VALUES ('only-in-old');")
+        .unwrap();
+    let old_images = app.dump("images");
+    let old_copy = t.path().join("old.db");
+    std::fs::copy(app.db(), &old_copy).unwrap();
+    let bin = env!("CARGO_BIN_EXE_runbook");
+    let restore = || {
+        std::process::Command::new(bin)
+            .args([
+                "backup",
+                "restore",
+                "--db",
+                "app/db_data/main.db",
+                "--backup",
+            ])
+            .arg(&backup)
+            .arg("--force")
+            .current_dir(t.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long a whole restore takes here, so the kills spread over all of it.
+    let started = std::time::Instant::now();
+    assert!(restore().wait().unwrap().success());
+    let whole = started.elapsed();
+    assert_eq!(app.dump("images"), new_images);
+    std::fs::copy(&old_copy, app.db()).unwrap();
+
+    let trials = 40u32;
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for trial in 0..trials {
+        let mut child = restore();
+        std::thread::sleep(whole * trial * 5 / (trials * 4));
+        let _ = child.kill();
+        let _ = child.wait();
+        let conn = rusqlite::Connection::open(app.db()).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "trial {trial}");
+        drop(conn);
+        let now = app.dump("images");
+        if now == old_images {
+            saw_old += 1;
+        } else if now == new_images {
+            saw_new += 1;
+            std::fs::copy(&old_copy, app.db()).unwrap();
+        } else {
+            panic!("trial {trial}: the database is neither the old nor the new one");
+        }
+    }
+    assert!(
+        saw_old > 0 && saw_new > 0,
+        "the kills should land both before and after the swap (old {saw_old}, new {saw_new})"
+    );
+}
