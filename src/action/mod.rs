@@ -227,3 +227,23 @@ pub fn ellipsize(s: &str, max: usize) -> String {
         format!("{cut}…")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_name_is_an_action_and_unknown_names_are_not() {
+        for name in NAMES {
+            if let Err(e) = Call::new(name, Json::Null) {
+                assert!(
+                    !e.message.contains("unknown variant"),
+                    "{name}: {}",
+                    e.message
+                );
+            }
+        }
+        let err = Call::new("no.such", Json::Null).err().map(|e| e.message);
+        assert!(err.is_some_and(|m| m.contains("unknown variant")));
+    }
+}
