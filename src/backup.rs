@@ -8,7 +8,6 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -97,19 +96,15 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io("creating a temporary file in", dir))?;
-    let (sha256, size) = if database::is_wal(db) {
-        snapshot_wal(db, tmp.path())?;
-        hash_file(tmp.path())?
+    let tmp_path = tmp.path().to_path_buf();
+    let (sha256, size, fingerprint) = if database::is_wal(db) {
+        snapshot_wal(db, &tmp_path)?;
+        tmp.as_file().sync_all().map_err(io("syncing", &tmp_path))?;
+        let (sha256, size) = hash_file(&tmp_path)?;
+        let conn = open_immutable(&tmp_path)?;
+        (sha256, size, database::fingerprint_on(&conn, &tmp_path)?)
     } else {
-        let tmp_path = tmp.path().to_path_buf();
         copy_under_read_lock(db, tmp.as_file_mut(), &tmp_path)?
-    };
-    tmp.as_file()
-        .sync_all()
-        .map_err(io("syncing", tmp.path()))?;
-    let fingerprint = {
-        let conn = open_immutable(tmp.path())?;
-        database::fingerprint_on(&conn, tmp.path())?
     };
 
     let created_at = crate::event::now();
@@ -166,17 +161,17 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
 
 /// Rollback-journal mode: while a read transaction holds SQLite's SHARED
 /// lock no writer can change the file, so a plain copy is a consistent
-/// snapshot, and the fastest one. Hashing runs on a second thread as the
-/// bytes go by.
+/// snapshot, and the fastest one. The copy is forced to disk and the
+/// fingerprint read (same snapshot) while the hash is still being computed.
 fn copy_under_read_lock(
     db: &Path,
     out: &mut File,
     out_path: &Path,
-) -> Result<(String, u64), Error> {
+) -> Result<(String, u64, Fingerprint), Error> {
     // Opened before the read transaction and closed after it: closing any
     // descriptor of the file drops this process's POSIX locks on it,
     // SQLite's included.
-    let mut src = File::open(db).map_err(io("opening", db))?;
+    let src = File::open(db).map_err(io("opening", db))?;
     let conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -186,46 +181,61 @@ fn copy_under_read_lock(
         .map_err(|e| sqlite_error(db, e))?;
     conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
         .map_err(|e| sqlite_error(db, e))?;
-    let copied = copy_hashing(&mut src, out, db, out_path);
+    let copied = copy_hashing(&src, out, db, out_path, |out| {
+        out.sync_all().map_err(io("syncing", out_path))?;
+        Ok(database::fingerprint_on(&conn, db)?)
+    });
     let _ = conn.execute_batch("COMMIT");
     drop(src);
     drop(conn);
-    copied
+    copied.map(|(sha256, size, fingerprint)| (sha256, size, fingerprint))
 }
 
-fn copy_hashing(
-    src: &mut File,
+/// Copies `src` into `out` and hashes it at the same time: the kernel
+/// copies (`std::io::copy` uses copy_file_range between files, as `cp`
+/// does) while a second thread hashes the source with positioned reads;
+/// `after` runs on the copy once it is complete, while the hash (the
+/// slowest part: SHA-256 runs at about 1 GB/s) is still being computed.
+/// The caller guarantees the source does not change meanwhile.
+fn copy_hashing<T>(
+    src: &File,
     out: &mut File,
     src_path: &Path,
     out_path: &Path,
-) -> Result<(String, u64), Error> {
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
-    let hasher = std::thread::spawn(move || {
-        let mut h = Sha256::new();
-        for chunk in rx {
-            h.update(&chunk);
+    after: impl FnOnce(&mut File) -> Result<T, Error>,
+) -> Result<(String, u64, T), Error> {
+    let len = src.metadata().map_err(io("reading", src_path))?.len();
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| -> std::io::Result<String> {
+            use std::os::unix::fs::FileExt;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; CHUNK];
+            let mut offset = 0u64;
+            while offset < len {
+                let want = usize::try_from((len - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
+                src.read_exact_at(&mut buf[..want], offset)?;
+                h.update(&buf[..want]);
+                offset += want as u64;
+            }
+            Ok(hex(&h.finalize()))
+        });
+        let mut reader = src;
+        let copied = std::io::copy(&mut reader, out)
+            .map_err(io("copying into", out_path))
+            .and_then(|n| Ok((n, after(out)?)));
+        let digest = hasher
+            .join()
+            .map_err(|_| Error::Refused("the hashing thread failed".into()))?
+            .map_err(io("reading", src_path))?;
+        let (copied, extra) = copied?;
+        if copied != len {
+            return Err(Error::Refused(format!(
+                "{} changed size while it was copied ({len} bytes, then {copied})",
+                src_path.display()
+            )));
         }
-        hex(&h.finalize())
-    });
-    let mut size = 0u64;
-    let result = (|| loop {
-        let mut buf = vec![0u8; CHUNK];
-        let n = read_full(src, &mut buf).map_err(io("reading", src_path))?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.truncate(n);
-        out.write_all(&buf).map_err(io("writing", out_path))?;
-        size += n as u64;
-        if tx.send(buf).is_err() {
-            return Ok(());
-        }
-    })();
-    drop(tx);
-    let digest = hasher
-        .join()
-        .map_err(|_| Error::Refused("the hashing thread failed".into()))?;
-    result.map(|()| (digest, size))
+        Ok((digest, len, extra))
+    })
 }
 
 fn read_full(src: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -533,8 +543,10 @@ pub fn restore(
         .suffix(".tmp")
         .tempfile_in(db_dir)
         .map_err(io("creating a temporary file in", db_dir))?;
-    let mut src = File::open(backup).map_err(io("opening", backup))?;
-    let (sha256, _) = copy_hashing(&mut src, tmp.as_file_mut(), backup, db)?;
+    let src = File::open(backup).map_err(io("opening", backup))?;
+    let (sha256, _, ()) = copy_hashing(&src, tmp.as_file_mut(), backup, db, |out| {
+        out.sync_all().map_err(io("syncing", db))
+    })?;
     if sha256 != verified.sha256 {
         return Err(Error::Refused(format!(
             "{} changed while it was being restored",

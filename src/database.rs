@@ -197,7 +197,11 @@ pub fn fingerprint(path: &Path) -> Result<Fingerprint, Error> {
 /// Reads the fingerprint in one read transaction, so it is of one moment.
 pub fn fingerprint_on(conn: &Connection, path: &Path) -> Result<Fingerprint, Error> {
     let err = |e| corrupt_or(path, e);
-    conn.execute_batch("BEGIN").map_err(err)?;
+    // Inside the caller's read transaction, if it has one; else in our own.
+    let own = conn.is_autocommit();
+    if own {
+        conn.execute_batch("BEGIN").map_err(err)?;
+    }
     let result = (|| {
         let mut stmt = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
@@ -250,7 +254,9 @@ pub fn fingerprint_on(conn: &Connection, path: &Path) -> Result<Fingerprint, Err
         }
         Ok(fp)
     })();
-    let _ = conn.execute_batch("COMMIT");
+    if own {
+        let _ = conn.execute_batch("COMMIT");
+    }
     result
 }
 

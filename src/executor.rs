@@ -37,6 +37,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         run: Map::new(),
         sink_error: None,
         uncertain: false,
+        unsure_checks: false,
     };
     ex.run()
 }
@@ -67,6 +68,9 @@ struct Executor<'a, 's> {
     /// Dry run: a mutating step has been described but not run, so what later
     /// steps read may differ from what the dry run sees now.
     uncertain: bool,
+    /// Dry run: a check of the step being looked at could not be decided,
+    /// or holds only on the state before the steps ahead of it run.
+    unsure_checks: bool,
 }
 
 impl Executor<'_, '_> {
@@ -304,9 +308,8 @@ impl Executor<'_, '_> {
                         none(),
                     )
                 }
-                Err(err) if dry => {
-                    let _ = err; // decided at run time; the dry run assumes it runs
-                }
+                // Decided at run time; the dry run assumes the step runs.
+                Err(_) if dry => {}
                 Err(err) => return failed(format!("when: {}", render_error(&err))),
             }
         }
@@ -377,10 +380,18 @@ impl Executor<'_, '_> {
                         Err(other) => return failed(other.to_string()),
                     }
                 }
+                self.unsure_checks = false;
                 let attempt = self.attempts(step, action, args);
-                if let (true, true, StepResult::Failed(err)) = (dry, self.uncertain, &attempt.1) {
+                if dry && self.uncertain {
+                    let now = match &attempt.1 {
+                        StepResult::Failed(err) => format!(" (now: {err})"),
+                        _ if self.unsure_checks => {
+                            " (its checks hold now, before those steps)".to_owned()
+                        }
+                        _ => return attempt,
+                    };
                     let detail = format!(
-                        "cannot be predicted: it reads what earlier steps will change (now: {err})"
+                        "cannot be predicted: it reads what earlier steps will change{now}"
                     );
                     return (Status::WouldRun, StepResult::Done, Some(detail), attempt.3);
                 }
@@ -572,10 +583,21 @@ impl Executor<'_, '_> {
 
     fn check(&mut self, step: &PlanStep, phase: Phase, check: &PlanCheck) -> CheckResult {
         let result = self.evaluate(step, check);
+        let unsure = self.options.dry_run && self.uncertain;
         let (passed, detail) = match &result {
+            CheckResult::Passed if unsure => {
+                self.unsure_checks = true;
+                (
+                    true,
+                    Some("holds now; the steps before it may change that".to_owned()),
+                )
+            }
             CheckResult::Passed => (true, None),
             CheckResult::NotPassed(d) => (false, Some(d.clone())),
-            CheckResult::Unknown(d) => (false, Some(format!("unknown before the run: {d}"))),
+            CheckResult::Unknown(d) => {
+                self.unsure_checks = true;
+                (false, Some(format!("unknown before the run: {d}")))
+            }
         };
         self.emit(&Event::CheckFinished {
             at: event::now(),
