@@ -188,7 +188,7 @@ fn copy_under_read_lock(
     let _ = conn.execute_batch("COMMIT");
     drop(src);
     drop(conn);
-    copied.map(|(sha256, size, fingerprint)| (sha256, size, fingerprint))
+    copied
 }
 
 /// Copies `src` into `out` and hashes it at the same time: the kernel
