@@ -67,6 +67,12 @@ pub fn analyze(path: &Path, options: &Options) -> Result<Plan, Diagnostics> {
     );
     let mut secrets = a.secrets;
     secrets.retain(|s| !s.is_empty());
+    let deadline = a
+        .scopes
+        .first()
+        .and_then(|s| s.vars.get("severity"))
+        .and_then(|v| v.as_str())
+        .and_then(deadline_for);
     Ok(Plan {
         name,
         description: top.description.clone(),
@@ -76,7 +82,20 @@ pub fn analyze(path: &Path, options: &Options) -> Result<Plan, Diagnostics> {
         templates: a.templates,
         scopes: a.scopes,
         secrets,
+        deadline,
     })
+}
+
+/// The rollback plan's timeline: critical within 15 minutes, major within
+/// an hour, minor within four.
+pub fn deadline_for(severity: &str) -> Option<std::time::Duration> {
+    let minutes = match severity {
+        "critical" => 15,
+        "major" => 60,
+        "minor" => 240,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(minutes * 60))
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -501,6 +520,23 @@ impl Analyzer<'_> {
         let mutates = match Call::new(&action.value, node.to_json()) {
             Ok(call) => {
                 let a = call.action();
+                let base = step_span.path().parent().unwrap_or_else(|| Path::new(""));
+                for file in a.template_files() {
+                    let path = base.join(file);
+                    match self.templates.compile_file(&path) {
+                        Ok(used) => {
+                            self.check_names(&used, &with_span, ctx);
+                        }
+                        Err(err) => {
+                            let d = Diagnostic::at(
+                                &with_span,
+                                format!("template {}: {}", path.display(), err.message),
+                            )
+                            .help("template paths are relative to the playbook's directory");
+                            self.error(d);
+                        }
+                    }
+                }
                 for expr in a.expressions() {
                     let located = Located {
                         value: expr.to_owned(),

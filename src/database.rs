@@ -109,9 +109,13 @@ pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 /// Opens an existing database read-only; never creates one.
 pub fn open_read_only(path: &Path) -> Result<Connection, Error> {
     check_header(path)?;
+    // URI: so that ATTACH can name files read-only (`file:…?mode=ro`); a
+    // plain path is still a plain path.
     Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sqlite(path))
 }

@@ -34,7 +34,9 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         options,
         sinks,
         outputs: vec![Map::new(); plan.scopes.len()],
+        all: Map::new(),
         run: Map::new(),
+        started: Instant::now(),
         sink_error: None,
         uncertain: false,
         unsure_checks: false,
@@ -44,6 +46,8 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
 
 enum StepResult {
     Done,
+    /// Skipped by its `when`: it does not apply, so as a fallback it rescues nothing.
+    NotApplicable,
     Failed(String),
     /// The operator said no: stop, no fallback.
     Declined(String),
@@ -62,8 +66,11 @@ struct Executor<'a, 's> {
     sinks: &'a mut [&'s mut dyn Sink],
     /// Per scope: each finished step's record (status and outputs), by local id.
     outputs: Vec<Map<String, Json>>,
+    /// Every step's record, by full id.
+    all: Map<String, Json>,
     /// The `run` record templates see.
     run: Map<String, Json>,
+    started: Instant,
     sink_error: Option<std::io::Error>,
     /// Dry run: a mutating step has been described but not run, so what later
     /// steps read may differ from what the dry run sees now.
@@ -84,8 +91,28 @@ impl Executor<'_, '_> {
     }
 
     fn run(&mut self) -> Outcome {
-        let started = Instant::now();
+        let started = self.started;
         let started_at = event::now();
+        let run_id = self
+            .options
+            .run_dir
+            .as_ref()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        self.run.insert("id".into(), run_id.into());
+        if let Some(deadline) = self.plan.deadline {
+            let at = time::OffsetDateTime::now_utc() + deadline;
+            let format =
+                time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+            self.run.insert(
+                "deadline".into(),
+                humantime::format_duration(deadline).to_string().into(),
+            );
+            self.run.insert(
+                "deadline_at".into(),
+                at.format(&format).unwrap_or_default().into(),
+            );
+        }
         self.run
             .insert("playbook".into(), self.plan.name.clone().into());
         self.run
@@ -127,7 +154,7 @@ impl Executor<'_, '_> {
         let mut error = None;
         for step in &self.plan.steps {
             match self.step(step) {
-                StepResult::Done => {}
+                StepResult::Done | StepResult::NotApplicable => {}
                 StepResult::Failed(err) => {
                     status = RunStatus::Failed;
                     failed_step = Some(step.id.clone());
@@ -177,7 +204,26 @@ impl Executor<'_, '_> {
     /// The template context of a scope: its variables, `run`, and `steps`.
     fn context(&self, scope: usize, result: Option<&Json>) -> minijinja::Value {
         let mut ctx = self.plan.scopes[scope].vars.clone();
-        ctx.insert("run".into(), Json::Object(self.run.clone()));
+        let mut run = self.run.clone();
+        let elapsed = self.started.elapsed();
+        run.insert("elapsed_s".into(), elapsed.as_secs().into());
+        run.insert(
+            "elapsed".into(),
+            humantime::format_duration(Duration::from_secs(elapsed.as_secs()))
+                .to_string()
+                .into(),
+        );
+        if let Some(deadline) = self.plan.deadline {
+            run.insert("deadline_met".into(), (elapsed <= deadline).into());
+            run.insert(
+                "time_left_s".into(),
+                deadline.saturating_sub(elapsed).as_secs().into(),
+            );
+        }
+        // Every step's record by full id, so an included playbook (the
+        // notification) can tell what the playbook that included it did.
+        run.insert("steps".into(), Json::Object(self.all.clone()));
+        ctx.insert("run".into(), Json::Object(run));
         ctx.insert("steps".into(), Json::Object(self.outputs[scope].clone()));
         if let Some(r) = result {
             ctx.insert("result".into(), r.clone());
@@ -188,6 +234,7 @@ impl Executor<'_, '_> {
     fn record(&mut self, step: &PlanStep, status: Status, extra: &Map<String, Json>) {
         let mut rec = extra.clone();
         rec.insert("status".into(), status_key(status).into());
+        self.all.insert(step.id.clone(), Json::Object(rec.clone()));
         self.outputs[step.scope].insert(step.local_id.clone(), Json::Object(rec));
     }
 
@@ -233,6 +280,7 @@ impl Executor<'_, '_> {
                     return StepResult::Done;
                 }
                 StepResult::Failed(e) => last = e,
+                StepResult::NotApplicable => {}
                 declined @ StepResult::Declined(_) => {
                     self.finish(step, Status::Failed, started, Some(err), None, &outputs);
                     return declined;
@@ -303,7 +351,7 @@ impl Executor<'_, '_> {
                 Ok(false) => {
                     return (
                         Status::Skipped,
-                        StepResult::Done,
+                        StepResult::NotApplicable,
                         Some(format!("when: `{when}` is false")),
                         none(),
                     )
@@ -465,16 +513,7 @@ impl Executor<'_, '_> {
             Ok(c) => c,
             Err(e) => return (Err(Failure::Failed(e)), Map::new()),
         };
-        let templates = &self.plan.templates;
-        let eval = |expr: &str| templates.eval(expr, &ctx).map_err(|e| render_error(&e));
-        let actx = action::Context {
-            dry_run: self.options.dry_run,
-            yes: self.options.yes,
-            timeout: step.timeout,
-            run_dir: self.options.run_dir.clone(),
-            eval: &eval,
-        };
-        match call.action().run(&actx) {
+        match self.with_action_context(step, &ctx, |actx| call.action().run(actx)) {
             Ok(outputs) => {
                 // Later checks and steps see this attempt's outputs.
                 self.record(step, Status::Ok, &outputs);
@@ -482,6 +521,42 @@ impl Executor<'_, '_> {
             }
             Err(err) => (Err(err), Map::new()),
         }
+    }
+
+    /// Lends an action what it needs from the run for one call, in the step's scope.
+    fn with_action_context<T>(
+        &self,
+        step: &PlanStep,
+        ctx: &minijinja::Value,
+        f: impl FnOnce(&action::Context<'_>) -> T,
+    ) -> T {
+        let templates = &self.plan.templates;
+        let eval = |expr: &str| templates.eval(expr, ctx).map_err(|e| render_error(&e));
+        let base = step
+            .span
+            .path()
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new(""));
+        let render_file = |path: &std::path::Path| {
+            templates
+                .render_file(&base.join(path), ctx)
+                .map_err(|e| format!("{}: {}", path.display(), render_error(&e)))
+        };
+        let secrets = &self.plan.secrets;
+        let redact = |text: &str| {
+            secrets
+                .iter()
+                .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
+        };
+        f(&action::Context {
+            dry_run: self.options.dry_run,
+            yes: self.options.yes,
+            timeout: step.timeout,
+            run_dir: self.options.run_dir.clone(),
+            eval: &eval,
+            render_file: &render_file,
+            redact: &redact,
+        })
     }
 
     fn build(&self, action: &str, args: &TValue, ctx: &minijinja::Value) -> Result<Call, String> {
@@ -515,7 +590,12 @@ impl Executor<'_, '_> {
     ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
         let ctx = self.context(step.scope, None);
         let mut detail = match self.build(action, args, &ctx) {
-            Ok(call) => format!("would {}", call.action().describe()),
+            Ok(call) => {
+                match self.with_action_context(step, &ctx, |actx| call.action().preview(actx)) {
+                    Ok(preview) => format!("would {preview}"),
+                    Err(err) => format!("would {}, but: {err}", call.action().describe()),
+                }
+            }
             Err(err) => {
                 format!("would run `{action}`; its arguments are known only at run time ({err})")
             }
@@ -540,7 +620,7 @@ impl Executor<'_, '_> {
         let mut result = StepResult::Done;
         for s in steps {
             match self.step(s) {
-                StepResult::Done => {}
+                StepResult::Done | StepResult::NotApplicable => {}
                 other => {
                     result = other;
                     break;
@@ -549,14 +629,15 @@ impl Executor<'_, '_> {
         }
         for s in always {
             let r = self.step(s);
-            if matches!(result, StepResult::Done) && !matches!(r, StepResult::Done) {
+            let failed = matches!(r, StepResult::Failed(_) | StepResult::Declined(_));
+            if matches!(result, StepResult::Done) && failed {
                 result = r;
             }
         }
         let mut outputs = Map::new();
         outputs.insert("steps".into(), Json::Object(self.outputs[scope].clone()));
         match result {
-            StepResult::Done => (
+            StepResult::Done | StepResult::NotApplicable => (
                 if self.options.dry_run {
                     Status::WouldRun
                 } else {
@@ -635,18 +716,11 @@ impl Executor<'_, '_> {
                     Err(err) => return unknown_or_not(err),
                 };
                 let templates = &self.plan.templates;
-                let eval = |expr: &str| templates.eval(expr, &ctx).map_err(|e| render_error(&e));
-                let actx = action::Context {
-                    dry_run: self.options.dry_run,
-                    yes: self.options.yes,
-                    timeout: step.timeout,
-                    run_dir: self.options.run_dir.clone(),
-                    eval: &eval,
-                };
-                let outputs = match call.action().run(&actx) {
-                    Ok(o) => Json::Object(o),
-                    Err(err) => return unknown_or_not(err.to_string()),
-                };
+                let outputs =
+                    match self.with_action_context(step, &ctx, |actx| call.action().run(actx)) {
+                        Ok(o) => Json::Object(o),
+                        Err(err) => return unknown_or_not(err.to_string()),
+                    };
                 let Some(expect) = expect else {
                     return CheckResult::Passed;
                 };

@@ -23,6 +23,8 @@ pub struct Plan {
     pub scopes: Vec<Scope>,
     /// Values that must never be written anywhere: replaced by `***`.
     pub secrets: Vec<String>,
+    /// From the `severity` variable: how long the plan gives the run.
+    pub deadline: Option<Duration>,
 }
 
 #[derive(Debug)]

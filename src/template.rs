@@ -43,6 +43,8 @@ pub struct Templates {
     env: Environment<'static>,
     /// Functions like `range`, which templates may use without declaring.
     globals: BTreeSet<String>,
+    /// Template files (e-mail bodies), by canonical path → template name.
+    files: std::collections::HashMap<std::path::PathBuf, String>,
     count: usize,
 }
 
@@ -73,6 +75,7 @@ impl Templates {
         Templates {
             env,
             globals,
+            files: std::collections::HashMap::new(),
             count: 0,
         }
     }
@@ -139,6 +142,50 @@ impl Templates {
         let template = self.env.get_template(&name).map_err(compile_error)?;
         vars.extend(self.without_globals(template.undeclared_variables(true)));
         Ok(TValue::Text(name))
+    }
+
+    /// Compiles a template file once; returns the variable paths it reads.
+    pub fn compile_file(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<BTreeSet<String>, CompileError> {
+        let unreadable = |e: std::io::Error| CompileError {
+            message: format!("cannot read it: {e}"),
+            line: None,
+            pos: None,
+        };
+        let key = std::fs::canonicalize(path).map_err(unreadable)?;
+        if !self.files.contains_key(&key) {
+            let source = std::fs::read_to_string(&key).map_err(unreadable)?;
+            let name = key.display().to_string();
+            self.env
+                .add_template_owned(name.clone(), source)
+                .map_err(compile_error)?;
+            self.files.insert(key.clone(), name);
+        }
+        let template = self
+            .env
+            .get_template(&self.files[&key])
+            .map_err(compile_error)?;
+        Ok(self.without_globals(template.undeclared_variables(true)))
+    }
+
+    /// Renders a template file compiled by [`Templates::compile_file`].
+    pub fn render_file(
+        &self,
+        path: &std::path::Path,
+        ctx: &minijinja::Value,
+    ) -> Result<String, minijinja::Error> {
+        let name = std::fs::canonicalize(path)
+            .ok()
+            .and_then(|k| self.files.get(&k))
+            .ok_or_else(|| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::TemplateNotFound,
+                    format!("{} was not checked before the run", path.display()),
+                )
+            })?;
+        self.env.get_template(name)?.render(ctx)
     }
 
     /// Checks that an expression compiles; returns the variable paths it reads.

@@ -53,7 +53,10 @@ impl Action for Get {
         if self.expect_status.contains(&status) {
             Ok(out)
         } else {
-            Err(Failure::failed(format!("GET {} answered {status}, expected {:?}", self.url, self.expect_status)))
+            Err(Failure::failed(format!(
+                "GET {} answered {status}, expected {:?}",
+                self.url, self.expect_status
+            )))
         }
     }
 }

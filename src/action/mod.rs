@@ -13,6 +13,8 @@ use serde_json::{Map, Value as Json};
 pub mod assert;
 pub mod backup;
 pub mod confirm;
+pub mod http;
+pub mod notify;
 pub mod shell;
 pub mod sqlite;
 
@@ -46,6 +48,10 @@ pub enum Call {
     BackupRestore(backup::Restore),
     #[serde(rename = "backup.delete")]
     BackupDelete(backup::Delete),
+    #[serde(rename = "http.get")]
+    HttpGet(http::Get),
+    #[serde(rename = "notify.email")]
+    NotifyEmail(notify::Email),
     #[serde(rename = "assert")]
     Assert(assert::Assert),
     #[serde(rename = "confirm")]
@@ -65,6 +71,8 @@ pub const NAMES: &[&str] = &[
     "backup.verify",
     "backup.restore",
     "backup.delete",
+    "http.get",
+    "notify.email",
     "assert",
     "confirm",
 ];
@@ -121,6 +129,8 @@ impl Call {
             Call::BackupVerify(a) => a,
             Call::BackupRestore(a) => a,
             Call::BackupDelete(a) => a,
+            Call::HttpGet(a) => a,
+            Call::NotifyEmail(a) => a,
             Call::Assert(a) => a,
             Call::Confirm(a) => a,
         }
@@ -148,6 +158,19 @@ pub trait Action: fmt::Debug {
         Vec::new()
     }
 
+    /// Template files among the arguments (relative to the playbook's
+    /// directory); analysis compiles them and checks their variables.
+    fn template_files(&self) -> Vec<&std::path::Path> {
+        Vec::new()
+    }
+
+    /// What a dry run shows for a mutating action: by default its
+    /// description; an action may render more (an e-mail, its body).
+    fn preview(&self, ctx: &Context<'_>) -> Result<String, Failure> {
+        let _ = ctx;
+        Ok(self.describe())
+    }
+
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure>;
 }
 
@@ -161,6 +184,10 @@ pub struct Context<'a> {
     pub run_dir: Option<PathBuf>,
     /// Evaluates an expression in the step's scope.
     pub eval: &'a dyn Fn(&str) -> Result<Json, String>,
+    /// Renders a template file named by an argument, in the step's scope.
+    pub render_file: &'a dyn Fn(&std::path::Path) -> Result<String, String>,
+    /// Replaces secret values by `***` in text about to leave runbook.
+    pub redact: &'a dyn Fn(&str) -> String,
 }
 
 /// How an action can fail.

@@ -73,7 +73,11 @@ impl Recipients {
             Recipients::One(s) => s.split(',').collect(),
             Recipients::Many(v) => v.iter().flat_map(|s| s.split(',')).collect(),
         };
-        all.into_iter().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        all.into_iter()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -87,9 +91,13 @@ impl Email {
     fn message(&self, body: &str) -> Result<Message, Failure> {
         let to = self.to.list();
         if to.is_empty() {
-            return Err(Failure::failed("the message has no recipient: set `to` (e.g. --var notify_to=oncall@example.com)"));
+            return Err(Failure::failed(
+                "the message has no recipient: set `to` (e.g. --var notify_to=oncall@example.com)",
+            ));
         }
-        let mut builder = Message::builder().from(mailbox(&self.from, "from")?).subject(self.subject.clone());
+        let mut builder = Message::builder()
+            .from(mailbox(&self.from, "from")?)
+            .subject(self.subject.clone());
         for a in &to {
             builder = builder.to(mailbox(a, "to")?);
         }
@@ -104,10 +112,18 @@ impl Email {
         } else {
             let mut parts = MultiPart::mixed().singlepart(text);
             for path in &self.attach {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| Failure::failed(format!("cannot attach {}: {e}", path.display())))?;
-                let name = path.file_name().map_or_else(|| "attachment".to_owned(), |n| n.to_string_lossy().into_owned());
-                let kind = if name.ends_with(".md") { "text/markdown; charset=utf-8" } else { "application/octet-stream" };
+                let bytes = std::fs::read(path).map_err(|e| {
+                    Failure::failed(format!("cannot attach {}: {e}", path.display()))
+                })?;
+                let name = path.file_name().map_or_else(
+                    || "attachment".to_owned(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                let kind = if name.ends_with(".md") {
+                    "text/markdown; charset=utf-8"
+                } else {
+                    "application/octet-stream"
+                };
                 let kind = ContentType::parse(kind).map_err(|e| Failure::failed(e.to_string()))?;
                 parts = parts.singlepart(Attachment::new(name).body(bytes, kind));
             }
@@ -137,7 +153,11 @@ impl Email {
                     "starttls" => SmtpTransport::starttls_relay(host),
                     "tls" => SmtpTransport::relay(host),
                     "none" => Ok(SmtpTransport::builder_dangerous(host)),
-                    other => return Err(Failure::failed(format!("smtp_tls is `{other}`; use starttls, tls or none"))),
+                    other => {
+                        return Err(Failure::failed(format!(
+                            "smtp_tls is `{other}`; use starttls, tls or none"
+                        )))
+                    }
                 }
                 .map_err(|e| Failure::failed(format!("SMTP server {host}: {e}")))?;
                 let default_port = match tls {
@@ -146,10 +166,9 @@ impl Email {
                     _ => 587,
                 };
                 let port = match &self.smtp_port {
-                    Some(p) if !p.0.is_empty() => p
-                        .0
-                        .parse::<u16>()
-                        .map_err(|_| Failure::failed(format!("smtp_port `{}` is not a port number", p.0)))?,
+                    Some(p) if !p.0.is_empty() => p.0.parse::<u16>().map_err(|_| {
+                        Failure::failed(format!("smtp_port `{}` is not a port number", p.0))
+                    })?,
                     _ => default_port,
                 };
                 let mut builder = builder.port(port).timeout(Some(Duration::from_secs(30)));
@@ -163,7 +182,9 @@ impl Email {
                     .build()
                     .send(message)
                     .map(|r| format!("accepted by {host}:{port} ({})", r.code()))
-                    .map_err(|e| Failure::failed(format!("SMTP delivery to {host}:{port} failed: {e}")))
+                    .map_err(|e| {
+                        Failure::failed(format!("SMTP delivery to {host}:{port} failed: {e}"))
+                    })
             }
         }
     }
@@ -175,7 +196,11 @@ impl Action for Email {
     }
 
     fn describe(&self) -> String {
-        let mut d = format!("e-mail \"{}\" to {}", self.subject, self.to.list().join(", "));
+        let mut d = format!(
+            "e-mail \"{}\" to {}",
+            self.subject,
+            self.to.list().join(", ")
+        );
         if !self.cc.list().is_empty() {
             d.push_str(&format!(" (cc {})", self.cc.list().join(", ")));
         }
@@ -190,7 +215,12 @@ impl Action for Email {
     fn preview(&self, ctx: &Context<'_>) -> Result<String, Failure> {
         let body = (ctx.render_file)(&self.template).map_err(Failure::Failed)?;
         let first = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        Ok(format!("{} — body from {}: \"{}…\"", self.describe(), self.template.display(), first.trim()))
+        Ok(format!(
+            "{} — body from {}: \"{}…\"",
+            self.describe(),
+            self.template.display(),
+            first.trim()
+        ))
     }
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
@@ -201,30 +231,45 @@ impl Action for Email {
             .run_dir
             .as_ref()
             .map(|d| d.join("outbox"))
-            .ok_or_else(|| Failure::failed("an e-mail needs a run directory for its outbox copy"))?;
+            .ok_or_else(|| {
+                Failure::failed("an e-mail needs a run directory for its outbox copy")
+            })?;
         let path = write_outbox(&outbox, &self.subject, &formatted)?;
         let mut out = Outputs::new();
         out.insert("outbox_file".into(), path.display().to_string().into());
         out.insert("to".into(), self.to.list().into());
         out.insert("subject".into(), self.subject.clone().into());
         let delivery = self.deliver(&message);
-        out.insert("delivered".into(), (delivery.is_ok() && self.transport != TransportKind::File).into());
+        out.insert(
+            "delivered".into(),
+            (delivery.is_ok() && self.transport != TransportKind::File).into(),
+        );
         match delivery {
             Ok(how) => {
                 out.insert("delivery".into(), how.into());
                 Ok(out)
             }
-            Err(e) => Err(Failure::Failed(format!("{e} (the message is in {})", path.display()))),
+            Err(e) => Err(Failure::Failed(format!(
+                "{e} (the message is in {})",
+                path.display()
+            ))),
         }
     }
 }
 
 /// `outbox/NN-subject.eml`, numbered in the order written, never overwritten.
 fn write_outbox(outbox: &Path, subject: &str, bytes: &[u8]) -> Result<PathBuf, Failure> {
-    std::fs::create_dir_all(outbox).map_err(|e| Failure::failed(format!("cannot create {}: {e}", outbox.display())))?;
+    std::fs::create_dir_all(outbox)
+        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", outbox.display())))?;
     let slug: String = subject
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .split('-')
         .filter(|s| !s.is_empty())
@@ -233,7 +278,11 @@ fn write_outbox(outbox: &Path, subject: &str, bytes: &[u8]) -> Result<PathBuf, F
         .join("-");
     for n in 1..1000 {
         let path = outbox.join(format!("{n:02}-{slug}.eml"));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(mut f) => {
                 use std::io::Write;
                 f.write_all(bytes)

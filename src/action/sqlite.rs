@@ -25,6 +25,9 @@ pub struct Query {
     sql: String,
     #[serde(default)]
     params: Params,
+    /// Other database files to read, by schema name (read-only).
+    #[serde(default)]
+    attach: std::collections::BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +134,7 @@ impl Action for Query {
         let db = &self.db;
         must_exist(db)?;
         let conn = database::open_for_reading(db, ctx.dry_run).map_err(Failure::failed)?;
+        attach(&conn, &self.attach)?;
         let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
         let mut stmt = conn.prepare(&self.sql).map_err(|e| sql_error(db, &e))?;
         if !stmt.readonly() {
@@ -189,9 +193,16 @@ impl Exec {
         }
         Ok(all)
     }
+}
 
-    fn attach(&self, conn: &Connection) -> Result<(), Failure> {
-        for (schema, path) in &self.attach {
+/// Attaches other database files read-only, by schema name. ATTACH cannot
+/// run inside a transaction, so this comes first.
+fn attach(
+    conn: &Connection,
+    files: &std::collections::BTreeMap<String, PathBuf>,
+) -> Result<(), Failure> {
+    {
+        for (schema, path) in files {
             let valid = schema
                 .chars()
                 .next()
@@ -268,7 +279,7 @@ impl Action for Exec {
         conn.busy_timeout(self.busy_timeout.unwrap_or(Duration::from_secs(5)))
             .map_err(|e| sql_error(db, &e))?;
         // ATTACH cannot run inside a transaction.
-        self.attach(&conn)?;
+        attach(&conn, &self.attach)?;
         let mut out = Outputs::new();
         {
             let _guard = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());

@@ -202,12 +202,20 @@ fn option_3_replaces_the_database_with_a_given_backup_after_an_emergency_backup(
 #[test]
 fn verify_passes_after_a_rollback_and_fails_before() {
     let t = Test::new();
-    let _app = migrated(&t);
+    let app = migrated(&t);
+    app.upload("after.png", "image");
     run(&t, "verify", &[])
         .code(1)
         .stdout_has("the media table still exists");
     run(&t, "rollback-option-1", &[]).code(0);
     run(&t, "verify", &[]).code(0);
+    // A row of the backup that went missing is caught, even if counts could hide it.
+    app.conn()
+        .execute("DELETE FROM images WHERE file_name = 'images-0.png'", [])
+        .unwrap();
+    run(&t, "verify", &[])
+        .code(1)
+        .stdout_has("every image of the backup is still there");
 }
 
 #[test]
