@@ -54,6 +54,12 @@ pub fn analyze(path: &Path, options: &Options) -> Result<Plan, Diagnostics> {
                 .as_ref()
                 .map(|s| (s.file.path.clone(), s.line, s.column))
         });
+        // A playbook included twice reports its own problems once.
+        a.diagnostics.0.dedup_by(|x, y| {
+            x.message == y.message
+                && x.span.as_ref().map(ToString::to_string)
+                    == y.span.as_ref().map(ToString::to_string)
+        });
         return Err(a.diagnostics);
     }
     let name = top.name.as_ref().map_or_else(
@@ -515,63 +521,60 @@ impl Analyzer<'_> {
         };
         let node = with.unwrap_or(&empty);
         let args = self.tvalue(node, &with_span, ctx);
-        // The arguments' shape is checked on their unrendered form; a template
-        // standing where a number or list belongs can only be checked at run time.
-        let mutates = match Call::new(&action.value, node.to_json()) {
-            Ok(call) => {
-                let a = call.action();
-                let base = step_span.path().parent().unwrap_or_else(|| Path::new(""));
-                for file in a.template_files() {
-                    let path = base.join(file);
-                    match self.templates.compile_file(&path) {
-                        Ok(used) => {
-                            self.check_names(&used, &with_span, ctx);
-                        }
-                        Err(err) => {
-                            let d = Diagnostic::at(
-                                &with_span,
-                                format!("template {}: {}", path.display(), err.message),
-                            )
-                            .help("template paths are relative to the playbook's directory");
-                            self.error(d);
-                        }
-                    }
-                }
-                for expr in a.expressions() {
-                    let located = Located {
-                        value: expr.to_owned(),
-                        span: with_span.clone(),
-                    };
-                    self.expression(&located, ctx);
-                }
-                a.mutates()
-            }
+        let call = match probe(&action.value, node) {
+            Ok(call) => call,
             Err(err) => {
                 let (bad, key) = node.find(&err.path);
-                let is_template = matches!(&bad.value, Value::Str(s) if s.contains("{{"));
-                if !is_template {
-                    let pos = if err.message.starts_with("unknown field") {
-                        key.map_or(bad.pos, |k| k.pos)
-                    } else {
-                        bad.pos
-                    };
-                    let span = if with.is_some() {
-                        Span::new(&step_span.file, pos.line, pos.column)
-                    } else {
-                        step_span.clone()
-                    };
-                    self.error(
-                        Diagnostic::at(
-                            &span,
-                            format!("invalid arguments for `{}`: {}", action.value, err.message),
-                        )
-                        .help("docs/actions.md lists every action's arguments"),
-                    );
-                    return None;
-                }
-                true
+                let pos = if err.message.starts_with("unknown field") {
+                    key.map_or(bad.pos, |k| k.pos)
+                } else {
+                    bad.pos
+                };
+                let span = if with.is_some() {
+                    Span::new(&step_span.file, pos.line, pos.column)
+                } else {
+                    step_span.clone()
+                };
+                self.error(
+                    Diagnostic::at(
+                        &span,
+                        format!("invalid arguments for `{}`: {}", action.value, err.message),
+                    )
+                    .help("docs/actions.md lists every action's arguments"),
+                );
+                return None;
             }
         };
+        let Some(call) = call else {
+            // Known only at run time; assume the worst.
+            return Some((args?, true)).filter(|_| !check);
+        };
+        let a = call.action();
+        let base = step_span.path().parent().unwrap_or_else(|| Path::new(""));
+        for file in a.template_files() {
+            let path = base.join(file);
+            match self.templates.compile_file(&path) {
+                Ok(used) => {
+                    self.check_names(&used, &with_span, ctx);
+                }
+                Err(err) => {
+                    let d = Diagnostic::at(
+                        &with_span,
+                        format!("template {}: {}", path.display(), err.message),
+                    )
+                    .help("template paths are relative to the playbook's directory");
+                    self.error(d);
+                }
+            }
+        }
+        for expr in a.expressions() {
+            let located = Located {
+                value: expr.to_owned(),
+                span: with_span.clone(),
+            };
+            self.expression(&located, ctx);
+        }
+        let mutates = a.mutates();
         if check && mutates {
             self.error(
                 Diagnostic::at(&action.span, format!("`{}` can change things, so it cannot be a check", action.value))
@@ -739,4 +742,34 @@ fn local_ids(pb: &Playbook) -> Vec<String> {
     walk(&pb.steps, &mut out);
     walk(&pb.always, &mut out);
     out
+}
+
+/// Checks an action's arguments on their unrendered form. A template
+/// standing where a number or a list belongs can only be checked at run
+/// time: such an argument is left out and the rest checked (so that, say,
+/// an e-mail's template file is still found and compiled). `Ok(None)`:
+/// nothing could be checked before the run.
+fn probe(action: &str, node: &Node) -> Result<Option<Call>, action::ArgumentError> {
+    let mut json = node.to_json();
+    for _ in 0..32 {
+        let err = match Call::new(action, json.clone()) {
+            Ok(call) => return Ok(Some(call)),
+            Err(err) => err,
+        };
+        let (bad, _) = node.find(&err.path);
+        if !matches!(&bad.value, Value::Str(s) if s.contains("{{")) {
+            return Err(err);
+        }
+        let Some(crate::node::PathSegment::Key(key)) = err.path.first() else {
+            return Ok(None);
+        };
+        let removed = err.path.len() == 1
+            && json
+                .as_object_mut()
+                .is_some_and(|m| m.remove(key).is_some());
+        if !removed {
+            return Ok(None);
+        }
+    }
+    Ok(None)
 }

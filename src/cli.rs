@@ -27,6 +27,12 @@ pub enum Command {
     },
     /// Make, list, check, restore or delete backups of a database, ad hoc
     Backup(BackupArgs),
+    /// Build a sample go-fast-cdn install and run the emergency rollback on it
+    Demo {
+        /// Where to build it [default: a new temporary directory]
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// List playbooks with their descriptions
     List {
         /// Directory to list

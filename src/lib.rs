@@ -25,6 +25,7 @@ pub mod playbook;
 pub mod report;
 pub mod reporter;
 pub mod run_dir;
+pub mod sample_install;
 pub mod template;
 
 use cli::{Cli, Command};
@@ -53,6 +54,7 @@ where
         Command::Check { playbooks } => command::check::check(&playbooks),
         Command::List { dir } => command::list::list(&dir),
         Command::Backup(args) => command::backup::backup(&args),
+        Command::Demo { dir } => command::demo::demo(dir.as_deref()),
     };
     exit.into()
 }

@@ -29,6 +29,11 @@ impl Report {
 impl Sink for Report {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         self.events.push(event.clone());
+        // Kept current as the run goes: a notification can attach it, and a
+        // run that dies still leaves its timeline up to the last step.
+        if matches!(event, Event::StepFinished { .. }) {
+            write_atomically(&self.path, render(&self.events).as_bytes())?;
+        }
         Ok(())
     }
 
@@ -191,7 +196,7 @@ pub fn render(events: &[Event]) -> String {
     {
         let _ = writeln!(
             out,
-            "- Outcome: **unfinished** (the run stopped before it ended)"
+            "- Outcome: **not finished** (written while the run was going on, or it was stopped before its end)"
         );
     }
     let _ = writeln!(out, "\n## Timeline (UTC)\n");
@@ -241,7 +246,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_journal_that_stops_early_renders_as_unfinished() {
+    fn a_journal_that_stops_early_renders_as_not_finished() {
         let events = vec![Event::RunStarted {
             format: crate::event::FORMAT,
             at: "2026-11-23T03:00:00.000Z".into(),
@@ -252,6 +257,6 @@ mod tests {
             vars: serde_json::Map::new(),
         }];
         let md = render(&events);
-        assert!(md.contains("**unfinished**"), "{md}");
+        assert!(md.contains("**not finished**"), "{md}");
     }
 }

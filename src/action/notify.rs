@@ -97,7 +97,9 @@ impl Email {
         }
         let mut builder = Message::builder()
             .from(mailbox(&self.from, "from")?)
-            .subject(self.subject.clone());
+            .subject(self.subject.clone())
+            .date_now()
+            .message_id(None);
         for a in &to {
             builder = builder.to(mailbox(a, "to")?);
         }
@@ -261,6 +263,7 @@ impl Action for Email {
 fn write_outbox(outbox: &Path, subject: &str, bytes: &[u8]) -> Result<PathBuf, Failure> {
     std::fs::create_dir_all(outbox)
         .map_err(|e| Failure::failed(format!("cannot create {}: {e}", outbox.display())))?;
+    let written = std::fs::read_dir(outbox).map(Iterator::count).unwrap_or(0);
     let slug: String = subject
         .chars()
         .map(|c| {
@@ -276,7 +279,7 @@ fn write_outbox(outbox: &Path, subject: &str, bytes: &[u8]) -> Result<PathBuf, F
         .take(8)
         .collect::<Vec<_>>()
         .join("-");
-    for n in 1..1000 {
+    for n in written + 1..written + 1000 {
         let path = outbox.join(format!("{n:02}-{slug}.eml"));
         match std::fs::OpenOptions::new()
             .write(true)

@@ -2,5 +2,6 @@
 
 pub mod backup;
 pub mod check;
+pub mod demo;
 pub mod list;
 pub mod run;

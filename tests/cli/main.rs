@@ -8,6 +8,7 @@ mod actions;
 mod backups;
 mod check;
 mod dry_run;
+mod emergency;
 mod includes;
 mod inputs;
 mod rollback;

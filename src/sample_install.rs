@@ -1,8 +1,8 @@
-//! `runbook demo`: a sample go-fast-cdn install, in the state the rollback
-//! plan is for — the app's schema, a few hundred images and docs (some
-//! soft-deleted), a legacy pre-migration backup made the app's way, the
-//! forward migration applied, and uploads made after it, a video among
-//! them — and the emergency rollback run on it, non-interactively.
+//! A sample go-fast-cdn install for `runbook demo`, in the state the
+//! rollback plan is for: the app's schema, a few hundred images and docs
+//! (some soft-deleted), a legacy pre-migration backup made the app's way,
+//! the forward migration applied, and uploads made after it, a video among
+//! them. The app's DDL lives here once; the tests build on it too.
 
 use std::path::{Path, PathBuf};
 
@@ -47,12 +47,22 @@ fn checksum(name: &str) -> Vec<u8> {
 /// Builds the sample install under `root`; returns the database's path.
 pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
     use anyhow::Context as _;
-    for dir in ["db_data", "backups", "uploads/images", "uploads/docs", "uploads/media"] {
-        std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {}", root.join(dir).display()))?;
+    for dir in [
+        "db_data",
+        "backups",
+        "uploads/images",
+        "uploads/docs",
+        "uploads/media",
+    ] {
+        std::fs::create_dir_all(root.join(dir))
+            .with_context(|| format!("creating {}", root.join(dir).display()))?;
     }
     let db = root.join("db_data/main.db");
     if db.exists() {
-        anyhow::bail!("{} exists already; give `runbook demo` an empty directory", db.display());
+        anyhow::bail!(
+            "{} exists already; give `runbook demo` an empty directory",
+            db.display()
+        );
     }
     let mut conn = Connection::open(&db).with_context(|| format!("creating {}", db.display()))?;
     let tx = conn.transaction()?;
@@ -69,7 +79,10 @@ pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
             )?;
         }
     }
-    tx.execute("INSERT INTO configs (key, value) VALUES ('site_name', 'go-fast-cdn demo')", [])?;
+    tx.execute(
+        "INSERT INTO configs (key, value) VALUES ('site_name', 'go-fast-cdn demo')",
+        [],
+    )?;
     tx.commit()?;
     drop(conn);
 

@@ -1,0 +1,135 @@
+//! `runbook demo`: builds a sample go-fast-cdn install (see
+//! [`crate::sample_install`]) with the shipped playbooks and templates
+//! beside it, and runs the emergency rollback on it with `--yes` and no-op
+//! stop/start commands, so a newcomer sees the whole job in one command.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::RunArgs;
+use crate::exit::Exit;
+
+/// The shipped playbooks and templates, built into the binary so the demo
+/// works wherever it is installed.
+const FILES: &[(&str, &str)] = &[
+    (
+        "playbooks/emergency_rollback.yaml",
+        include_str!("../../playbooks/emergency_rollback.yaml"),
+    ),
+    (
+        "playbooks/rollback-option-1.yaml",
+        include_str!("../../playbooks/rollback-option-1.yaml"),
+    ),
+    (
+        "playbooks/rollback-option-2.yaml",
+        include_str!("../../playbooks/rollback-option-2.yaml"),
+    ),
+    (
+        "playbooks/rollback-option-3.yaml",
+        include_str!("../../playbooks/rollback-option-3.yaml"),
+    ),
+    (
+        "playbooks/verify.yaml",
+        include_str!("../../playbooks/verify.yaml"),
+    ),
+    (
+        "playbooks/notify.yaml",
+        include_str!("../../playbooks/notify.yaml"),
+    ),
+    (
+        "templates/rollback-initiated.txt",
+        include_str!("../../templates/rollback-initiated.txt"),
+    ),
+    (
+        "templates/rollback-outcome.txt",
+        include_str!("../../templates/rollback-outcome.txt"),
+    ),
+    (
+        "templates/rollback-notice.txt",
+        include_str!("../../templates/rollback-notice.txt"),
+    ),
+];
+
+pub fn demo(dir: Option<&Path>) -> Exit {
+    match prepare(dir) {
+        Ok(dir) => run(&dir),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Exit::Failed
+        }
+    }
+}
+
+fn prepare(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let dir = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.to_path_buf()
+        }
+        None => tempfile::Builder::new()
+            .prefix("runbook-demo-")
+            .tempdir()
+            .context("creating a temporary directory")?
+            .keep(),
+    };
+    for (name, text) in FILES {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let db = crate::sample_install::build(&dir.join("app"))?;
+    println!(
+        "demo: a migrated go-fast-cdn install in {}",
+        dir.join("app").display()
+    );
+    println!(
+        "demo: database {} (400 images and docs, 4 uploads made after the migration, one a video)",
+        db.display()
+    );
+    Ok(dir)
+}
+
+fn run(dir: &Path) -> Exit {
+    let var = |k: &str, v: String| (k.to_owned(), v);
+    let args = RunArgs {
+        playbook: dir.join("playbooks/emergency_rollback.yaml"),
+        vars: vec![
+            var("root", dir.join("app").display().to_string()),
+            var(
+                "reason",
+                "demo: images served with the wrong content type after the migration".into(),
+            ),
+            // No app runs here: nothing to stop or start, nothing to probe.
+            var("stop_command", "true".into()),
+            var("start_command", "true".into()),
+            var("probe", "off".into()),
+            var(
+                "notify_to",
+                "dev-lead@example.com, devops@example.com".into(),
+            ),
+            var("notify_wide_to", "all-devs@example.com".into()),
+            var("mail_from", "runbook@example.com".into()),
+        ],
+        dry_run: false,
+        yes: true,
+        json: false,
+        runs: dir.join(".runbook/runs"),
+    };
+    let exit = super::run::run_playbook(&args);
+    if let Some(run) = latest_run(&args.runs) {
+        println!("outbox: {}", run.join("outbox").display());
+    }
+    exit
+}
+
+fn latest_run(runs: &Path) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}

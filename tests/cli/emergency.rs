@@ -1,0 +1,399 @@
+//! The emergency rollback end to end, the notifications it sends (to the
+//! outbox, and over SMTP to a real server on loopback), and `runbook demo`.
+
+use std::path::{Path, PathBuf};
+
+use crate::gofastcdn::Install;
+use crate::support::{Output, Test};
+
+const EMERGENCY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/playbooks/emergency_rollback.yaml"
+);
+const NOTIFY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/notify.yaml");
+
+fn emergency(t: &Test, reason: &str, extra: &[&str]) -> Output {
+    let reason = format!("reason={reason}");
+    let mut args = vec![
+        "run",
+        EMERGENCY,
+        "--yes",
+        "--var",
+        "root=app",
+        "--var",
+        &reason,
+        "--var",
+        "stop_command=touch stopped",
+        "--var",
+        "start_command=touch started",
+        "--var",
+        "probe=off",
+        "--var",
+        "notify_to=lead@example.com, devops@example.com",
+        "--var",
+        "mail_from=runbook@example.com",
+    ];
+    args.extend_from_slice(extra);
+    t.run(&args)
+}
+
+/// The messages in a run's outbox, parsed, in the order written.
+fn outbox(out: &Output) -> Vec<(String, String, Vec<u8>)> {
+    let dir = out.run_dir().join("outbox");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let raw = std::fs::read(&f).unwrap();
+            let parsed = mailparse::parse_mail(&raw)
+                .unwrap_or_else(|e| panic!("{} is not an e-mail: {e}", f.display()));
+            let subject = parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == "Subject")
+                .unwrap()
+                .get_value();
+            (subject, body_text(&parsed), raw)
+        })
+        .collect()
+}
+
+fn body_text(mail: &mailparse::ParsedMail<'_>) -> String {
+    if mail.subparts.is_empty() {
+        mail.get_body().unwrap()
+    } else {
+        body_text(&mail.subparts[0])
+    }
+}
+
+#[track_caller]
+fn assert_headers(raw: &[u8]) {
+    let parsed = mailparse::parse_mail(raw).unwrap();
+    for header in [
+        "From",
+        "To",
+        "Date",
+        "Message-ID",
+        "Subject",
+        "MIME-Version",
+    ] {
+        assert!(
+            parsed
+                .headers
+                .iter()
+                .any(|h| h.get_key().eq_ignore_ascii_case(header)),
+            "no {header} header"
+        );
+    }
+}
+
+fn migrated(t: &Test) -> Install {
+    let app = Install::new(&t.path().join("app"), 20, 10);
+    app.legacy_backup("20240501-120000");
+    app.migrate().unwrap();
+    app.upload("after.png", "image");
+    app.upload("clip.mp4", "video");
+    app
+}
+
+#[test]
+fn option_1_succeeds_and_the_team_is_told() {
+    let t = Test::new();
+    let app = migrated(&t);
+    let out = emergency(&t, "thumbnails broken", &[]);
+    out.code(0);
+    assert!(t.path().join("stopped").exists() && t.path().join("started").exists());
+    assert!(!app.has_table("media"));
+    assert_eq!(out.finished("option-1")["status"], "ok");
+    let mail = outbox(&out);
+    assert_eq!(mail.len(), 2, "initiated and completed");
+    assert!(
+        mail[0]
+            .0
+            .starts_with("URGENT: Media Migration Rollback Initiated"),
+        "{}",
+        mail[0].0
+    );
+    assert!(
+        mail[0].1.contains("initiated due to thumbnails broken"),
+        "{}",
+        mail[0].1
+    );
+    assert!(
+        mail[1]
+            .0
+            .starts_with("Media Migration Rollback Completed: thumbnails broken"),
+        "{}",
+        mail[1].0
+    );
+    assert!(
+        mail[1]
+            .1
+            .contains("Rollback method: option 1, the built-in rollback"),
+        "{}",
+        mail[1].1
+    );
+    assert!(
+        mail[1]
+            .1
+            .contains("Uploads carried back (option-1.rollback): 1 images"),
+        "{}",
+        mail[1].1
+    );
+    for (_, _, raw) in &mail {
+        assert_headers(raw);
+    }
+}
+
+#[test]
+fn option_1_fails_and_option_2_restores() {
+    let t = Test::new();
+    let app = migrated(&t);
+    app.conn().execute_batch("DROP TABLE images").unwrap();
+    let out = emergency(&t, "images table lost", &[]);
+    out.code(0);
+    assert_eq!(out.finished("option-1")["recovered_by"], "option-2");
+    assert_eq!(app.count("images"), 21);
+    let mail = outbox(&out);
+    assert!(
+        mail[1]
+            .1
+            .contains("Rollback method: option-2 (option 1 failed"),
+        "{}",
+        mail[1].1
+    );
+}
+
+#[test]
+fn options_1_and_2_fail_and_option_3_restores_the_given_backup() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 20, 10);
+    // A known good backup kept outside the app's naming, and a damaged legacy one.
+    std::fs::copy(app.db(), t.path().join("known-good.db")).unwrap();
+    std::fs::write(
+        t.path().join("app/backups/db_backup_20240501-120000.db"),
+        b"garbage",
+    )
+    .unwrap();
+    app.migrate().unwrap();
+    app.conn().execute_batch("DROP TABLE docs").unwrap();
+    let out = emergency(&t, "docs table lost", &["--var", "backup=known-good.db"]);
+    out.code(0);
+    assert_eq!(out.finished("option-1")["recovered_by"], "option-3");
+    assert_eq!(out.finished("option-2")["status"], "failed");
+    assert_eq!(app.count("docs"), 10);
+}
+
+#[test]
+fn all_options_fail_the_run_fails_and_says_so_and_the_database_is_as_it_was() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 5, 5);
+    app.migrate().unwrap();
+    app.conn().execute_batch("DROP TABLE images").unwrap();
+    let before = app.bytes();
+    let out = emergency(&t, "everything is on fire", &[]);
+    out.code(1);
+    assert_eq!(app.bytes(), before, "the live database changed");
+    assert!(
+        !t.path().join("started").exists(),
+        "the app was started on a failed rollback"
+    );
+    let mail = outbox(&out);
+    let last = mail.last().unwrap();
+    assert!(
+        last.0
+            .starts_with("Media Migration Rollback FAILED: everything is on fire"),
+        "{}",
+        last.0
+    );
+    assert!(
+        last.1.contains("has FAILED") && last.1.contains("Failed at step: option-1"),
+        "{}",
+        last.1
+    );
+}
+
+#[test]
+fn a_hostile_reason_ends_up_only_as_text() {
+    let t = Test::new();
+    let app = migrated(&t);
+    let reason = r#"x"; DROP TABLE images; -- $(touch pwned) `touch pwned2` {{ 7*7 }} 'quoted'"#;
+    let out = emergency(&t, reason, &[]);
+    out.code(0);
+    assert!(!t.path().join("pwned").exists() && !t.path().join("pwned2").exists());
+    assert!(app.has_table("images"));
+    let mail = outbox(&out);
+    // Word for word: not run, not evaluated as a template, not escaped.
+    assert!(
+        mail[0].1.contains(reason),
+        "the reason was altered: {}",
+        mail[0].1
+    );
+}
+
+#[test]
+fn a_dry_run_of_the_emergency_renders_every_message_and_changes_nothing() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let before = t.snapshot();
+    let out = emergency(&t, "rehearsal", &["--dry-run"]);
+    out.code(0)
+        .stdout_has("would e-mail \"URGENT: Media Migration Rollback Initiated (critical)\" to lead@example.com, devops@example.com via file")
+        .stdout_has("body from ../templates/rollback-initiated.txt: \"Team,");
+    assert_eq!(t.snapshot(), before);
+}
+
+struct SmtpServer {
+    child: std::process::Child,
+    port: u16,
+    maildir: PathBuf,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// aiosmtpd (installed by .ci/run) on a free loopback port, storing what it
+/// receives in a Maildir.
+fn smtp_server(dir: &Path) -> SmtpServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let maildir = dir.join("maildir");
+    let child = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(&maildir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+    let server = SmtpServer {
+        child,
+        port,
+        maildir,
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the SMTP server did not start; is aiosmtpd installed? (pip install aiosmtpd)");
+}
+
+fn notify_smtp(t: &Test, port: u16) -> Output {
+    t.run(&[
+        "run",
+        NOTIFY,
+        "--var",
+        "reason=disk full",
+        "--var",
+        "event=initiated",
+        "--var",
+        "notify_to=lead@example.com",
+        "--var",
+        "notify_cc=pm@example.com",
+        "--var",
+        "mail_from=runbook@example.com",
+        "--var",
+        "transport=smtp",
+        "--var",
+        "smtp_host=127.0.0.1",
+        "--var",
+        &format!("smtp_port={port}"),
+        "--var",
+        "smtp_tls=none",
+    ])
+}
+
+#[test]
+fn notifications_are_delivered_over_smtp_and_kept_in_the_outbox() {
+    let t = Test::new();
+    let server = smtp_server(t.path());
+    let out = notify_smtp(&t, server.port);
+    out.code(0);
+    let new = server.maildir.join("new");
+    let received: Vec<PathBuf> = std::fs::read_dir(&new)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        received.len(),
+        1,
+        "the server received {} messages",
+        received.len()
+    );
+    let raw = std::fs::read(&received[0]).unwrap();
+    let mail = mailparse::parse_mail(&raw).unwrap();
+    let header = |k: &str| {
+        mail.headers
+            .iter()
+            .find(|h| h.get_key().eq_ignore_ascii_case(k))
+            .map(|h| h.get_value())
+    };
+    assert_eq!(header("To").as_deref(), Some("lead@example.com"));
+    assert_eq!(header("Cc").as_deref(), Some("pm@example.com"));
+    assert!(header("Subject")
+        .unwrap()
+        .starts_with("URGENT: Media Migration Rollback Initiated"));
+    assert!(body_text(&mail).contains("initiated due to disk full"));
+    assert_eq!(outbox(&out).len(), 1);
+}
+
+#[test]
+fn an_smtp_server_that_is_down_is_a_clear_error_and_the_message_stays_in_the_outbox() {
+    let t = Test::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = notify_smtp(&t, port);
+    out.code(1)
+        .stdout_has(&format!("SMTP delivery to 127.0.0.1:{port} failed"))
+        .stdout_has("the message is in");
+    assert_eq!(outbox(&out).len(), 1);
+}
+
+#[test]
+fn the_demo_builds_an_install_and_rolls_it_back() {
+    let t = Test::new();
+    let out = t.run(&["demo", "demo"]);
+    out.code(0)
+        .stdout_has("run succeeded")
+        .stdout_has("report: ")
+        .stdout_has("outbox: ");
+    let outbox_line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("outbox: "))
+        .unwrap();
+    let outbox = t.path().join(outbox_line.trim_start_matches("outbox: "));
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 3);
+    let db = rusqlite::Connection::open(t.path().join("demo/app/db_data/main.db")).unwrap();
+    let media: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'media'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(media, 0);
+}
