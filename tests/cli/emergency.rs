@@ -397,3 +397,84 @@ fn the_demo_builds_an_install_and_rolls_it_back() {
         .unwrap();
     assert_eq!(media, 0);
 }
+
+/// Python's http.server standing in for the app's read endpoints.
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn app_server(dir: &Path) -> HttpServer {
+    let root = dir.join("www");
+    for endpoint in ["api/cdn/size", "api/cdn/image/all", "api/cdn/doc/all"] {
+        let path = root.join(endpoint);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "[]").unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = HttpServer { child, port };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("python3 -m http.server did not start");
+}
+
+#[test]
+fn the_probe_checks_the_apps_read_endpoints_after_the_restart() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let server = app_server(t.path());
+    let url = format!("app_url=http://127.0.0.1:{}", server.port);
+    let out = emergency(&t, "probe", &["--var", "probe=required", "--var", &url]);
+    out.code(0);
+    let statuses = &out.finished("probe")["outputs"]["statuses"];
+    assert_eq!(statuses.as_object().unwrap().len(), 3, "{statuses}");
+    assert!(
+        statuses.as_object().unwrap().values().all(|s| s == 200),
+        "{statuses}"
+    );
+}
+
+#[test]
+fn an_app_that_does_not_answer_is_a_warning_when_the_probe_is_optional() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("app_url=http://127.0.0.1:{port}");
+    let out = emergency(&t, "probe", &["--var", "probe=optional", "--var", &url]);
+    out.code(0).stdout_has("recovered by probe-skipped");
+    let required = emergency(&t, "probe", &["--var", "probe=required", "--var", &url]);
+    required.code(1).stdout_has("run failed at step probe");
+}
