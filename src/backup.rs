@@ -89,23 +89,8 @@ pub fn manifest_path(backup: &Path) -> PathBuf {
 
 /// Makes a backup of `db` in `dir`; returns its path and manifest.
 pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest), Error> {
-    database::check_header(db)?;
     std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".runbook-backup-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io("creating a temporary file in", dir))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let (sha256, size, fingerprint) = if database::is_wal(db) {
-        snapshot_wal(db, &tmp_path)?;
-        tmp.as_file().sync_all().map_err(io("syncing", &tmp_path))?;
-        let (sha256, size) = hash_file(&tmp_path)?;
-        let conn = open_immutable(&tmp_path)?;
-        (sha256, size, database::fingerprint_on(&conn, &tmp_path)?)
-    } else {
-        copy_under_read_lock(db, tmp.as_file_mut(), &tmp_path)?
-    };
+    let (mut tmp, sha256, size, fingerprint) = snapshot_in(db, dir)?;
 
     let created_at = crate::event::now();
     let stamp: String = created_at
@@ -157,6 +142,45 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
     })?;
     write_new(&manifest_path(&path), &json)?;
     Ok((path, manifest))
+}
+
+/// A consistent copy of `db` at exactly `dest` (which must not exist), with
+/// no manifest: the scratch copies a rehearsal runs on.
+pub fn snapshot(db: &Path, dest: &Path) -> Result<(), Error> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    let (tmp, ..) = snapshot_in(db, dir)?;
+    tmp.persist_noclobber(dest)
+        .map_err(|e| io("writing", dest)(e.error))?;
+    sync_dir(dir)
+}
+
+/// Copies a consistent snapshot of `db` into a new temporary file in `dir`,
+/// forced to disk; returns it with its sha256, size and fingerprint.
+fn snapshot_in(
+    db: &Path,
+    dir: &Path,
+) -> Result<(tempfile::NamedTempFile, String, u64, Fingerprint), Error> {
+    database::check_header(db)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-backup-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io("creating a temporary file in", dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let (sha256, size, fingerprint) = if database::is_wal(db) {
+        snapshot_wal(db, &tmp_path)?;
+        tmp.as_file().sync_all().map_err(io("syncing", &tmp_path))?;
+        let (sha256, size) = hash_file(&tmp_path)?;
+        let conn = open_immutable(&tmp_path)?;
+        (sha256, size, database::fingerprint_on(&conn, &tmp_path)?)
+    } else {
+        copy_under_read_lock(db, tmp.as_file_mut(), &tmp_path)?
+    };
+    Ok((tmp, sha256, size, fingerprint))
 }
 
 /// Rollback-journal mode: while a read transaction holds SQLite's SHARED

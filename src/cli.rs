@@ -50,8 +50,14 @@ pub struct RunArgs {
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
     /// Change nothing: run read-only checks, describe every other step
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rehearse")]
     pub dry_run: bool,
+    /// Run for real on copies of the databases, in the run directory; the live ones are not touched
+    #[arg(long)]
+    pub rehearse: bool,
+    /// In a rehearsal, make this step fail (repeatable), to prove its fallbacks
+    #[arg(long = "fail", value_name = "STEP", requires = "rehearse")]
+    pub fail: Vec<String>,
     /// Confirm manual steps in advance
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -18,6 +18,12 @@ pub enum Event {
         playbook: String,
         file: String,
         dry_run: bool,
+        /// On copies of the databases (`--rehearse`).
+        #[serde(default)]
+        rehearsal: bool,
+        /// Steps failed on purpose (`--fail`).
+        #[serde(default)]
+        fail: Vec<String>,
         run_dir: Option<String>,
         vars: Map<String, Json>,
     },
@@ -45,7 +51,10 @@ pub enum Event {
     FallbackStarted {
         at: String,
         step: String,
-        /// Why the step failed.
+        /// What just failed: the step, or the fallback tried before this one.
+        #[serde(default)]
+        after: String,
+        /// Why it failed.
         error: String,
         fallback: String,
     },

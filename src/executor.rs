@@ -20,6 +20,10 @@ pub struct Options {
     /// `--yes`: confirm manual steps in advance.
     pub yes: bool,
     pub run_dir: Option<PathBuf>,
+    /// Steps to fail on purpose (a rehearsal's `--fail`).
+    pub fail: Vec<String>,
+    /// Running on copies (`--rehearse`).
+    pub rehearsal: bool,
 }
 
 /// How a run ended, and the first problem a sink had, if any.
@@ -136,6 +140,8 @@ impl Executor<'_, '_> {
             playbook: self.plan.name.clone(),
             file: self.plan.file.display().to_string(),
             dry_run: self.options.dry_run,
+            rehearsal: self.options.rehearsal,
+            fail: self.options.fail.clone(),
             run_dir: self
                 .options
                 .run_dir
@@ -252,10 +258,12 @@ impl Executor<'_, '_> {
             return result;
         };
         let mut last = err.clone();
+        let mut after = step.id.clone();
         for fallback in &step.fallback {
             self.emit(&Event::FallbackStarted {
                 at: event::now(),
                 step: step.id.clone(),
+                after: std::mem::replace(&mut after, fallback.id.clone()),
                 error: last.clone(),
                 fallback: fallback.id.clone(),
             });
@@ -341,6 +349,9 @@ impl Executor<'_, '_> {
             )
         };
 
+        if self.options.fail.contains(&step.id) {
+            return failed(format!("failed on purpose (--fail {})", step.id));
+        }
         if let Some(when) = &step.when {
             match self
                 .plan

@@ -63,6 +63,8 @@ pub fn render(events: &[Event]) -> String {
                 playbook,
                 file,
                 dry_run,
+                rehearsal,
+                fail,
                 run_dir,
                 vars,
                 ..
@@ -72,6 +74,22 @@ pub fn render(events: &[Event]) -> String {
                 let _ = writeln!(out, "- Started: {at}");
                 if *dry_run {
                     let _ = writeln!(out, "- Dry run: nothing was changed");
+                }
+                if *rehearsal {
+                    let _ = writeln!(
+                        out,
+                        "- Rehearsal: on copies of the databases; the live ones were not touched"
+                    );
+                }
+                if !fail.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "- Failed on purpose: {}",
+                        fail.iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
                 }
                 if let Some(dir) = run_dir {
                     let _ = writeln!(out, "- Run directory: `{dir}`");
@@ -159,12 +177,14 @@ pub fn render(events: &[Event]) -> String {
             Event::FallbackStarted {
                 at,
                 step,
+                after,
                 error,
                 fallback,
             } => {
+                let after = if after.is_empty() { step } else { after };
                 let _ = writeln!(
                     timeline,
-                    "| {} | `{step}` | fallback to `{fallback}` | after: {} | |",
+                    "| {} | `{step}` | fallback to `{fallback}` | after `{after}` failed: {} | |",
                     time_of(at),
                     cell(error)
                 );
@@ -253,6 +273,8 @@ mod tests {
             playbook: "emergency".into(),
             file: "pb.yaml".into(),
             dry_run: false,
+            rehearsal: false,
+            fail: Vec::new(),
             run_dir: None,
             vars: serde_json::Map::new(),
         }];

@@ -72,11 +72,19 @@ impl Human {
                 playbook,
                 file,
                 dry_run,
+                rehearsal,
+                fail,
                 run_dir,
                 ..
             } => {
                 self.dry_run = *dry_run;
                 self.line(&format!("{} {playbook} ({file})", style("▶").bold()))?;
+                if *rehearsal {
+                    self.line("  rehearsal: everything runs for real, on copies")?;
+                }
+                if !fail.is_empty() {
+                    self.line(&format!("  failing on purpose: {}", fail.join(", ")))?;
+                }
                 if *dry_run {
                     self.line("  dry run: read-only checks run for real; nothing is changed")?;
                 }
@@ -138,16 +146,20 @@ impl Human {
             }
             Event::FallbackStarted {
                 step,
+                after,
                 error,
                 fallback,
                 ..
             } => {
-                let verb = if self.dry_run { "would fail" } else { "failed" };
-                self.line(&format!(
-                    "{}  {} {step} {verb}: {error}",
-                    self.indent(),
-                    style("✗").red()
-                ))?;
+                // A fallback that failed has had its own line; the step's comes after its fallbacks.
+                if after == step || after.is_empty() {
+                    let verb = if self.dry_run { "would fail" } else { "failed" };
+                    self.line(&format!(
+                        "{}  {} {step} {verb}: {error}",
+                        self.indent(),
+                        style("✗").red()
+                    ))?;
+                }
                 self.line(&format!(
                     "{}  {} falling back to {fallback}",
                     self.indent(),

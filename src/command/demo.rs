@@ -114,6 +114,8 @@ fn run(dir: &Path) -> Exit {
             var("mail_from", "runbook@example.com".into()),
         ],
         dry_run: false,
+        rehearse: false,
+        fail: Vec::new(),
         yes: true,
         json: false,
         runs: dir.join(".runbook/runs"),

@@ -18,6 +18,9 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
             return Exit::Invalid;
         }
     };
+    if let Err(exit) = check_fail_targets(&plan, &args.fail) {
+        return exit;
+    }
     let terminal = reporter::setup_colours();
     let run_dir = if args.dry_run {
         None
@@ -36,6 +39,14 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
                 return Exit::Failed;
             }
         }
+    };
+
+    let plan = match (&run_dir, args.rehearse) {
+        (Some(dir), true) => match rehearse(plan, args, dir) {
+            Ok(plan) => plan,
+            Err(exit) => return exit,
+        },
+        _ => plan,
     };
 
     let mut journal = match &run_dir {
@@ -73,6 +84,8 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         dry_run: args.dry_run,
         yes: args.yes,
         run_dir: run_dir.clone(),
+        fail: args.fail.clone(),
+        rehearsal: args.rehearse,
     };
     let outcome = executor::execute(&plan, &exec_options, &mut sinks);
     if let Some(dir) = &run_dir {
@@ -91,4 +104,60 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         RunStatus::Failed => Exit::Failed,
         RunStatus::Aborted => Exit::Aborted,
     }
+}
+
+/// `--fail STEP` must name a step of the plan, or the rehearsal proves nothing.
+fn check_fail_targets(plan: &crate::plan::Plan, fail: &[String]) -> Result<(), Exit> {
+    let ids: Vec<&str> = plan.all_steps().iter().map(|s| s.id.as_str()).collect();
+    let mut ok = true;
+    for id in fail {
+        if !ids.contains(&id.as_str()) {
+            let hint = crate::diagnostic::did_you_mean(id, ids.iter().copied()).map_or_else(
+                || format!("the steps are: {}", ids.join(", ")),
+                |b| format!("did you mean `{b}`?"),
+            );
+            eprintln!("error: --fail {id}: the playbook has no step `{id}`\n  help: {hint}");
+            ok = false;
+        }
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Exit::Invalid)
+    }
+}
+
+/// Copies what the playbook would change into the run directory and
+/// analyzes it again pointed at the copies.
+fn rehearse(
+    plan: crate::plan::Plan,
+    args: &RunArgs,
+    dir: &std::path::Path,
+) -> Result<crate::plan::Plan, Exit> {
+    let vars = plan
+        .scopes
+        .first()
+        .map(|s| s.vars.clone())
+        .unwrap_or_default();
+    let prepared =
+        crate::rehearsal::prepare(&vars, &args.vars, &dir.join("rehearsal")).map_err(|err| {
+            eprintln!("error: cannot prepare the rehearsal: {err:#}");
+            Exit::Failed
+        })?;
+    if !args.json {
+        println!("rehearsal: the live databases are not touched");
+        for note in &prepared.notes {
+            println!("  {note}");
+        }
+    }
+    let mut vars = prepared.overrides;
+    vars.extend(args.vars.iter().cloned());
+    let options = analyzer::Options {
+        vars,
+        require_values: true,
+    };
+    analyzer::analyze(&args.playbook, &options).map_err(|diagnostics| {
+        eprintln!("{diagnostics}");
+        Exit::Invalid
+    })
 }

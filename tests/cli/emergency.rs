@@ -478,3 +478,81 @@ fn an_app_that_does_not_answer_is_a_warning_when_the_probe_is_optional() {
     let required = emergency(&t, "probe", &["--var", "probe=required", "--var", &url]);
     required.code(1).stdout_has("run failed at step probe");
 }
+
+#[test]
+fn a_rehearsal_failing_options_1_and_2_proves_option_3_and_leaves_the_live_install_alone() {
+    let t = Test::new();
+    let app = migrated(&t);
+    let before = t.snapshot();
+    let out = t.run(&[
+        "run",
+        EMERGENCY,
+        "--yes",
+        "--rehearse",
+        "--fail",
+        "option-1",
+        "--fail",
+        "option-2",
+        "--var",
+        "root=app",
+        "--var",
+        "reason=rehearsal",
+        "--var",
+        "probe=off",
+        "--var",
+        "stop_command=touch stopped-for-real",
+        "--var",
+        "notify_to=lead@example.com",
+    ]);
+    out.code(0)
+        .stdout_has("rehearsal: the live databases are not touched");
+    assert_eq!(out.finished("option-1")["recovered_by"], "option-3");
+    assert_eq!(
+        out.finished("option-2")["detail"],
+        "failed on purpose (--fail option-2)"
+    );
+    // The live install: the same bytes, and no new backups.
+    let after = t.snapshot();
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(p, b)| p.starts_with("app") && before.get(*p) != Some(b))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the rehearsal changed the live install: {changed:?}"
+    );
+    assert!(app.has_table("media"));
+    // A command the operator gives explicitly is run as given; the start command is a no-op.
+    assert!(t.path().join("stopped-for-real").exists());
+    assert!(
+        out.stdout
+            .contains("start_command: `true` instead of `systemctl start go-fast-cdn`"),
+        "{}",
+        out.stdout
+    );
+    // The copy was rolled back.
+    let copy = out.run_dir().join("rehearsal/db/main.db");
+    let conn = rusqlite::Connection::open(copy).unwrap();
+    let media: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'media'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(media, 0);
+}
+
+#[test]
+fn fail_names_a_step_that_exists() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    emergency(&t, "x", &["--rehearse", "--fail", "option-4"])
+        .code(2)
+        .stderr_has("error: --fail option-4: the playbook has no step `option-4`")
+        .stderr_has("did you mean `option-");
+    emergency(&t, "x", &["--fail", "option-1"])
+        .code(2)
+        .stderr_has("--rehearse");
+}

@@ -74,7 +74,9 @@ fn the_report_is_a_timeline_with_outcomes_and_outputs() {
     );
     assert!(report.contains("\"stdout\": \"hello\\n\""), "{report}");
     assert!(
-        report.contains("| `flaky` | fallback to `steady` | after: `false` exited with code 1 |"),
+        report.contains(
+            "| `flaky` | fallback to `steady` | after `flaky` failed: `false` exited with code 1 |"
+        ),
         "{report}"
     );
 }
