@@ -79,7 +79,9 @@ pub fn analyze(path: &Path, options: &Options) -> Result<Plan, Diagnostics> {
         .and_then(|s| s.vars.get("severity"))
         .and_then(|v| v.as_str())
         .and_then(deadline_for);
+    let fingerprint = plan_fingerprint(&steps, &always, &top, &a.templates, &a.scopes);
     Ok(Plan {
+        fingerprint,
         name,
         description: top.description.clone(),
         file: path.to_path_buf(),
@@ -772,4 +774,45 @@ fn probe(action: &str, node: &Node) -> Result<Option<Call>, action::ArgumentErro
         }
     }
     Ok(None)
+}
+
+/// SHA-256 over the plan's sources and resolved variables: two plans with
+/// the same fingerprint were made from the same text and values.
+fn plan_fingerprint(
+    steps: &[PlanStep],
+    always: &[PlanStep],
+    top: &Playbook,
+    templates: &Templates,
+    scopes: &[Scope],
+) -> String {
+    use sha2::{Digest, Sha256};
+    fn files(steps: &[PlanStep], out: &mut std::collections::BTreeMap<String, String>) {
+        for s in steps {
+            out.entry(s.span.file.path.display().to_string())
+                .or_insert_with(|| s.span.file.text.clone());
+            if let Body::Include { steps, always, .. } = &s.body {
+                files(steps, out);
+                files(always, out);
+            }
+            files(&s.fallback, out);
+        }
+    }
+    let mut sources = std::collections::BTreeMap::new();
+    sources.insert(top.file.path.display().to_string(), top.file.text.clone());
+    files(steps, &mut sources);
+    files(always, &mut sources);
+    let mut h = Sha256::new();
+    for (path, text) in sources
+        .iter()
+        .chain(templates.file_sources().iter().map(|(p, t)| (p, t)))
+    {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    for scope in scopes {
+        h.update(serde_json::to_vec(&scope.vars).unwrap_or_default());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

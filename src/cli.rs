@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// In a rehearsal, make this step fail (repeatable), to prove its fallbacks
     #[arg(long = "fail", value_name = "STEP", requires = "rehearse")]
     pub fail: Vec<String>,
+    /// Refuse to start unless a dry run now gives this fingerprint (printed by the reviewed --dry-run)
+    #[arg(long, value_name = "FP", conflicts_with = "dry_run")]
+    pub expect_plan: Option<String>,
     /// Confirm manual steps in advance
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -26,6 +26,11 @@ pub enum Event {
         fail: Vec<String>,
         run_dir: Option<String>,
         vars: Map<String, Json>,
+        /// The severity's deadline (`15m`) and when it falls (UTC).
+        #[serde(default)]
+        deadline: Option<String>,
+        #[serde(default)]
+        deadline_at: Option<String>,
     },
     StepStarted {
         at: String,
@@ -75,6 +80,13 @@ pub enum Event {
         duration_ms: u64,
         failed_step: Option<String>,
         error: Option<String>,
+        /// Whether the run ended within the severity's deadline.
+        #[serde(default)]
+        deadline_met: Option<bool>,
+        /// Dry run: the fingerprint of the plan and of the state it saw,
+        /// for `runbook run --expect-plan`.
+        #[serde(default)]
+        fingerprint: Option<String>,
     },
 }
 
@@ -223,6 +235,8 @@ mod tests {
             duration_ms: 5,
             failed_step: Some("confirm".into()),
             error: None,
+            deadline_met: Some(true),
+            fingerprint: None,
         };
         let back: Event =
             serde_json::from_str(&serde_json::to_string(&e).expect("json")).expect("parse");

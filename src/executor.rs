@@ -30,6 +30,8 @@ pub struct Options {
 pub struct Outcome {
     pub status: RunStatus,
     pub sink_error: Option<std::io::Error>,
+    /// Dry run: the fingerprint of the plan and of the state it saw.
+    pub fingerprint: Option<String>,
 }
 
 pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> Outcome {
@@ -43,6 +45,8 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         started: Instant::now(),
         sink_error: None,
         uncertain: false,
+        state: sha2::Digest::new(),
+        descriptions: std::collections::HashMap::new(),
         unsure_checks: false,
     };
     ex.run()
@@ -79,6 +83,11 @@ struct Executor<'a, 's> {
     /// Dry run: a mutating step has been described but not run, so what later
     /// steps read may differ from what the dry run sees now.
     uncertain: bool,
+    /// Dry run: what the read-only steps and checks saw, hashed; with the
+    /// plan's own fingerprint it makes the one `--expect-plan` compares.
+    state: sha2::Sha256,
+    /// Dry run: what each step that would run would do, by full id.
+    descriptions: std::collections::HashMap<String, String>,
     /// Dry run: a check of the step being looked at could not be decided,
     /// or holds only on the state before the steps ahead of it run.
     unsure_checks: bool,
@@ -153,6 +162,16 @@ impl Executor<'_, '_> {
                 .first()
                 .map(|s| s.vars.clone())
                 .unwrap_or_default(),
+            deadline: self
+                .run
+                .get("deadline")
+                .and_then(Json::as_str)
+                .map(str::to_owned),
+            deadline_at: self
+                .run
+                .get("deadline_at")
+                .and_then(Json::as_str)
+                .map(str::to_owned),
         });
 
         let mut status = RunStatus::Succeeded;
@@ -189,12 +208,25 @@ impl Executor<'_, '_> {
                 error = Some(err);
             }
         }
+        let fingerprint = self.options.dry_run.then(|| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(self.plan.fingerprint.as_bytes());
+            h.update(self.state.clone().finalize());
+            h.finalize()
+                .iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
         self.emit(&Event::RunFinished {
             at: event::now(),
             status,
             duration_ms: millis(started.elapsed()),
             failed_step,
             error,
+            deadline_met: self.plan.deadline.map(|d| started.elapsed() <= d),
+            fingerprint: fingerprint.clone(),
         });
         for sink in self.sinks.iter_mut() {
             if let Err(err) = sink.finish() {
@@ -204,6 +236,7 @@ impl Executor<'_, '_> {
         Outcome {
             status,
             sink_error: self.sink_error.take(),
+            fingerprint,
         }
     }
 
@@ -316,6 +349,9 @@ impl Executor<'_, '_> {
         outputs: &Map<String, Json>,
     ) {
         self.record(step, status, outputs);
+        if self.options.dry_run {
+            self.observe(step, status, detail.as_deref(), outputs);
+        }
         self.emit(&Event::StepFinished {
             at: event::now(),
             step: step.id.clone(),
@@ -326,6 +362,34 @@ impl Executor<'_, '_> {
             recovered_by,
             outputs: outputs.clone(),
         });
+    }
+
+    /// Dry run: remembers what a step would do, and folds what the
+    /// read-only ones saw into the state fingerprint. Outputs of commands
+    /// and HTTP probes are left out: they change from one moment to the next
+    /// without the state having changed.
+    fn observe(
+        &mut self,
+        step: &PlanStep,
+        status: Status,
+        detail: Option<&str>,
+        outputs: &Map<String, Json>,
+    ) {
+        use sha2::Digest;
+        if let (Status::WouldRun, Some(d)) = (status, detail) {
+            self.descriptions.insert(step.id.clone(), d.to_owned());
+        }
+        let stable = match &step.body {
+            Body::Action { action, .. } => {
+                action.starts_with("sqlite.") || action.starts_with("backup.") || action == "assert"
+            }
+            Body::Include { .. } => false,
+        };
+        if stable && status == Status::Ok {
+            self.state.update(step.id.as_bytes());
+            self.state
+                .update(serde_json::to_vec(outputs).unwrap_or_default());
+        }
     }
 
     /// The step itself, without fallbacks: (status, result, detail, outputs).
@@ -413,7 +477,6 @@ impl Executor<'_, '_> {
                 mutates,
             } => {
                 if dry && *mutates {
-                    self.uncertain = true;
                     return self.describe(step, action, args);
                 }
                 if let Some(question) = &step.confirm {
@@ -600,7 +663,12 @@ impl Executor<'_, '_> {
         args: &TValue,
     ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
         let ctx = self.context(step.scope, None);
-        let mut detail = match self.build(action, args, &ctx) {
+        let built = self.build(action, args, &ctx);
+        // What later checks read may differ from what the dry run sees now.
+        self.uncertain |= built
+            .as_ref()
+            .map_or(true, |call| call.action().invalidates_reads());
+        let mut detail = match built {
             Ok(call) => {
                 match self.with_action_context(step, &ctx, |actx| call.action().preview(actx)) {
                     Ok(preview) => format!("would {preview}"),
@@ -647,6 +715,11 @@ impl Executor<'_, '_> {
         }
         let mut outputs = Map::new();
         outputs.insert("steps".into(), Json::Object(self.outputs[scope].clone()));
+        // A dry run says what the included playbook would do first.
+        let first_change = steps
+            .iter()
+            .find_map(|s| self.descriptions.get(&s.id))
+            .cloned();
         match result {
             StepResult::Done | StepResult::NotApplicable => (
                 if self.options.dry_run {
@@ -655,7 +728,7 @@ impl Executor<'_, '_> {
                     Status::Ok
                 },
                 StepResult::Done,
-                None,
+                first_change,
                 outputs,
             ),
             StepResult::Failed(e) => (
@@ -691,6 +764,15 @@ impl Executor<'_, '_> {
                 (false, Some(format!("unknown before the run: {d}")))
             }
         };
+        if self.options.dry_run {
+            use sha2::Digest;
+            self.state.update(format!(
+                "{}\0{}\0{}\0{passed}\0",
+                step.id,
+                phase.key(),
+                check.name
+            ));
+        }
         self.emit(&Event::CheckFinished {
             at: event::now(),
             step: step.id.clone(),

@@ -25,6 +25,9 @@ pub struct Plan {
     pub secrets: Vec<String>,
     /// From the `severity` variable: how long the plan gives the run.
     pub deadline: Option<Duration>,
+    /// SHA-256 of everything the plan was made from: the playbook files,
+    /// template files and resolved variables.
+    pub fingerprint: String,
 }
 
 #[derive(Debug)]

@@ -67,6 +67,8 @@ pub fn render(events: &[Event]) -> String {
                 fail,
                 run_dir,
                 vars,
+                deadline,
+                deadline_at,
                 ..
             } => {
                 let _ = writeln!(out, "# Run of `{playbook}`\n");
@@ -74,6 +76,9 @@ pub fn render(events: &[Event]) -> String {
                 let _ = writeln!(out, "- Started: {at}");
                 if *dry_run {
                     let _ = writeln!(out, "- Dry run: nothing was changed");
+                }
+                if let (Some(d), Some(at)) = (deadline, deadline_at) {
+                    let _ = writeln!(out, "- Deadline: {d}, by {at}");
                 }
                 if *rehearsal {
                     let _ = writeln!(
@@ -195,6 +200,8 @@ pub fn render(events: &[Event]) -> String {
                 duration_ms,
                 failed_step,
                 error,
+                deadline_met,
+                fingerprint,
             } => {
                 let _ = writeln!(out, "- Finished: {at}");
                 let _ = writeln!(out, "- Duration: {}", seconds(*duration_ms));
@@ -205,6 +212,16 @@ pub fn render(events: &[Event]) -> String {
                 let _ = writeln!(out);
                 if let Some(e) = error {
                     let _ = writeln!(out, "- Error: {}", quote_inline(e));
+                }
+                if let Some(met) = deadline_met {
+                    let _ = writeln!(
+                        out,
+                        "- Deadline: **{}**",
+                        if *met { "met" } else { "missed" }
+                    );
+                }
+                if let Some(fp) = fingerprint {
+                    let _ = writeln!(out, "- Plan fingerprint: `{fp}`");
                 }
             }
             Event::StepStarted { .. } => {}
@@ -275,6 +292,8 @@ mod tests {
             dry_run: false,
             rehearsal: false,
             fail: Vec::new(),
+            deadline: None,
+            deadline_at: None,
             run_dir: None,
             vars: serde_json::Map::new(),
         }];

@@ -23,6 +23,10 @@ pub struct Human {
     terminal: bool,
     depth: usize,
     dry_run: bool,
+    /// When the severity's deadline falls.
+    deadline: Option<std::time::Instant>,
+    /// Dry run: each top-level step's predicted outcome, for the summary.
+    path: Vec<String>,
 }
 
 impl Human {
@@ -32,6 +36,8 @@ impl Human {
             terminal,
             depth: 0,
             dry_run: false,
+            deadline: None,
+            path: Vec::new(),
         }
     }
 
@@ -75,10 +81,18 @@ impl Human {
                 rehearsal,
                 fail,
                 run_dir,
+                deadline,
+                deadline_at,
                 ..
             } => {
                 self.dry_run = *dry_run;
                 self.line(&format!("{} {playbook} ({file})", style("▶").bold()))?;
+                if let (Some(d), Some(at)) = (deadline, deadline_at) {
+                    self.deadline = humantime::parse_duration(d)
+                        .ok()
+                        .map(|d| std::time::Instant::now() + d);
+                    self.line(&format!("  deadline: {d}, by {at}"))?;
+                }
                 if *rehearsal {
                     self.line("  rehearsal: everything runs for real, on copies")?;
                 }
@@ -198,20 +212,50 @@ impl Human {
                 } else {
                     format!("{} {name}", style(step).bold())
                 };
+                // Top-level lines show the time left before the deadline.
+                let left = match (self.depth, self.deadline, self.dry_run) {
+                    (0, Some(end), false) => {
+                        let now = std::time::Instant::now();
+                        let text = if now <= end {
+                            format!(" [{} left]", minutes(end - now))
+                        } else {
+                            format!(" [deadline passed {} ago]", minutes(now - end))
+                        };
+                        style(text).yellow().to_string()
+                    }
+                    _ => String::new(),
+                };
                 self.line(&format!(
-                    "{}{mark} {title}{sep}{what} {time}",
+                    "{}{mark} {title}{sep}{what} {time}{left}",
                     self.indent()
                 ))?;
+                if self.depth == 0 && self.dry_run {
+                    let outcome = if what.is_empty() {
+                        status.as_str().to_owned()
+                    } else {
+                        what
+                    };
+                    self.path
+                        .push(crate::action::ellipsize(&format!("{step}: {outcome}"), 160));
+                }
             }
             Event::RunFinished {
                 status,
                 duration_ms,
                 failed_step,
                 error,
+                deadline_met,
+                fingerprint,
                 ..
             } => {
                 if let Some(bar) = self.spinner.take() {
                     bar.finish_and_clear();
+                }
+                if self.dry_run && !self.path.is_empty() {
+                    self.line("predicted path:")?;
+                    for entry in &self.path {
+                        self.line(&format!("  {entry}"))?;
+                    }
                 }
                 let secs = *duration_ms as f64 / 1000.0;
                 let text = match status {
@@ -248,9 +292,31 @@ impl Human {
                     }
                 };
                 self.line(&text.to_string())?;
+                match (deadline_met, self.dry_run) {
+                    (Some(true), false) => self.line("deadline met")?,
+                    (Some(false), false) => {
+                        self.line(&style("deadline MISSED").red().to_string())?
+                    }
+                    _ => {}
+                }
+                if let Some(fp) = fingerprint {
+                    self.line(&format!(
+                        "plan fingerprint: {fp} (run with --expect-plan {fp} to refuse if the playbooks, variables or databases change before then)"
+                    ))?;
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// `14m`, `1h 5m`, `40s`: time at a glance.
+fn minutes(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        humantime::format_duration(std::time::Duration::from_secs(secs / 60 * 60)).to_string()
     }
 }
 

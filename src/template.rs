@@ -170,6 +170,20 @@ impl Templates {
         Ok(self.without_globals(template.undeclared_variables(true)))
     }
 
+    /// The template files compiled, with their text, in path order.
+    pub fn file_sources(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .files
+            .values()
+            .filter_map(|name| {
+                let t = self.env.get_template(name).ok()?;
+                Some((name.clone(), t.source().to_owned()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Renders a template file compiled by [`Templates::compile_file`].
     pub fn render_file(
         &self,

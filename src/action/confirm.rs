@@ -16,6 +16,10 @@ pub struct Confirm {
 }
 
 impl Action for Confirm {
+    fn invalidates_reads(&self) -> bool {
+        false
+    }
+
     fn mutates(&self) -> bool {
         // A dry run must not stop to ask; it reports the question instead.
         true

@@ -149,6 +149,14 @@ pub trait Action: fmt::Debug {
     /// Only actions that cannot are run by a dry run and allowed as checks.
     fn mutates(&self) -> bool;
 
+    /// Whether, once it has run, what checks read may differ from what a dry
+    /// run sees before it. Commands, questions and e-mails are taken not to
+    /// change the databases the checks read: a dry run marks commands as
+    /// unpredictable instead, and goes on predicting from the state it sees.
+    fn invalidates_reads(&self) -> bool {
+        self.mutates()
+    }
+
     /// One line saying what it would do, arguments resolved: the dry run's view.
     fn describe(&self) -> String;
 

@@ -193,6 +193,10 @@ impl Email {
 }
 
 impl Action for Email {
+    fn invalidates_reads(&self) -> bool {
+        false
+    }
+
     fn mutates(&self) -> bool {
         true
     }

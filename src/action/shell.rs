@@ -76,6 +76,10 @@ impl Shell {
 }
 
 impl Action for Shell {
+    fn invalidates_reads(&self) -> bool {
+        false
+    }
+
     fn mutates(&self) -> bool {
         !self.read_only
     }

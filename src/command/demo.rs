@@ -115,6 +115,7 @@ fn run(dir: &Path) -> Exit {
         ],
         dry_run: false,
         rehearse: false,
+        expect_plan: None,
         fail: Vec::new(),
         yes: true,
         json: false,

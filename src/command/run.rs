@@ -21,6 +21,11 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
     if let Err(exit) = check_fail_targets(&plan, &args.fail) {
         return exit;
     }
+    if let Some(expected) = &args.expect_plan {
+        if let Err(exit) = check_fingerprint(&plan, args, expected) {
+            return exit;
+        }
+    }
     let terminal = reporter::setup_colours();
     let run_dir = if args.dry_run {
         None
@@ -160,4 +165,24 @@ fn rehearse(
         eprintln!("{diagnostics}");
         Exit::Invalid
     })
+}
+
+/// `--expect-plan`: a silent dry run now must see what the reviewed one saw.
+fn check_fingerprint(plan: &crate::plan::Plan, args: &RunArgs, expected: &str) -> Result<(), Exit> {
+    let options = executor::Options {
+        dry_run: true,
+        ..executor::Options::default()
+    };
+    let now = executor::execute(plan, &options, &mut [])
+        .fingerprint
+        .unwrap_or_default();
+    if now == expected.trim() {
+        return Ok(());
+    }
+    eprintln!(
+        "error: the plan or the state it runs on changed since the review: expected fingerprint {expected}, now {now}\n  \
+         help: review it again: runbook run {} --dry-run (with the same --var flags)",
+        args.playbook.display()
+    );
+    Err(Exit::Invalid)
 }

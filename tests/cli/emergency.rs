@@ -556,3 +556,91 @@ fn fail_names_a_step_that_exists() {
         .code(2)
         .stderr_has("--rehearse");
 }
+
+fn fingerprint_of(out: &Output) -> String {
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("plan fingerprint: "))
+        .expect("a fingerprint line");
+    line.trim_start_matches("plan fingerprint: ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn expect_plan_refuses_to_start_after_the_database_changed_since_the_review() {
+    let t = Test::new();
+    let app = migrated(&t);
+    let reviewed = fingerprint_of(emergency(&t, "review", &["--dry-run"]).code(0));
+    assert_eq!(
+        fingerprint_of(emergency(&t, "review", &["--dry-run"]).code(0)),
+        reviewed,
+        "not stable"
+    );
+    app.upload("late.png", "image");
+    let before = app.bytes();
+    emergency(&t, "review", &["--expect-plan", &reviewed])
+        .code(2)
+        .stderr_has(&format!("error: the plan or the state it runs on changed since the review: expected fingerprint {reviewed}, now "));
+    assert_eq!(app.bytes(), before);
+    assert!(!t.path().join("stopped").exists(), "a step ran");
+    let again = fingerprint_of(emergency(&t, "review", &["--dry-run"]).code(0));
+    assert_ne!(again, reviewed);
+    emergency(&t, "review", &["--expect-plan", &again]).code(0);
+    // A different variable is a different plan too.
+    let other =
+        fingerprint_of(emergency(&t, "review", &["--dry-run", "--var", "severity=major"]).code(0));
+    assert_ne!(other, again);
+}
+
+/// The top-level lines of a dry run's "predicted path", by step.
+fn predicted(out: &Output) -> Vec<String> {
+    out.stdout
+        .lines()
+        .skip_while(|l| *l != "predicted path:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_dry_run_predicts_what_the_run_then_does() {
+    // Option 1 will work.
+    let t = Test::new();
+    let _app = migrated(&t);
+    let dry = emergency(&t, "predict", &["--dry-run"]);
+    let path = predicted(dry.code(0));
+    let option_1 = path.iter().find(|l| l.starts_with("option-1:")).unwrap();
+    assert!(
+        option_1.starts_with("option-1: would execute on app/db_data/main.db in one transaction"),
+        "{option_1}"
+    );
+    let real = emergency(&t, "predict", &[]);
+    real.code(0);
+    assert_eq!(real.finished("option-1")["status"], "ok");
+
+    // Option 1 will refuse, and option 2 will restore the legacy backup.
+    let t = Test::new();
+    let app = migrated(&t);
+    app.conn().execute_batch("DROP TABLE images").unwrap();
+    let dry = emergency(&t, "predict", &["--dry-run"]);
+    let path = predicted(dry.code(0));
+    let option_1 = path.iter().find(|l| l.starts_with("option-1:")).unwrap();
+    assert!(
+        option_1.contains("require failed: images and docs tables present"),
+        "{option_1}"
+    );
+    assert!(option_1.contains("option-2 would take over"), "{option_1}");
+    dry.stdout_has("would verify app/backups/db_backup_20240501-120000.db");
+    let real = emergency(&t, "predict", &[]);
+    real.code(0);
+    assert_eq!(real.finished("option-1")["recovered_by"], "option-2");
+    assert_eq!(
+        real.finished("option-2.restore")["outputs"]["backup"],
+        "app/backups/db_backup_20240501-120000.db"
+    );
+}
