@@ -27,6 +27,46 @@ pub enum Command {
     },
     /// Make, list, check, restore or delete backups of a database, ad hoc
     Backup(BackupArgs),
+    /// Render a run's incident report from its journal
+    Report {
+        /// The run: its directory, its name under --runs, or `latest`
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// markdown (also rewrites the run's report.md) or json
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: ReportFormat,
+        /// Where run directories are
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "RUNBOOK_RUNS",
+            default_value = ".runbook/runs"
+        )]
+        runs: PathBuf,
+    },
+    /// Continue an interrupted or failed run from its journal
+    Resume {
+        /// The run: its directory, its name under --runs, or `latest`
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// Resume even though the playbook changed since the run started
+        #[arg(long)]
+        force: bool,
+        /// Confirm manual steps in advance
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print one JSON event per line instead of the human view
+        #[arg(long)]
+        json: bool,
+        /// Where run directories are
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "RUNBOOK_RUNS",
+            default_value = ".runbook/runs"
+        )]
+        runs: PathBuf,
+    },
     /// Build a sample go-fast-cdn install and run the emergency rollback on it
     Demo {
         /// Where to build it [default: a new temporary directory]
@@ -100,6 +140,12 @@ pub struct BackupArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

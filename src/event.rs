@@ -31,6 +31,15 @@ pub enum Event {
         deadline: Option<String>,
         #[serde(default)]
         deadline_at: Option<String>,
+        /// The `--var` flags given, for `runbook resume`.
+        #[serde(default)]
+        cli_vars: Vec<(String, String)>,
+        /// The plan's fingerprint: `resume` refuses a changed playbook.
+        #[serde(default)]
+        plan: String,
+        /// This is `runbook resume` continuing the run.
+        #[serde(default)]
+        resumed: bool,
     },
     StepStarted {
         at: String,
@@ -142,6 +151,8 @@ pub enum RunStatus {
     Failed,
     /// An operator declined a manual step.
     Aborted,
+    /// Ctrl-C: stopped between steps.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -150,6 +161,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Aborted => "aborted",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }

@@ -24,6 +24,21 @@ pub struct Options {
     pub fail: Vec<String>,
     /// Running on copies (`--rehearse`).
     pub rehearsal: bool,
+    /// The `--var` flags given, recorded for `resume`.
+    pub cli_vars: Vec<(String, String)>,
+    /// `resume`: steps finished in the interrupted run, by full id, with
+    /// their status and outputs.
+    pub previous: std::collections::HashMap<String, (Status, Map<String, Json>)>,
+    /// Set by Ctrl-C: stop at the next step boundary.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Options {
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 /// How a run ended, and the first problem a sink had, if any.
@@ -162,6 +177,9 @@ impl Executor<'_, '_> {
                 .first()
                 .map(|s| s.vars.clone())
                 .unwrap_or_default(),
+            cli_vars: self.options.cli_vars.clone(),
+            plan: self.plan.fingerprint.clone(),
+            resumed: !self.options.previous.is_empty(),
             deadline: self
                 .run
                 .get("deadline")
@@ -178,6 +196,12 @@ impl Executor<'_, '_> {
         let mut failed_step = None;
         let mut error = None;
         for step in &self.plan.steps {
+            if self.options.interrupted() {
+                status = RunStatus::Interrupted;
+                failed_step = Some(step.id.clone());
+                error = Some("interrupted (Ctrl-C) before this step".to_owned());
+                break;
+            }
             match self.step(step) {
                 StepResult::Done | StepResult::NotApplicable => {}
                 StepResult::Failed(err) => {
@@ -285,6 +309,9 @@ impl Executor<'_, '_> {
             step: step.id.clone(),
             name: step.name.clone(),
         });
+        if let Some(result) = self.done_before(step, started) {
+            return result;
+        }
         let (status, result, detail, outputs) = self.attempt(step);
         let StepResult::Failed(err) = result else {
             self.finish(step, status, started, detail, None, &outputs);
@@ -293,6 +320,9 @@ impl Executor<'_, '_> {
         let mut last = err.clone();
         let mut after = step.id.clone();
         for fallback in &step.fallback {
+            if self.options.interrupted() {
+                break;
+            }
             self.emit(&Event::FallbackStarted {
                 at: event::now(),
                 step: step.id.clone(),
@@ -362,6 +392,29 @@ impl Executor<'_, '_> {
             recovered_by,
             outputs: outputs.clone(),
         });
+    }
+
+    /// `resume`: a step the interrupted run finished is not run again if its
+    /// `verify` checks still hold; its outputs are those it had, so the steps
+    /// after it see what they would have seen.
+    fn done_before(&mut self, step: &PlanStep, started: Instant) -> Option<StepResult> {
+        let (status, outputs) = self.options.previous.get(&step.id)?.clone();
+        if !matches!(status, Status::Ok | Status::Skipped | Status::Recovered) {
+            return None;
+        }
+        self.record(step, status, &outputs);
+        for check in &step.verify {
+            if let CheckResult::NotPassed(_) = self.check(step, Phase::Verify, check) {
+                return None;
+            }
+        }
+        let detail = if step.verify.is_empty() {
+            "done before the interruption".to_owned()
+        } else {
+            "done before the interruption; its verify checks still hold".to_owned()
+        };
+        self.finish(step, Status::Skipped, started, Some(detail), None, &outputs);
+        Some(StepResult::Done)
     }
 
     /// Dry run: remembers what a step would do, and folds what the
@@ -698,6 +751,10 @@ impl Executor<'_, '_> {
     ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
         let mut result = StepResult::Done;
         for s in steps {
+            if self.options.interrupted() {
+                result = StepResult::Failed("interrupted (Ctrl-C)".to_owned());
+                break;
+            }
             match self.step(s) {
                 StepResult::Done | StepResult::NotApplicable => {}
                 other => {

@@ -23,6 +23,12 @@ impl Journal {
             .open(path)?;
         Ok(Journal { file })
     }
+
+    /// Opens an existing journal to go on writing it (`runbook resume`).
+    pub fn append(path: &Path) -> io::Result<Journal> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Journal { file })
+    }
 }
 
 impl Sink for Journal {

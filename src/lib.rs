@@ -56,6 +56,14 @@ where
         Command::List { dir } => command::list::list(&dir),
         Command::Backup(args) => command::backup::backup(&args),
         Command::Demo { dir } => command::demo::demo(dir.as_deref()),
+        Command::Report { run, format, runs } => command::report::report(&run, format, &runs),
+        Command::Resume {
+            run,
+            force,
+            yes,
+            json,
+            runs,
+        } => command::resume::resume(&run, &runs, force, yes, json),
     };
     exit.into()
 }

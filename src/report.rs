@@ -19,9 +19,14 @@ pub struct Report {
 
 impl Report {
     pub fn new(path: PathBuf) -> Report {
+        Report::resuming(path, Vec::new())
+    }
+
+    /// A report that continues the events of an earlier, interrupted run.
+    pub fn resuming(path: PathBuf, earlier: Vec<Event>) -> Report {
         Report {
             path,
-            events: Vec::new(),
+            events: earlier,
         }
     }
 }
@@ -56,6 +61,7 @@ pub fn render(events: &[Event]) -> String {
     let mut out = String::new();
     let mut timeline = String::new();
     let mut details = String::new();
+    let mut last_end = None;
     for e in events {
         match e {
             Event::RunStarted {
@@ -69,8 +75,17 @@ pub fn render(events: &[Event]) -> String {
                 vars,
                 deadline,
                 deadline_at,
+                resumed,
                 ..
             } => {
+                if *resumed {
+                    let _ = writeln!(
+                        timeline,
+                        "| {} | | **resumed** (`runbook resume`) | | |",
+                        time_of(at)
+                    );
+                    continue;
+                }
                 let _ = writeln!(out, "# Run of `{playbook}`\n");
                 let _ = writeln!(out, "- Playbook: `{file}`");
                 let _ = writeln!(out, "- Started: {at}");
@@ -197,44 +212,62 @@ pub fn render(events: &[Event]) -> String {
             Event::RunFinished {
                 at,
                 status,
-                duration_ms,
                 failed_step,
-                error,
-                deadline_met,
-                fingerprint,
+                ..
             } => {
-                let _ = writeln!(out, "- Finished: {at}");
-                let _ = writeln!(out, "- Duration: {}", seconds(*duration_ms));
-                let _ = write!(out, "- Outcome: **{}**", status.as_str());
-                if let (Some(step), true) = (failed_step, *status != RunStatus::Succeeded) {
-                    let _ = write!(out, " at step `{step}`");
-                }
-                let _ = writeln!(out);
-                if let Some(e) = error {
-                    let _ = writeln!(out, "- Error: {}", quote_inline(e));
-                }
-                if let Some(met) = deadline_met {
-                    let _ = writeln!(
-                        out,
-                        "- Deadline: **{}**",
-                        if *met { "met" } else { "missed" }
-                    );
-                }
-                if let Some(fp) = fingerprint {
-                    let _ = writeln!(out, "- Plan fingerprint: `{fp}`");
-                }
+                // A resumed run ends more than once; the header tells the last end.
+                let at_step = failed_step
+                    .as_deref()
+                    .map(|s| format!(" at `{s}`"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    timeline,
+                    "| {} | | run ended: {}{at_step} | | |",
+                    time_of(at),
+                    status.as_str()
+                );
+                last_end = Some(e);
             }
             Event::StepStarted { .. } => {}
         }
     }
-    if !events
-        .iter()
-        .any(|e| matches!(e, Event::RunFinished { .. }))
-    {
-        let _ = writeln!(
-            out,
-            "- Outcome: **not finished** (written while the run was going on, or it was stopped before its end)"
-        );
+    match last_end {
+        Some(Event::RunFinished {
+            at,
+            status,
+            duration_ms,
+            failed_step,
+            error,
+            deadline_met,
+            fingerprint,
+        }) => {
+            let _ = writeln!(out, "- Finished: {at}");
+            let _ = writeln!(out, "- Duration: {}", seconds(*duration_ms));
+            let _ = write!(out, "- Outcome: **{}**", status.as_str());
+            if let (Some(step), true) = (failed_step, *status != RunStatus::Succeeded) {
+                let _ = write!(out, " at step `{step}`");
+            }
+            let _ = writeln!(out);
+            if let Some(e) = error {
+                let _ = writeln!(out, "- Error: {}", quote_inline(e));
+            }
+            if let Some(met) = deadline_met {
+                let _ = writeln!(
+                    out,
+                    "- Deadline: **{}**",
+                    if *met { "met" } else { "missed" }
+                );
+            }
+            if let Some(fp) = fingerprint {
+                let _ = writeln!(out, "- Plan fingerprint: `{fp}`");
+            }
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "- Outcome: **not finished** (written while the run was going on, or it was stopped before its end)"
+            );
+        }
     }
     let _ = writeln!(out, "\n## Timeline (UTC)\n");
     let _ = writeln!(out, "| time | step | what | outcome | duration |");
@@ -294,6 +327,9 @@ mod tests {
             fail: Vec::new(),
             deadline: None,
             deadline_at: None,
+            cli_vars: Vec::new(),
+            plan: String::new(),
+            resumed: false,
             run_dir: None,
             vars: serde_json::Map::new(),
         }];

@@ -264,7 +264,7 @@ impl Human {
                     ))
                     .green(),
                     RunStatus::Succeeded => style(format!("run succeeded in {secs:.1}s")).green(),
-                    RunStatus::Failed | RunStatus::Aborted => {
+                    RunStatus::Failed | RunStatus::Aborted | RunStatus::Interrupted => {
                         let at = failed_step
                             .as_deref()
                             .map(|s| format!(" at step {s}"))
@@ -273,10 +273,10 @@ impl Human {
                             .as_deref()
                             .map(|e| format!(": {e}"))
                             .unwrap_or_default();
-                        let verb = if *status == RunStatus::Failed {
-                            "failed"
-                        } else {
-                            "was aborted"
+                        let verb = match status {
+                            RunStatus::Failed => "failed",
+                            RunStatus::Interrupted => "was interrupted",
+                            _ => "was aborted",
                         };
                         let lead = if self.dry_run {
                             "dry run: the run would fail"

@@ -4,4 +4,6 @@ pub mod backup;
 pub mod check;
 pub mod demo;
 pub mod list;
+pub mod report;
+pub mod resume;
 pub mod run;

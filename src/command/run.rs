@@ -54,7 +54,7 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         _ => plan,
     };
 
-    let mut journal = match &run_dir {
+    let journal = match &run_dir {
         Some(dir) => match journal::Journal::create(&dir.join(journal::FILE_NAME)) {
             Ok(j) => Some(j),
             Err(err) => {
@@ -67,11 +67,35 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         },
         None => None,
     };
+    let options = executor::Options {
+        dry_run: args.dry_run,
+        yes: args.yes,
+        run_dir: run_dir.clone(),
+        fail: args.fail.clone(),
+        rehearsal: args.rehearse,
+        cli_vars: args.vars.clone(),
+        previous: std::collections::HashMap::new(),
+        interrupt: Some(interrupt_flag()),
+    };
+    execute(&plan, &options, journal, Vec::new(), args.json, terminal)
+}
+
+/// Runs a plan with its journal, report and view attached; the report
+/// starts from `earlier` events (those of the run being resumed).
+pub(crate) fn execute(
+    plan: &crate::plan::Plan,
+    options: &executor::Options,
+    mut journal: Option<journal::Journal>,
+    earlier: Vec<crate::event::Event>,
+    json: bool,
+    terminal: bool,
+) -> Exit {
+    let run_dir = options.run_dir.clone();
     let mut report = run_dir
         .as_ref()
-        .map(|d| report::Report::new(d.join(report::FILE_NAME)));
+        .map(|d| report::Report::resuming(d.join(report::FILE_NAME), earlier));
     let mut human = reporter::Human::new(terminal);
-    let mut json = reporter::JsonLines;
+    let mut json_view = reporter::JsonLines;
     let mut sinks: Vec<&mut dyn Sink> = Vec::new();
     if let Some(j) = journal.as_mut() {
         sinks.push(j);
@@ -79,22 +103,14 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
     if let Some(r) = report.as_mut() {
         sinks.push(r);
     }
-    if args.json {
-        sinks.push(&mut json);
+    if json {
+        sinks.push(&mut json_view);
     } else {
         sinks.push(&mut human);
     }
-
-    let exec_options = executor::Options {
-        dry_run: args.dry_run,
-        yes: args.yes,
-        run_dir: run_dir.clone(),
-        fail: args.fail.clone(),
-        rehearsal: args.rehearse,
-    };
-    let outcome = executor::execute(&plan, &exec_options, &mut sinks);
+    let outcome = executor::execute(plan, options, &mut sinks);
     if let Some(dir) = &run_dir {
-        if !args.json {
+        if !json {
             println!("report: {}", dir.join(report::FILE_NAME).display());
         }
     }
@@ -108,7 +124,22 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         RunStatus::Succeeded => Exit::Success,
         RunStatus::Failed => Exit::Failed,
         RunStatus::Aborted => Exit::Aborted,
+        RunStatus::Interrupted => Exit::Interrupted,
     }
+}
+
+/// Ctrl-C sets a flag the executor looks at between steps: the step under
+/// way finishes (a transaction commits or rolls back whole), the `always`
+/// steps run, and the run ends as interrupted.
+pub(crate) fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = std::sync::Arc::clone(&flag);
+    // Only one handler per process; a second run in the same process keeps the first.
+    let _ = ctrlc::set_handler(move || {
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+        eprintln!("interrupted: stopping after the step under way; the always steps will run");
+    });
+    flag
 }
 
 /// `--fail STEP` must name a step of the plan, or the rehearsal proves nothing.

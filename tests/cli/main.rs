@@ -11,6 +11,7 @@ mod dry_run;
 mod emergency;
 mod includes;
 mod inputs;
+mod resume;
 mod rollback;
 mod semantics;
 mod views;

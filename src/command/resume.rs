@@ -1,0 +1,117 @@
+//! `runbook resume RUN`: continues an interrupted or failed run from its
+//! journal, in the same run directory. Steps the run finished are not run
+//! again while their `verify` checks still hold; everything else runs. A
+//! playbook that changed since the run started is refused unless forced.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::event::{Event, RunStatus};
+use crate::exit::Exit;
+use crate::{analyzer, executor, journal, reporter};
+
+pub fn resume(run: &str, runs: &Path, force: bool, yes: bool, json: bool) -> Exit {
+    let dir = match super::report::locate(run, runs) {
+        Ok(d) => d,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Exit::Invalid;
+        }
+    };
+    let journal_path = dir.join(journal::FILE_NAME);
+    let events = match journal::read(&journal_path) {
+        Ok(e) => e,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return Exit::Failed;
+        }
+    };
+    let Some(Event::RunStarted {
+        file,
+        cli_vars,
+        plan: recorded,
+        rehearsal,
+        ..
+    }) = events.first().cloned()
+    else {
+        eprintln!(
+            "error: {} does not start with a run: nothing to resume",
+            journal_path.display()
+        );
+        return Exit::Invalid;
+    };
+    if rehearsal {
+        eprintln!(
+            "error: {} was a rehearsal; rehearse again instead of resuming it",
+            dir.display()
+        );
+        return Exit::Invalid;
+    }
+    if let Some(Event::RunFinished {
+        status: RunStatus::Succeeded,
+        ..
+    }) = events.last()
+    {
+        println!("the run in {} succeeded: nothing to resume", dir.display());
+        return Exit::Success;
+    }
+    // Secret values were never written down: they must come from the
+    // environment again (RUNBOOK_SECRET_<NAME>), not from the journal's `***`.
+    let cli_vars: Vec<(String, String)> =
+        cli_vars.into_iter().filter(|(_, v)| v != "***").collect();
+    let options = analyzer::Options {
+        vars: cli_vars.clone(),
+        require_values: true,
+    };
+    let plan = match analyzer::analyze(Path::new(&file), &options) {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Exit::Invalid;
+        }
+    };
+    if plan.fingerprint != recorded && !force {
+        eprintln!(
+            "error: {file} (or a playbook or template it uses, or a variable) changed since the run started\n  \
+             help: review the change; `runbook resume {run} --force` resumes with the playbook as it is now"
+        );
+        return Exit::Invalid;
+    }
+    // The last word on each step; a step is done if it finished well.
+    let mut previous = HashMap::new();
+    for e in &events {
+        if let Event::StepFinished {
+            step,
+            status,
+            outputs,
+            ..
+        } = e
+        {
+            previous.insert(step.clone(), (*status, outputs.clone()));
+        }
+    }
+    let journal = match journal::Journal::append(&journal_path) {
+        Ok(j) => j,
+        Err(err) => {
+            eprintln!("error: cannot append to {}: {err}", journal_path.display());
+            return Exit::Failed;
+        }
+    };
+    let terminal = reporter::setup_colours();
+    if !json {
+        println!(
+            "resuming {}: {} steps finished before",
+            dir.display(),
+            previous.len()
+        );
+    }
+    let options = executor::Options {
+        yes,
+        run_dir: Some(dir.clone()),
+        cli_vars,
+        previous,
+        interrupt: Some(super::run::interrupt_flag()),
+        ..executor::Options::default()
+    };
+    super::run::execute(&plan, &options, Some(journal), events, json, terminal)
+}

@@ -1,0 +1,246 @@
+//! `runbook report` and `runbook resume`: the run directory is enough to
+//! tell what happened and to finish what was started.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::gofastcdn::Install;
+use crate::support::Test;
+
+const EMERGENCY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/playbooks/emergency_rollback.yaml"
+);
+
+fn args(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "run",
+        EMERGENCY,
+        "--yes",
+        "--var",
+        "root=app",
+        "--var",
+        "reason=media broken",
+        "--var",
+        "stop_command=true",
+        "--var",
+        "start_command=true",
+        "--var",
+        "probe=off",
+        "--var",
+        "notify_to=lead@example.com",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    v.extend(extra.iter().map(|s| (*s).to_owned()));
+    v
+}
+
+#[test]
+fn report_rebuilds_the_report_from_the_journal_alone() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 10, 10);
+    app.legacy_backup("20240501-120000");
+    app.migrate().unwrap();
+    let a = args(&[]);
+    let out = t.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    out.code(0);
+    let dir = out.run_dir();
+    let written = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    std::fs::remove_file(dir.join("report.md")).unwrap();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let md = t.run(&["report", &name]);
+    md.code(0);
+    assert_eq!(
+        md.stdout, written,
+        "the report from the journal differs from the one the run wrote"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.md")).unwrap(),
+        written
+    );
+    let js = t.run(&["report", "latest", "--format", "json"]);
+    js.code(0);
+    let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["deadline_met"], true);
+    assert_eq!(
+        v["evidence"]["option-1.rollback"]["changes_by_statement"][4],
+        0
+    );
+    t.run(&["report", "nope"])
+        .code(2)
+        .stderr_has("error: no run `nope`");
+}
+
+/// kill -9 in the middle of option 2, then resume: a verified state.
+#[test]
+fn a_run_killed_in_the_middle_of_option_2_resumes_to_a_verified_state() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 4000, 2000);
+    app.legacy_backup("20240501-120000");
+    app.migrate().unwrap();
+    app.upload("after.png", "image");
+    app.conn().execute_batch("DROP TABLE images").unwrap();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args(&[]))
+        .current_dir(t.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until option 2 has started restoring, then kill.
+    let runs = t.path().join(".runbook/runs");
+    let started = Instant::now();
+    let journal: PathBuf = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "option 2 never started"
+        );
+        let found = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| e.unwrap().path().join("journal.jsonl"));
+        if let Some(j) = found.filter(|j| {
+            std::fs::read_to_string(j).is_ok_and(|s| {
+                s.contains(r#""step_started","at":"#) && s.contains(r#""step":"option-2.restore""#)
+            })
+        }) {
+            child.kill().unwrap();
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        !text.contains("run_finished"),
+        "the run finished before it was killed"
+    );
+
+    let out = t.run(&["resume", "latest", "--yes"]);
+    out.code(0).stdout_has("resuming");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "run_finished");
+    assert_eq!(last["status"], "succeeded");
+    // Steps done before the kill were not done again.
+    let skipped_as_done = events
+        .iter()
+        .filter(|e| {
+            e["event"] == "step_finished"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("done before the interruption"))
+        })
+        .count();
+    assert!(
+        skipped_as_done >= 3,
+        "{skipped_as_done} steps were taken as done"
+    );
+    assert!(!app.has_table("media"));
+    assert_eq!(
+        app.count("images"),
+        4001,
+        "the backup's 4000 plus the upload carried back"
+    );
+}
+
+#[test]
+fn resume_refuses_a_changed_playbook_unless_forced() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: one\n    action: shell\n    with: {command: [touch, one]}\n  - id: two\n    action: shell\n    with: {command: [sh, -c, 'test -e go']}\n",
+    );
+    t.run(&["run", "pb.yaml"]).code(1);
+    std::fs::write(t.path().join("go"), "").unwrap();
+    std::fs::remove_file(t.path().join("one")).unwrap();
+    // Unchanged playbook: `one` finished before (no verify), so only `two` runs.
+    let out = t.run(&["resume", "latest"]);
+    out.code(0);
+    assert!(!t.path().join("one").exists(), "a finished step ran again");
+
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: two\n    action: shell\n    with: {command: [sh, -c, 'test -e go']}\n",
+    );
+    t.run(&["run", "pb.yaml"]).code(1);
+    std::fs::write(
+        t.path().join("pb.yaml"),
+        "steps:\n  - id: two\n    action: shell\n    with: {command: [\"true\"]}\n",
+    )
+    .unwrap();
+    t.run(&["resume", "latest"])
+        .code(2)
+        .stderr_has("changed since the run started");
+    t.run(&["resume", "latest", "--force"]).code(0);
+}
+
+#[test]
+fn a_finished_step_whose_verify_no_longer_holds_runs_again() {
+    let t = Test::new().file(
+        "pb.yaml",
+        r#"
+steps:
+  - id: make
+    action: shell
+    with: {command: [touch, made]}
+    verify:
+      - name: made exists
+        action: shell
+        with: {command: [test, -e, made], read_only: true}
+  - id: gate
+    action: shell
+    with: {command: [test, -e, go]}
+"#,
+    );
+    t.run(&["run", "pb.yaml"]).code(1);
+    std::fs::remove_file(t.path().join("made")).unwrap();
+    std::fs::write(t.path().join("go"), "").unwrap();
+    t.run(&["resume", "latest"]).code(0);
+    assert!(
+        t.path().join("made").exists(),
+        "the step whose verify failed was not run again"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_between_steps_runs_the_always_steps_and_exits_130() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: slow\n    action: shell\n    with: {command: [sh, -c, 'sleep 1; touch slow-done']}\n  - id: next\n    action: shell\n    with: {command: [touch, next]}\nalways:\n  - id: tell\n    action: shell\n    with: {command: [sh, -c, 'echo $1 > outcome', _, \"{{ run.status }}\"]}\n",
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "pb.yaml"])
+        .current_dir(t.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: sends SIGINT to the child we spawned, as Ctrl-C would.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(
+        t.path().join("slow-done").exists(),
+        "the step under way was cut short"
+    );
+    assert!(!t.path().join("next").exists(), "a step ran after Ctrl-C");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("outcome")).unwrap(),
+        "interrupted\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("interrupted: stopping after the step under way"));
+}
