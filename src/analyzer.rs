@@ -416,6 +416,7 @@ impl Analyzer<'_> {
             retries: step.retries,
             retry_delay: step.retry_delay,
             timeout: step.timeout,
+            deadline: step.deadline,
             confirm,
         })
     }

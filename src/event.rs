@@ -82,6 +82,9 @@ pub enum Event {
         detail: Option<String>,
         recovered_by: Option<String>,
         outputs: Map<String, Json>,
+        /// The step's own `deadline` passed before it was done.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        deadline_missed: bool,
     },
     RunFinished {
         at: String,

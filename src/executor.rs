@@ -391,6 +391,7 @@ impl Executor<'_, '_> {
             detail,
             recovered_by,
             outputs: outputs.clone(),
+            deadline_missed: step.deadline.is_some_and(|d| self.started.elapsed() > d),
         });
     }
 

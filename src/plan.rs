@@ -53,6 +53,8 @@ pub struct PlanStep {
     pub retries: u32,
     pub retry_delay: Duration,
     pub timeout: Option<Duration>,
+    /// By when, from the start of the run, the step should be done.
+    pub deadline: Option<Duration>,
     pub confirm: Option<TValue>,
 }
 

@@ -52,6 +52,8 @@ pub struct Step {
     pub retries: u32,
     pub retry_delay: Duration,
     pub timeout: Option<Duration>,
+    /// By when, from the start of the run, the step should be done.
+    pub deadline: Option<Duration>,
     /// A manual step: the question put to the operator before the action runs.
     pub confirm: Option<Located<String>>,
 }
@@ -103,6 +105,7 @@ pub const STEP_KEYS: &[&str] = &[
     "retries",
     "retry_delay",
     "timeout",
+    "deadline",
     "confirm",
 ];
 const CHECK_KEYS: &[&str] = &["name", "that", "action", "with", "expect"];
@@ -448,6 +451,9 @@ impl<'a> Reader<'a> {
         let timeout = f
             .take("timeout")
             .and_then(|(_, v)| self.duration(v, "`timeout`"));
+        let deadline = f
+            .take("deadline")
+            .and_then(|(_, v)| self.duration(v, "`deadline`"));
         let confirm = match f.take("confirm") {
             Some((_, v)) => match &v.value {
                 Value::Bool(false) => None,
@@ -473,6 +479,7 @@ impl<'a> Reader<'a> {
             retries,
             retry_delay,
             timeout,
+            deadline,
             confirm,
         })
     }

@@ -130,11 +130,15 @@ pub fn render(events: &[Event]) -> String {
                 detail,
                 recovered_by,
                 outputs,
+                deadline_missed,
             } => {
-                let outcome = match (status, recovered_by) {
+                let mut outcome = match (status, recovered_by) {
                     (Status::Recovered, Some(by)) => format!("recovered by `{by}`"),
                     _ => status.as_str().to_owned(),
                 };
+                if *deadline_missed {
+                    outcome.push_str(" (its deadline passed)");
+                }
                 let _ = writeln!(
                     timeline,
                     "| {} | `{step}` | {} | {outcome} | {} |",

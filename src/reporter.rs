@@ -187,6 +187,7 @@ impl Human {
                 duration_ms,
                 detail,
                 recovered_by,
+                deadline_missed,
                 ..
             } => {
                 self.depth = self.depth.saturating_sub(1);
@@ -205,7 +206,12 @@ impl Human {
                     (s, _, None) => s.as_str().to_owned(),
                 };
                 let sep = if what.is_empty() { "" } else { ": " };
-                let time = style(format!("({:.1}s)", *duration_ms as f64 / 1000.0)).dim();
+                let mut time = style(format!("({:.1}s)", *duration_ms as f64 / 1000.0))
+                    .dim()
+                    .to_string();
+                if *deadline_missed {
+                    time.push_str(&style(" its deadline passed").red().to_string());
+                }
                 // The id is what --fail and reports use; the name only when it says more.
                 let title = if name == step {
                     style(step.clone()).bold().to_string()

@@ -88,7 +88,7 @@ fn mailbox(address: &str, role: &str) -> Result<Mailbox, Failure> {
 }
 
 impl Email {
-    fn message(&self, body: &str) -> Result<Message, Failure> {
+    fn message(&self, subject: &str, body: &str) -> Result<Message, Failure> {
         let to = self.to.list();
         if to.is_empty() {
             return Err(Failure::failed(
@@ -97,7 +97,7 @@ impl Email {
         }
         let mut builder = Message::builder()
             .from(mailbox(&self.from, "from")?)
-            .subject(self.subject.clone())
+            .subject(subject.to_owned())
             .date_now()
             .message_id(None);
         for a in &to {
@@ -231,7 +231,9 @@ impl Action for Email {
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         let body = (ctx.render_file)(&self.template).map_err(Failure::Failed)?;
-        let message = self.message(&(ctx.redact)(&body))?;
+        // Whatever the message says, no secret leaves in it: body, subject and file name.
+        let subject = (ctx.redact)(&self.subject);
+        let message = self.message(&subject, &(ctx.redact)(&body))?;
         let formatted = message.formatted();
         let outbox = ctx
             .run_dir
@@ -240,11 +242,11 @@ impl Action for Email {
             .ok_or_else(|| {
                 Failure::failed("an e-mail needs a run directory for its outbox copy")
             })?;
-        let path = write_outbox(&outbox, &self.subject, &formatted)?;
+        let path = write_outbox(&outbox, &subject, &formatted)?;
         let mut out = Outputs::new();
         out.insert("outbox_file".into(), path.display().to_string().into());
         out.insert("to".into(), self.to.list().into());
-        out.insert("subject".into(), self.subject.clone().into());
+        out.insert("subject".into(), subject.into());
         let delivery = self.deliver(&message);
         out.insert(
             "delivered".into(),

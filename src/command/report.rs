@@ -114,6 +114,7 @@ fn summary(events: &[Event]) -> Json {
                 detail,
                 recovered_by,
                 outputs,
+                deadline_missed,
             } => {
                 if let (Status::Recovered, Some(by)) = (status, recovered_by) {
                     recoveries.push(json!({"step": step, "by": by}));
@@ -124,6 +125,7 @@ fn summary(events: &[Event]) -> Json {
                 steps.push(json!({
                     "step": step, "name": name, "status": status, "finished_at": at,
                     "duration_ms": duration_ms, "detail": detail, "recovered_by": recovered_by,
+                    "deadline_missed": deadline_missed,
                 }));
             }
             Event::CheckFinished {

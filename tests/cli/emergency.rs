@@ -644,3 +644,67 @@ fn the_dry_run_predicts_what_the_run_then_does() {
         "app/backups/db_backup_20240501-120000.db"
     );
 }
+
+#[test]
+fn a_secret_appears_in_no_file_of_the_run_and_nowhere_on_the_terminal() {
+    let secret = "tr0ub4dor-and-3";
+    let t = Test::new().env("RUNBOOK_SECRET_REASON", secret);
+    let _app = migrated(&t);
+    let out = t.run(&[
+        "run",
+        EMERGENCY,
+        "--yes",
+        "--var",
+        "root=app",
+        "--var",
+        "stop_command=true",
+        "--var",
+        "start_command=true",
+        "--var",
+        "probe=off",
+        "--var",
+        "notify_to=lead@example.com",
+    ]);
+    out.code(0);
+    assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    let json = t.run(&[
+        "run",
+        EMERGENCY,
+        "--yes",
+        "--json",
+        "--var",
+        "root=app",
+        "--var",
+        "stop_command=true",
+        "--var",
+        "start_command=true",
+        "--var",
+        "probe=off",
+        "--var",
+        "notify_to=lead@example.com",
+    ]);
+    assert!(!json.stdout.contains(secret) && !json.stderr.contains(secret));
+    let mut files = 0;
+    let mut stack = vec![t.path().join(".runbook")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+                let bytes = std::fs::read(&path).unwrap();
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    !text.contains(secret),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files >= 8, "only {files} files looked at");
+    // The e-mail says something in its place.
+    let mail = outbox(&out);
+    assert!(mail[0].1.contains("initiated due to ***"), "{}", mail[0].1);
+}

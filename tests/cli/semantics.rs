@@ -363,3 +363,32 @@ fn an_operator_who_answers_no_aborts_the_run_with_exit_3() {
         "aborted\n"
     );
 }
+
+#[test]
+fn a_step_past_its_own_deadline_is_recorded_and_the_run_goes_on() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: slow\n    deadline: 100ms\n    action: shell\n    with: {command: [sleep, \"0.3\"]}\n  - id: after\n    action: shell\n    with: {command: [touch, after]}\n",
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0).stdout_has("its deadline passed");
+    assert_eq!(out.finished("slow")["deadline_missed"], true);
+    assert!(t.path().join("after").exists());
+    assert!(out.report().contains("ok (its deadline passed)"));
+}
+
+#[test]
+fn the_severity_deadline_is_recorded_in_the_journal_and_report() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "vars:\n  severity: minor\nsteps:\n  - id: s\n    action: shell\n    with: {command: [\"true\"]}\n",
+    );
+    let out = t.run(&["run", "pb.yaml", "--var", "severity=major"]);
+    out.code(0)
+        .stdout_has("deadline: 1h, by ")
+        .stdout_has("deadline met");
+    let journal = out.journal();
+    assert_eq!(journal[0]["deadline"], "1h");
+    assert_eq!(journal.last().unwrap()["deadline_met"], true);
+    assert!(out.report().contains("- Deadline: **met**"));
+}
