@@ -236,6 +236,7 @@ mod tests {
             detail: Some("abc123".into()),
             recovered_by: None,
             outputs,
+            deadline_missed: false,
         };
         let text = serde_json::to_string(&e.redacted(&["abc123".into()])).expect("json");
         assert!(!text.contains("abc123"), "{text}");
