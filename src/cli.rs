@@ -72,6 +72,9 @@ pub enum Command {
         /// Where to build it [default: a new temporary directory]
         #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Only build the install (to practise the workflow on it); run nothing
+        #[arg(long)]
+        build_only: bool,
     },
     /// List playbooks with their descriptions
     List {

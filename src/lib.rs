@@ -55,7 +55,7 @@ where
         Command::Check { playbooks } => command::check::check(&playbooks),
         Command::List { dir } => command::list::list(&dir),
         Command::Backup(args) => command::backup::backup(&args),
-        Command::Demo { dir } => command::demo::demo(dir.as_deref()),
+        Command::Demo { dir, build_only } => command::demo::demo(dir.as_deref(), build_only),
         Command::Report { run, format, runs } => command::report::report(&run, format, &runs),
         Command::Resume {
             run,

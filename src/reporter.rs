@@ -223,7 +223,11 @@ impl Human {
                     (0, Some(end), false) => {
                         let now = std::time::Instant::now();
                         let text = if now <= end {
-                            format!(" [{} left]", minutes(end - now))
+                            // Rounded up: at the start of a 15-minute deadline, 15m are left.
+                            format!(
+                                " [{} left]",
+                                minutes(end - now + std::time::Duration::from_secs(59))
+                            )
                         } else {
                             format!(" [deadline passed {} ago]", minutes(now - end))
                         };
@@ -298,9 +302,12 @@ impl Human {
                     }
                 };
                 self.line(&text.to_string())?;
-                match (deadline_met, self.dry_run) {
+                match (
+                    deadline_met,
+                    self.dry_run || *status != RunStatus::Succeeded,
+                ) {
                     (Some(true), false) => self.line("deadline met")?,
-                    (Some(false), false) => {
+                    (Some(false), _) if !self.dry_run => {
                         self.line(&style("deadline MISSED").red().to_string())?
                     }
                     _ => {}

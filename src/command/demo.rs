@@ -49,8 +49,12 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-pub fn demo(dir: Option<&Path>) -> Exit {
+pub fn demo(dir: Option<&Path>, build_only: bool) -> Exit {
     match prepare(dir) {
+        Ok(dir) if build_only => {
+            println!("demo: built; try: cd {} && runbook run playbooks/emergency_rollback.yaml --var root=app --var reason=practice --dry-run", dir.display());
+            Exit::Success
+        }
         Ok(dir) => run(&dir),
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -90,6 +90,11 @@ pub fn resume(run: &str, runs: &Path, force: bool, yes: bool, json: bool) -> Exi
             previous.insert(step.clone(), (*status, outputs.clone()));
         }
     }
+    // The always steps speak of the outcome, which is not known yet: they run again.
+    for step in &plan.always {
+        let nested = format!("{}.", step.id);
+        previous.retain(|id: &String, _| *id != step.id && !id.starts_with(&nested));
+    }
     let journal = match journal::Journal::append(&journal_path) {
         Ok(j) => j,
         Err(err) => {

@@ -244,3 +244,18 @@ fn ctrl_c_stops_between_steps_runs_the_always_steps_and_exits_130() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("interrupted: stopping after the step under way"));
 }
+
+#[test]
+fn the_always_steps_run_again_on_resume() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: gate\n    action: shell\n    with: {command: [test, -e, go]}\nalways:\n  - id: tell\n    action: shell\n    with: {command: [sh, -c, 'echo $1 >> outcomes', _, \"{{ run.status }}\"]}\n",
+    );
+    t.run(&["run", "pb.yaml"]).code(1);
+    std::fs::write(t.path().join("go"), "").unwrap();
+    t.run(&["resume", "latest"]).code(0);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("outcomes")).unwrap(),
+        "failed\nsucceeded\n"
+    );
+}
