@@ -32,7 +32,21 @@ pub struct Options {
 }
 
 pub fn analyze(path: &Path, options: &Options) -> Result<Plan, Diagnostics> {
-    let (top, problems) = playbook::load(path)?;
+    analyze_parsed(path, playbook::load(path)?, options)
+}
+
+/// Analyzes playbook text as if read from `path` (includes are still
+/// read from files, relative to it).
+pub fn analyze_source(path: &Path, text: String, options: &Options) -> Result<Plan, Diagnostics> {
+    analyze_parsed(path, playbook::parse(path, text)?, options)
+}
+
+fn analyze_parsed(
+    path: &Path,
+    parsed: (Playbook, Diagnostics),
+    options: &Options,
+) -> Result<Plan, Diagnostics> {
+    let (top, problems) = parsed;
     let secret_env = secret_env_vars();
     let mut a = Analyzer {
         templates: Templates::new(),

@@ -25,7 +25,7 @@ const CHUNK: usize = 4 << 20;
 pub enum Error {
     #[error(transparent)]
     Database(#[from] database::Error),
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {source}{}", path.display(), full_disk_hint(source))]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -44,6 +44,16 @@ pub enum Error {
     Mismatch { detail: String },
     #[error("{0}")]
     Refused(String),
+}
+
+/// What to do when the disk is full or a file-size limit stops a write.
+fn full_disk_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT) => {
+            " (the disk is full or a file-size limit applies: free space, or choose another directory; nothing was left half-written)"
+        }
+        _ => "",
+    }
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -178,7 +188,8 @@ fn snapshot_in(
         let conn = open_immutable(&tmp_path)?;
         (sha256, size, database::fingerprint_on(&conn, &tmp_path)?)
     } else {
-        copy_under_read_lock(db, tmp.as_file_mut(), &tmp_path)?
+        // Errors name the directory: the temporary file is ours, not the operator's.
+        copy_under_read_lock(db, tmp.as_file_mut(), dir)?
     };
     Ok((tmp, sha256, size, fingerprint))
 }

@@ -38,6 +38,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    ignore_file_size_signal();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
@@ -66,4 +67,14 @@ where
         } => command::resume::resume(&run, &runs, force, yes, json),
     };
     exit.into()
+}
+
+/// A file-size limit (`ulimit -f`, a quota) must be a write error we can
+/// report and clean up after, not SIGXFSZ killing the process mid-backup.
+fn ignore_file_size_signal() {
+    // SAFETY: installs the ignore disposition for one signal, before any
+    // thread is started; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }

@@ -120,6 +120,11 @@ pub fn load(path: &Path) -> Result<(Playbook, Diagnostics), Diagnostics> {
         Diagnostic::bare(format!("cannot read playbook {}: {err}", path.display()))
             .help("check the path; `runbook list` shows the playbooks in playbooks/")
     })?;
+    parse(path, text)
+}
+
+/// Parses playbook text as if read from `path`.
+pub fn parse(path: &Path, text: String) -> Result<(Playbook, Diagnostics), Diagnostics> {
     let file = Arc::new(SourceFile {
         path: path.to_path_buf(),
         text,

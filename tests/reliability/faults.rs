@@ -1,0 +1,278 @@
+//! The disk fills up, the process may not write, the database is held,
+//! a writer never stops: each is a clear error, and nothing is changed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::gofastcdn::Install;
+use crate::{assert_integrity, dump, runbook, BIN};
+
+fn install(dir: &Path) -> Install {
+    let app = Install::new(&dir.join("app"), 2000, 1000);
+    app.legacy_backup("20240501-120000");
+    app.migrate().unwrap();
+    app
+}
+
+fn only_legacy_backup(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("app/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_full_disk_during_backup_create_is_a_clear_error_and_leaves_no_partial_backup() {
+    let t = tempfile::tempdir().unwrap();
+    let app = install(t.path());
+    let before = dump(&app.db());
+    let size = std::fs::metadata(app.db()).unwrap().len();
+    // RLIMIT_FSIZE: the child may not write a file larger than half the database.
+    let blocks = size / 512 / 2;
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f {blocks} && exec \"$0\" backup create --db app/db_data/main.db"
+        ))
+        .arg(BIN)
+        .current_dir(t.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: copying into app/backups: File too large (os error 27) (the disk is full or a file-size limit applies"), "{stderr}");
+    assert_eq!(
+        only_legacy_backup(t.path()),
+        ["db_backup_20240501-120000.db"],
+        "a partial backup was left behind"
+    );
+    assert_eq!(dump(&app.db()), before);
+}
+
+#[test]
+fn a_full_disk_during_restore_leaves_the_live_database_as_it_was() {
+    let t = tempfile::tempdir().unwrap();
+    let app = install(t.path());
+    let before = dump(&app.db());
+    let size = std::fs::metadata(app.db()).unwrap().len();
+    // Enough for nothing the restore writes: the pre-restore backup fails first.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f {} && exec \"$0\" backup restore --db app/db_data/main.db --backup app/backups/db_backup_20240501-120000.db --force",
+            size / 512 / 2
+        ))
+        .arg(BIN)
+        .current_dir(t.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the pre-restore backup failed, so nothing was restored"),
+        "{stderr}"
+    );
+    assert_eq!(dump(&app.db()), before);
+    assert_integrity(&app.db());
+}
+
+/// Runs runbook as an unprivileged user when the tests run as root, so that
+/// file permissions apply; `None` when that cannot be done here.
+fn as_nobody(dir: &Path, args: &[&str]) -> Option<std::process::Output> {
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    let mut cmd = if root {
+        if std::process::Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return None;
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        c
+    } else {
+        std::process::Command::new(BIN)
+    };
+    Some(
+        cmd.args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    )
+}
+
+fn open_up(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_read_only_backup_directory_is_a_clear_error() {
+    let t = tempfile::tempdir().unwrap();
+    let app = install(t.path());
+    open_up(t.path(), 0o755);
+    for p in ["app", "app/db_data"] {
+        open_up(&t.path().join(p), 0o755);
+    }
+    open_up(&app.db(), 0o644);
+    open_up(&t.path().join("app/backups"), 0o555);
+    let Some(out) = as_nobody(
+        t.path(),
+        &["backup", "create", "--db", "app/db_data/main.db"],
+    ) else {
+        eprintln!("skipped: no way to drop privileges here");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: creating a temporary file in app/backups: Permission denied"),
+        "{stderr}"
+    );
+    open_up(&t.path().join("app/backups"), 0o755);
+}
+
+#[test]
+fn a_database_owned_by_another_user_is_a_clear_error_and_unchanged() {
+    let t = tempfile::tempdir().unwrap();
+    let app = install(t.path());
+    let before = dump(&app.db());
+    open_up(t.path(), 0o755);
+    for p in ["app", "app/db_data", "app/backups"] {
+        open_up(&t.path().join(p), 0o777);
+    }
+    open_up(&app.db(), 0o600);
+    let pb = format!("{}/rollback-option-1.yaml", crate::PLAYBOOKS);
+    let Some(out) = as_nobody(
+        t.path(),
+        &[
+            "run",
+            &pb,
+            "--var",
+            "root=app",
+            "--runs",
+            "app/backups/runs",
+        ],
+    ) else {
+        eprintln!("skipped: no way to drop privileges here");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("app/db_data/main.db: Permission denied"),
+        "{stdout}"
+    );
+    assert_eq!(dump(&app.db()), before);
+}
+
+#[test]
+fn a_database_held_by_a_writer_past_the_timeout_is_refused_and_unchanged() {
+    let t = tempfile::tempdir().unwrap();
+    let app = install(t.path());
+    let before = dump(&app.db());
+    let holder = app.conn();
+    holder
+        .execute_batch("BEGIN IMMEDIATE; UPDATE configs SET value = 'busy';")
+        .unwrap();
+    let out = runbook(
+        t.path(),
+        &[
+            "backup",
+            "restore",
+            "--db",
+            "app/db_data/main.db",
+            "--backup",
+            "app/backups/db_backup_20240501-120000.db",
+            "--force",
+        ],
+    )
+    .stderr(Stdio::piped())
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is in use: open by process"), "{stderr}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    assert_eq!(dump(&app.db()), before);
+}
+
+/// WAL mode, and a writer that commits row after row while the backup runs:
+/// the backup holds the rows of one moment, a prefix with no gap.
+#[test]
+fn a_backup_during_a_stream_of_wal_writes_is_a_consistent_snapshot() {
+    let t = tempfile::tempdir().unwrap();
+    let app = install(t.path());
+    let conn = app.conn();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    conn.execute_batch("CREATE TABLE ticks (n INTEGER PRIMARY KEY, pad BLOB);")
+        .unwrap();
+    drop(conn);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        let db = app.db();
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .unwrap();
+            let mut n = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                conn.execute(
+                    "INSERT INTO ticks (n, pad) VALUES (?1, zeroblob(2000))",
+                    [n],
+                )
+                .unwrap();
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut backups = Vec::new();
+    for _ in 0..5 {
+        let out = runbook(
+            t.path(),
+            &["backup", "create", "--db", "app/db_data/main.db", "--json"],
+        )
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        backups.push(t.path().join(v["path"].as_str().unwrap()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.join().unwrap();
+    let mut last = 0;
+    for b in &backups {
+        assert_integrity(b);
+        let conn = rusqlite::Connection::open(b).unwrap();
+        let (count, max): (i64, i64) = conn
+            .query_row("SELECT count(*), coalesce(max(n), 0) FROM ticks", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(
+            count,
+            max,
+            "{}: rows 1..{max} with gaps: not one moment",
+            b.display()
+        );
+        assert!(count >= last, "a later backup holds fewer rows");
+        last = count;
+    }
+    assert!(
+        last > 0 && last <= written,
+        "{last} rows backed up of {written} written"
+    );
+}
