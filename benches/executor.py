@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Benchmarks of the engine, each against a baseline measured in the same run:
+
+- per-step overhead: 1,000 shell steps running `true`, against a shell loop
+  running `true` 1,000 times; and 1,000 assert steps (no process at all);
+- `runbook check` and `runbook run --dry-run` of emergency_rollback, against
+  the start-up of the sqlite3 CLI;
+- rollback-option-1 on a small go-fast-cdn install, against the same work
+  written as an Ansible playbook driving the sqlite3 CLI (ansible-core is
+  installed into a scratch virtualenv; it is not a dependency of runbook);
+- on a large install (SIZE_MB, default 1024): rollback-option-1 against
+  cp + sync of the database, and verify.yaml against the sqlite3 CLI running
+  the same integrity check and EXCEPT comparisons.
+
+usage: benches/executor.py   (needs a release build, python3, the sqlite3 CLI)
+       RUNS=N (default 5), SIZE_MB=N, BENCH_INSTALL=DIR (reuse a make_install.py install)
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BIN = os.path.join(ROOT, "target", "release", "runbook")
+RUNS = int(os.environ.get("RUNS", "5"))
+
+
+def once(argv, cwd, setup=None):
+    if setup:
+        setup()
+    os.sync()
+    before = time.perf_counter()
+    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - before
+    if status != 0:
+        sys.exit(f"failed ({status}): {' '.join(argv)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def compare(ours, baseline):
+    ours_t, base_t, rss = [], [], 0
+    for _ in range(RUNS):
+        t, r = once(*ours)
+        ours_t.append(t)
+        rss = max(rss, r)
+        base_t.append(once(*baseline)[0])
+    return statistics.median(ours_t), statistics.median(base_t), rss
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+ANSIBLE_OPTION_1 = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    db: "{{ root }}/db_data/main.db"
+  tasks:
+    - name: media table present
+      command: sqlite3 "{{ db }}" "SELECT count(*) FROM sqlite_master WHERE name = 'media'"
+      register: media
+      changed_when: false
+    - name: roll back in one transaction
+      when: media.stdout == "1"
+      command:
+        argv:
+          - sqlite3
+          - "{{ db }}"
+          - |
+            BEGIN IMMEDIATE;
+            INSERT INTO images (created_at, updated_at, deleted_at, file_name, checksum)
+              SELECT m.created_at, m.updated_at, m.deleted_at, m.file_name, m.checksum
+              FROM (SELECT file_name, checksum FROM media WHERE type = 'image'
+                    EXCEPT SELECT file_name, checksum FROM images WHERE deleted_at IS NULL) AS new
+              JOIN media m ON m.file_name IS new.file_name AND m.checksum IS new.checksum WHERE m.type = 'image' ORDER BY m.id;
+            INSERT INTO docs (created_at, updated_at, deleted_at, file_name, checksum)
+              SELECT m.created_at, m.updated_at, m.deleted_at, m.file_name, m.checksum
+              FROM (SELECT file_name, checksum FROM media WHERE type = 'document'
+                    EXCEPT SELECT file_name, checksum FROM docs WHERE deleted_at IS NULL) AS new
+              JOIN media m ON m.file_name IS new.file_name AND m.checksum IS new.checksum WHERE m.type = 'document' ORDER BY m.id;
+            DROP TABLE media;
+            DELETE FROM migration_records WHERE name = 'media_unification_2024';
+            COMMIT;
+    - name: check the result
+      command: sqlite3 "{{ db }}" "PRAGMA integrity_check; SELECT count(*) FROM sqlite_master WHERE name = 'media';"
+      register: after
+      changed_when: false
+      failed_when: after.stdout_lines != ["ok", "0"]
+"""
+
+VERIFY_SQL = """PRAGMA integrity_check;
+ATTACH '{backup}' AS old;
+SELECT
+  (SELECT count(*) FROM (SELECT file_name, checksum FROM old.images EXCEPT SELECT file_name, checksum FROM images)),
+  (SELECT count(*) FROM (SELECT file_name, checksum FROM old.docs EXCEPT SELECT file_name, checksum FROM docs)),
+  (SELECT count(*) FROM (SELECT file_name, checksum FROM images EXCEPT SELECT file_name, checksum FROM old.images)),
+  (SELECT count(*) FROM (SELECT file_name, checksum FROM docs EXCEPT SELECT file_name, checksum FROM old.docs));
+"""
+
+
+def ansible(work):
+    venv = os.path.join(work, "venv")
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    subprocess.run([os.path.join(venv, "bin", "pip"), "install", "--quiet", "ansible-core"], check=True)
+    return os.path.join(venv, "bin", "ansible-playbook")
+
+
+def main():
+    if not os.path.exists(BIN):
+        sys.exit("build first: cargo build --release --locked")
+    if not shutil.which("sqlite3"):
+        sys.exit("the sqlite3 CLI is needed for the baselines: apt-get install sqlite3")
+    work = tempfile.mkdtemp(prefix="runbook-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
+    rows = []
+    try:
+        # Per-step overhead.
+        steps = "steps:\n" + "".join(f"  - id: s{i}\n    action: shell\n    with: {{command: [\"true\"]}}\n" for i in range(1000))
+        asserts = "steps:\n" + "".join(f"  - id: s{i}\n    action: assert\n    with: {{that: \"true\"}}\n" for i in range(1000))
+        write(os.path.join(work, "shell1000.yaml"), steps)
+        write(os.path.join(work, "assert1000.yaml"), asserts)
+        loop = ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"]
+        t, b, rss = compare(([BIN, "run", "shell1000.yaml", "--runs", "runs"], work), (loop, work))
+        rows.append(("1,000 shell steps (`true`)", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
+        t, b, rss = compare(([BIN, "run", "assert1000.yaml", "--runs", "runs"], work), (loop, work))
+        rows.append(("1,000 assert steps", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
+
+        # A small install for check, dry run and option 1.
+        subprocess.run([BIN, "demo", "--build-only", os.path.join(work, "small")], check=True, stdout=subprocess.DEVNULL)
+        small = os.path.join(work, "small")
+        pristine = os.path.join(work, "small-pristine")
+        shutil.copytree(os.path.join(small, "app"), pristine)
+
+        def reset_small():
+            shutil.rmtree(os.path.join(small, "app"))
+            shutil.copytree(pristine, os.path.join(small, "app"))
+
+        sqlite_start = (["sqlite3", ":memory:", "SELECT 1"], small)
+        emergency = ["playbooks/emergency_rollback.yaml", "--var", "root=app", "--var", "reason=bench", "--var", "probe=off"]
+        t, b, rss = compare(([BIN, "check", "playbooks/emergency_rollback.yaml"], small), sqlite_start)
+        rows.append(("`check` emergency_rollback (41 steps)", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
+        t, b, rss = compare(([BIN, "run", *emergency, "--dry-run"], small), sqlite_start)
+        rows.append(("`run --dry-run` emergency_rollback", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
+
+        playbook = os.path.join(work, "option-1.ansible.yaml")
+        write(playbook, ANSIBLE_OPTION_1)
+        ansible_playbook = ansible(work)
+        ours = ([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], small, reset_small)
+        python = os.path.join(os.path.dirname(ansible_playbook), "python")
+        theirs = (
+            [ansible_playbook, "-i", "localhost,", playbook, "-e", f"root={os.path.join(small, 'app')}", "-e", f"ansible_python_interpreter={python}"],
+            small,
+            reset_small,
+        )
+        t, b, rss = compare(ours, theirs)
+        rows.append(("rollback-option-1, small install (400 rows)", f"{t * 1000:.0f} ms", "Ansible + sqlite3 CLI, same SQL", b, t / b, rss))
+
+        # The large install.
+        size_mb = os.environ.get("SIZE_MB", "1024")
+        big = os.path.join(work, "big")
+        reuse = os.environ.get("BENCH_INSTALL")
+        if reuse:
+            shutil.copytree(reuse, os.path.join(big, "app"))
+        else:
+            subprocess.run([sys.executable, os.path.join(HERE, "make_install.py"), os.path.join(big, "app"), size_mb], check=True)
+        db = os.path.join(big, "app", "db_data", "main.db")
+        live = os.path.join(work, "big-live.db")
+        shutil.copy(db, live)
+        copy = os.path.join(work, "copy.db")
+
+        def reset_big():
+            shutil.copy(live, db)
+            for f in os.listdir(os.path.join(big, "app", "backups")):
+                if f.startswith("runbook-"):
+                    os.remove(os.path.join(big, "app", "backups", f))
+
+        def rm_copy():
+            if os.path.exists(copy):
+                os.remove(copy)
+
+        for p in ["rollback-option-1.yaml", "verify.yaml"]:
+            os.makedirs(os.path.join(big, "playbooks"), exist_ok=True)
+            shutil.copy(os.path.join(ROOT, "playbooks", p), os.path.join(big, "playbooks", p))
+        cp_sync = ["sh", "-c", 'cp "$1" "$2" && sync "$2"', "_", db, copy]
+        t, b, rss = compare(
+            ([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], big, reset_big),
+            (cp_sync, big, rm_copy),
+        )
+        size = os.path.getsize(live) / 1024 / 1024
+        rows.append((f"rollback-option-1, {size:.0f} MiB database", f"{t:.2f} s", "cp + sync of the database", b, t / b, rss))
+
+        # verify on the rolled-back database against the pre-migration backup.
+        subprocess.run([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], cwd=big, check=True, stdout=subprocess.DEVNULL)
+        backup = os.path.join(big, "app", "backups", "db_backup_20240501-120000.db")
+        t, b, rss = compare(
+            ([BIN, "run", "playbooks/verify.yaml", "--var", "root=app", "--runs", "runs"], big),
+            (["sqlite3", db, VERIFY_SQL.format(backup=backup)], big),
+        )
+        rows.append(("verify.yaml (integrity + row-by-row comparison)", f"{t:.2f} s", "sqlite3 CLI: same integrity check and EXCEPT queries", b, t / b, rss))
+
+        print(f"median of {RUNS} alternating runs; write-back flushed before each run\n")
+        print("| what | runbook | baseline | baseline time | ratio | runbook peak RSS |")
+        print("|---|---|---|---|---|---|")
+        for name, ours_text, base_name, base_t, ratio, rss in rows:
+            base_text = f"{base_t * 1000:.1f} ms" if base_t < 1 else f"{base_t:.2f} s"
+            print(f"| {name} | {ours_text} | {base_name} | {base_text} | {ratio:.2f}× | {rss:.0f} MiB |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
