@@ -86,6 +86,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         deadline_missed: bool,
     },
+    /// The steps are over (or stopped); the `always` steps run next.
+    AlwaysStarted { at: String, status: RunStatus },
     RunFinished {
         at: String,
         status: RunStatus,

@@ -222,6 +222,12 @@ impl Executor<'_, '_> {
         self.run
             .insert("failed_step".into(), failed_step.clone().into());
         self.run.insert("error".into(), error.clone().into());
+        if !self.plan.always.is_empty() {
+            self.emit(&Event::AlwaysStarted {
+                at: event::now(),
+                status,
+            });
+        }
         for step in &self.plan.always {
             let result = self.step(step);
             if let (StepResult::Failed(err) | StepResult::Declined(err), RunStatus::Succeeded) =

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -15,6 +16,8 @@ pub const FILE_NAME: &str = "report.md";
 pub struct Report {
     path: PathBuf,
     events: Vec<Event>,
+    /// When report.md was last written.
+    written: Option<Instant>,
 }
 
 impl Report {
@@ -27,6 +30,7 @@ impl Report {
         Report {
             path,
             events: earlier,
+            written: None,
         }
     }
 }
@@ -34,10 +38,21 @@ impl Report {
 impl Sink for Report {
     fn event(&mut self, event: &Event) -> io::Result<()> {
         self.events.push(event.clone());
-        // Kept current as the run goes: a notification can attach it, and a
-        // run that dies still leaves its timeline up to the last step.
-        if matches!(event, Event::StepFinished { .. }) {
+        // Kept current as the run goes, so that a run that dies still leaves
+        // its timeline, and always complete when the `always` steps start
+        // (the outcome e-mail attaches it). Rewriting it after every step of
+        // a long playbook would cost time quadratic in its length, so in
+        // between it is rewritten at most twice a second.
+        let due = match event {
+            Event::AlwaysStarted { .. } => true,
+            Event::StepFinished { .. } => self
+                .written
+                .is_none_or(|at| at.elapsed() >= Duration::from_millis(500)),
+            _ => false,
+        };
+        if due {
             write_atomically(&self.path, render(&self.events).as_bytes())?;
+            self.written = Some(Instant::now());
         }
         Ok(())
     }
@@ -231,6 +246,14 @@ pub fn render(events: &[Event]) -> String {
                     status.as_str()
                 );
                 last_end = Some(e);
+            }
+            Event::AlwaysStarted { at, status } => {
+                let _ = writeln!(
+                    timeline,
+                    "| {} | | steps over ({}); the always steps run | | |",
+                    time_of(at),
+                    status.as_str()
+                );
             }
             Event::StepStarted { .. } => {}
         }

@@ -106,6 +106,7 @@ impl Human {
                     self.line(&format!("  run directory: {dir}"))?;
                 }
             }
+            Event::AlwaysStarted { .. } => {}
             Event::StepStarted { step, name, .. } => {
                 self.depth += 1;
                 if self.terminal {

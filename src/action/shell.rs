@@ -121,6 +121,9 @@ impl Action for Shell {
             .start()
             .map_err(|err| Failure::failed(format!("cannot start `{}`: {err}", argv[0])))?;
         let started = Instant::now();
+        // Polled, so that a timeout can kill it; the pause grows from 0.1 ms
+        // so a quick command costs next to nothing and a long one little CPU.
+        let mut pause = Duration::from_micros(100);
         let output = loop {
             match handle.try_wait() {
                 Ok(Some(_)) => break handle.wait(),
@@ -138,7 +141,8 @@ impl Action for Shell {
                     return Err(Failure::TimedOut(limit));
                 }
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
         .map_err(|err| Failure::failed(format!("waiting for `{}`: {err}", argv[0])))?;
 
