@@ -27,6 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release", "runbook")
 RUNS = int(os.environ.get("RUNS", "5"))
+# A subset of the groups: steps, startup, ansible, large (default: all).
+ONLY = set(filter(None, os.environ.get("ONLY", "steps,startup,ansible,large").split(",")))
 
 
 def once(argv, cwd, setup=None):
@@ -113,6 +115,103 @@ def ansible(work):
     return os.path.join(venv, "bin", "ansible-playbook")
 
 
+def steps(work, rows):
+    """Per-step overhead: 1,000 steps that run a process, and 1,000 that do not."""
+    shell = "steps:\n" + "".join(f"  - id: s{i}\n    action: shell\n    with: {{command: [\"true\"]}}\n" for i in range(1000))
+    asserts = "steps:\n" + "".join(f"  - id: s{i}\n    action: assert\n    with: {{that: \"true\"}}\n" for i in range(1000))
+    write(os.path.join(work, "shell1000.yaml"), shell)
+    write(os.path.join(work, "assert1000.yaml"), asserts)
+    loop = ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"]
+    t, b, rss = compare(([BIN, "run", "shell1000.yaml", "--runs", "runs"], work), (loop, work))
+    rows.append(("1,000 shell steps (`true`)", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
+    t, b, rss = compare(([BIN, "run", "assert1000.yaml", "--runs", "runs"], work), (loop, work))
+    rows.append(("1,000 assert steps", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
+
+
+def small_install(work):
+    small = os.path.join(work, "small")
+    if not os.path.exists(small):
+        subprocess.run([BIN, "demo", "--build-only", small], check=True, stdout=subprocess.DEVNULL)
+        shutil.copytree(os.path.join(small, "app"), os.path.join(work, "small-pristine"))
+    return small
+
+
+def startup(work, rows):
+    small = small_install(work)
+    sqlite_start = (["sqlite3", ":memory:", "SELECT 1"], small)
+    emergency = ["playbooks/emergency_rollback.yaml", "--var", "root=app", "--var", "reason=bench", "--var", "probe=off"]
+    t, b, rss = compare(([BIN, "check", "playbooks/emergency_rollback.yaml"], small), sqlite_start)
+    rows.append(("`check` emergency_rollback (41 steps)", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
+    t, b, rss = compare(([BIN, "run", *emergency, "--dry-run"], small), sqlite_start)
+    rows.append(("`run --dry-run` emergency_rollback", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
+
+
+def against_ansible(work, rows):
+    small = small_install(work)
+    pristine = os.path.join(work, "small-pristine")
+
+    def reset_small():
+        shutil.rmtree(os.path.join(small, "app"))
+        shutil.copytree(pristine, os.path.join(small, "app"))
+
+    playbook = os.path.join(work, "option-1.ansible.yaml")
+    write(playbook, ANSIBLE_OPTION_1)
+    ansible_playbook = ansible(work)
+    python = os.path.join(os.path.dirname(ansible_playbook), "python")
+    ours = ([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], small, reset_small)
+    theirs = (
+        [ansible_playbook, "-i", "localhost,", playbook, "-e", f"root={os.path.join(small, 'app')}", "-e", f"ansible_python_interpreter={python}"],
+        small,
+        reset_small,
+    )
+    t, b, rss = compare(ours, theirs)
+    rows.append(("rollback-option-1, small install (400 rows)", f"{t * 1000:.0f} ms", "Ansible + sqlite3 CLI, same SQL", b, t / b, rss))
+
+
+def large(work, rows):
+    size_mb = os.environ.get("SIZE_MB", "1024")
+    big = os.path.join(work, "big")
+    reuse = os.environ.get("BENCH_INSTALL")
+    if reuse:
+        shutil.copytree(reuse, os.path.join(big, "app"))
+    else:
+        subprocess.run([sys.executable, os.path.join(HERE, "make_install.py"), os.path.join(big, "app"), size_mb], check=True)
+    db = os.path.join(big, "app", "db_data", "main.db")
+    live = os.path.join(work, "big-live.db")
+    shutil.copy(db, live)
+    copy = os.path.join(work, "copy.db")
+
+    def reset_big():
+        shutil.copy(live, db)
+        for f in os.listdir(os.path.join(big, "app", "backups")):
+            if f.startswith("runbook-"):
+                os.remove(os.path.join(big, "app", "backups", f))
+
+    def rm_copy():
+        if os.path.exists(copy):
+            os.remove(copy)
+
+    os.makedirs(os.path.join(big, "playbooks"), exist_ok=True)
+    for p in ["rollback-option-1.yaml", "verify.yaml"]:
+        shutil.copy(os.path.join(ROOT, "playbooks", p), os.path.join(big, "playbooks", p))
+    cp_sync = ["sh", "-c", 'cp "$1" "$2" && sync "$2"', "_", db, copy]
+    t, b, rss = compare(
+        ([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], big, reset_big),
+        (cp_sync, big, rm_copy),
+    )
+    size = os.path.getsize(live) / 1024 / 1024
+    rows.append((f"rollback-option-1, {size:.0f} MiB database", f"{t:.2f} s", "cp + sync of the database", b, t / b, rss))
+
+    # verify on the rolled-back database, against the pre-migration backup.
+    subprocess.run([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], cwd=big, check=True, stdout=subprocess.DEVNULL)
+    backup = os.path.join(big, "app", "backups", "db_backup_20240501-120000.db")
+    t, b, rss = compare(
+        ([BIN, "run", "playbooks/verify.yaml", "--var", "root=app", "--runs", "runs"], big),
+        (["sqlite3", db, VERIFY_SQL.format(backup=backup)], big),
+    )
+    rows.append(("verify.yaml (integrity + row-by-row comparison)", f"{t:.2f} s", "sqlite3 CLI: same integrity check and EXCEPT queries", b, t / b, rss))
+
+
 def main():
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release --locked")
@@ -121,90 +220,9 @@ def main():
     work = tempfile.mkdtemp(prefix="runbook-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
     rows = []
     try:
-        # Per-step overhead.
-        steps = "steps:\n" + "".join(f"  - id: s{i}\n    action: shell\n    with: {{command: [\"true\"]}}\n" for i in range(1000))
-        asserts = "steps:\n" + "".join(f"  - id: s{i}\n    action: assert\n    with: {{that: \"true\"}}\n" for i in range(1000))
-        write(os.path.join(work, "shell1000.yaml"), steps)
-        write(os.path.join(work, "assert1000.yaml"), asserts)
-        loop = ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"]
-        t, b, rss = compare(([BIN, "run", "shell1000.yaml", "--runs", "runs"], work), (loop, work))
-        rows.append(("1,000 shell steps (`true`)", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
-        t, b, rss = compare(([BIN, "run", "assert1000.yaml", "--runs", "runs"], work), (loop, work))
-        rows.append(("1,000 assert steps", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
-
-        # A small install for check, dry run and option 1.
-        subprocess.run([BIN, "demo", "--build-only", os.path.join(work, "small")], check=True, stdout=subprocess.DEVNULL)
-        small = os.path.join(work, "small")
-        pristine = os.path.join(work, "small-pristine")
-        shutil.copytree(os.path.join(small, "app"), pristine)
-
-        def reset_small():
-            shutil.rmtree(os.path.join(small, "app"))
-            shutil.copytree(pristine, os.path.join(small, "app"))
-
-        sqlite_start = (["sqlite3", ":memory:", "SELECT 1"], small)
-        emergency = ["playbooks/emergency_rollback.yaml", "--var", "root=app", "--var", "reason=bench", "--var", "probe=off"]
-        t, b, rss = compare(([BIN, "check", "playbooks/emergency_rollback.yaml"], small), sqlite_start)
-        rows.append(("`check` emergency_rollback (41 steps)", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
-        t, b, rss = compare(([BIN, "run", *emergency, "--dry-run"], small), sqlite_start)
-        rows.append(("`run --dry-run` emergency_rollback", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
-
-        playbook = os.path.join(work, "option-1.ansible.yaml")
-        write(playbook, ANSIBLE_OPTION_1)
-        ansible_playbook = ansible(work)
-        ours = ([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], small, reset_small)
-        python = os.path.join(os.path.dirname(ansible_playbook), "python")
-        theirs = (
-            [ansible_playbook, "-i", "localhost,", playbook, "-e", f"root={os.path.join(small, 'app')}", "-e", f"ansible_python_interpreter={python}"],
-            small,
-            reset_small,
-        )
-        t, b, rss = compare(ours, theirs)
-        rows.append(("rollback-option-1, small install (400 rows)", f"{t * 1000:.0f} ms", "Ansible + sqlite3 CLI, same SQL", b, t / b, rss))
-
-        # The large install.
-        size_mb = os.environ.get("SIZE_MB", "1024")
-        big = os.path.join(work, "big")
-        reuse = os.environ.get("BENCH_INSTALL")
-        if reuse:
-            shutil.copytree(reuse, os.path.join(big, "app"))
-        else:
-            subprocess.run([sys.executable, os.path.join(HERE, "make_install.py"), os.path.join(big, "app"), size_mb], check=True)
-        db = os.path.join(big, "app", "db_data", "main.db")
-        live = os.path.join(work, "big-live.db")
-        shutil.copy(db, live)
-        copy = os.path.join(work, "copy.db")
-
-        def reset_big():
-            shutil.copy(live, db)
-            for f in os.listdir(os.path.join(big, "app", "backups")):
-                if f.startswith("runbook-"):
-                    os.remove(os.path.join(big, "app", "backups", f))
-
-        def rm_copy():
-            if os.path.exists(copy):
-                os.remove(copy)
-
-        for p in ["rollback-option-1.yaml", "verify.yaml"]:
-            os.makedirs(os.path.join(big, "playbooks"), exist_ok=True)
-            shutil.copy(os.path.join(ROOT, "playbooks", p), os.path.join(big, "playbooks", p))
-        cp_sync = ["sh", "-c", 'cp "$1" "$2" && sync "$2"', "_", db, copy]
-        t, b, rss = compare(
-            ([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], big, reset_big),
-            (cp_sync, big, rm_copy),
-        )
-        size = os.path.getsize(live) / 1024 / 1024
-        rows.append((f"rollback-option-1, {size:.0f} MiB database", f"{t:.2f} s", "cp + sync of the database", b, t / b, rss))
-
-        # verify on the rolled-back database against the pre-migration backup.
-        subprocess.run([BIN, "run", "playbooks/rollback-option-1.yaml", "--var", "root=app", "--runs", "runs"], cwd=big, check=True, stdout=subprocess.DEVNULL)
-        backup = os.path.join(big, "app", "backups", "db_backup_20240501-120000.db")
-        t, b, rss = compare(
-            ([BIN, "run", "playbooks/verify.yaml", "--var", "root=app", "--runs", "runs"], big),
-            (["sqlite3", db, VERIFY_SQL.format(backup=backup)], big),
-        )
-        rows.append(("verify.yaml (integrity + row-by-row comparison)", f"{t:.2f} s", "sqlite3 CLI: same integrity check and EXCEPT queries", b, t / b, rss))
-
+        for name, group in [("steps", steps), ("startup", startup), ("ansible", against_ansible), ("large", large)]:
+            if name in ONLY:
+                group(work, rows)
         print(f"median of {RUNS} alternating runs; write-back flushed before each run\n")
         print("| what | runbook | baseline | baseline time | ratio | runbook peak RSS |")
         print("|---|---|---|---|---|---|")
