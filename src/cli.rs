@@ -76,6 +76,22 @@ pub enum Command {
         #[arg(long)]
         build_only: bool,
     },
+    /// Draw a playbook's flow: steps, includes, fallbacks, always-steps
+    Graph {
+        /// The playbook file
+        #[arg(value_name = "PLAYBOOK")]
+        playbook: PathBuf,
+        /// mermaid (renders on GitHub) or dot (Graphviz)
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
     /// List playbooks with their descriptions
     List {
         /// Directory to list
@@ -143,6 +159,12 @@ pub struct BackupArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -56,6 +56,27 @@ where
         Command::Check { playbooks } => command::check::check(&playbooks),
         Command::List { dir } => command::list::list(&dir),
         Command::Backup(args) => command::backup::backup(&args),
+        Command::Graph { playbook, format } => command::graph::graph(&playbook, format),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "runbook",
+                &mut std::io::stdout(),
+            );
+            Exit::Success
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => Exit::Success,
+                Err(err) => {
+                    eprintln!("error: cannot write the man page: {err}");
+                    Exit::Failed
+                }
+            }
+        }
         Command::Demo { dir, build_only } => command::demo::demo(dir.as_deref(), build_only),
         Command::Report { run, format, runs } => command::report::report(&run, format, &runs),
         Command::Resume {

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod check;
 pub mod demo;
+pub mod graph;
 pub mod list;
 pub mod report;
 pub mod resume;

@@ -150,3 +150,46 @@ fn list_shows_playbooks_with_the_first_line_of_their_description() {
         "playbooks/a.yml        The first one\nplaybooks/b.yaml       Says hello, then fails over.\nplaybooks/broken.yaml  (invalid: 1 problem(s); run `runbook check playbooks/broken.yaml`)\n"
     );
 }
+
+#[test]
+fn graph_draws_steps_includes_fallbacks_and_always_steps() {
+    let pb = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/emergency_rollback.yaml"
+    );
+    let t = Test::new();
+    let out = t.run(&["graph", pb]);
+    out.code(0).stdout_has("flowchart TD\n");
+    out.stdout_has(
+        "subgraph g_s_option_1[\"option-1: Option 1: built-in rollback (rollback-option-1.yaml)\"]",
+    )
+    .stdout_has("s_option_1_no_marker_row -. fails .-> s_option_2_in")
+    .stdout_has("s_option_2_after -. fails .-> s_option_3_in")
+    .stdout_has("s_option_3_compare --> s_verify_in")
+    .stdout_has("s_probe == always ==> s_report_in");
+    let dot = t.run(&["graph", pb, "--format", "dot"]);
+    dot.code(0)
+        .stdout_has("digraph runbook {")
+        .stdout_has("subgraph cluster_g_s_option_2 {");
+    // The committed picture is of the playbook as it is now.
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/flow.md")).unwrap();
+    assert!(
+        committed.contains(out.stdout.trim_end()),
+        "docs/flow.md is out of date: regenerate it with runbook graph"
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    let t = Test::new();
+    let bash = t.run(&["completions", "bash"]);
+    bash.code(0)
+        .stdout_has("_runbook()")
+        .stdout_has("--expect-plan");
+    t.run(&["completions", "zsh"])
+        .code(0)
+        .stdout_has("#compdef runbook");
+    let man = t.run(&["man"]);
+    man.code(0).stdout_has(".TH runbook 1").stdout_has("resume");
+}

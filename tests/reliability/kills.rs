@@ -52,7 +52,7 @@ fn trials(
         let dir = work.path().join(format!("t{trial}"));
         copy_tree(template, &dir);
         let mut child = runbook(&dir, args).spawn().unwrap();
-        std::thread::sleep(length.mul_f64(rng.next() * 1.2));
+        std::thread::sleep(length.mul_f64(rng.fraction() * 1.2));
         let _ = child.kill();
         let _ = child.wait();
         let db = dir.join("app/db_data/main.db");
