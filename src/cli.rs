@@ -24,6 +24,9 @@ pub enum Command {
         /// Playbook files to check
         #[arg(required = true, value_name = "PLAYBOOK")]
         playbooks: Vec<PathBuf>,
+        /// One JSON object per playbook on stdout, problems included
+        #[arg(long)]
+        json: bool,
     },
     /// Make, list, check, restore or delete backups of a database, ad hoc
     Backup(BackupArgs),
@@ -97,6 +100,9 @@ pub enum Command {
         /// Directory to list
         #[arg(default_value = "playbooks", value_name = "DIR")]
         dir: PathBuf,
+        /// One JSON object per playbook on stdout
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -171,7 +171,34 @@ impl RunStatus {
     }
 }
 
+/// Every kind of event, as `event` names it in JSON; docs/events.md
+/// documents each.
+pub const KINDS: &[&str] = &[
+    "run_started",
+    "step_started",
+    "check_finished",
+    "attempt_failed",
+    "fallback_started",
+    "step_finished",
+    "always_started",
+    "run_finished",
+];
+
 impl Event {
+    /// The kind, as the `event` field names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "run_started",
+            Event::StepStarted { .. } => "step_started",
+            Event::CheckFinished { .. } => "check_finished",
+            Event::AttemptFailed { .. } => "attempt_failed",
+            Event::FallbackStarted { .. } => "fallback_started",
+            Event::StepFinished { .. } => "step_finished",
+            Event::AlwaysStarted { .. } => "always_started",
+            Event::RunFinished { .. } => "run_finished",
+        }
+    }
+
     /// Replaces every secret value by `***`, wherever in the event it appears.
     #[must_use]
     pub fn redacted(&self, secrets: &[String]) -> Event {

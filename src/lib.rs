@@ -53,8 +53,8 @@ where
     };
     let exit = match cli.command {
         Command::Run(args) => command::run::run_playbook(&args),
-        Command::Check { playbooks } => command::check::check(&playbooks),
-        Command::List { dir } => command::list::list(&dir),
+        Command::Check { playbooks, json } => command::check::check(&playbooks, json),
+        Command::List { dir, json } => command::list::list(&dir, json),
         Command::Backup(args) => command::backup::backup(&args),
         Command::Graph { playbook, format } => command::graph::graph(&playbook, format),
         Command::Completions { shell } => {

@@ -1,18 +1,30 @@
 //! `runbook check`: analyze playbooks and report every problem; run nothing.
 
+use serde_json::json;
+
 use crate::analyzer;
+use crate::diagnostic::Diagnostic;
 use crate::exit::Exit;
 
-pub fn check(playbooks: &[std::path::PathBuf]) -> Exit {
+pub fn check(playbooks: &[std::path::PathBuf], json: bool) -> Exit {
     let mut failed = false;
     let options = analyzer::Options::default();
     for path in playbooks {
-        match analyzer::analyze(path, &options) {
-            Ok(plan) => println!("ok: {} ({} steps)", path.display(), plan.all_steps().len()),
-            Err(diagnostics) => {
-                eprintln!("{diagnostics}");
-                failed = true;
+        let result = analyzer::analyze(path, &options);
+        failed |= result.is_err();
+        match (result, json) {
+            (Ok(plan), false) => {
+                println!("ok: {} ({} steps)", path.display(), plan.all_steps().len())
             }
+            (Err(diagnostics), false) => eprintln!("{diagnostics}"),
+            (Ok(plan), true) => println!(
+                "{}",
+                json!({"file": path, "ok": true, "steps": plan.all_steps().len(), "fingerprint": plan.fingerprint, "problems": []})
+            ),
+            (Err(diagnostics), true) => println!(
+                "{}",
+                json!({"file": path, "ok": false, "problems": diagnostics.0.iter().map(problem).collect::<Vec<_>>()})
+            ),
         }
     }
     if failed {
@@ -20,4 +32,15 @@ pub fn check(playbooks: &[std::path::PathBuf]) -> Exit {
     } else {
         Exit::Success
     }
+}
+
+/// A problem for tools: where it is (when known), what, and what to do.
+fn problem(d: &Diagnostic) -> serde_json::Value {
+    json!({
+        "file": d.span.as_ref().map(|s| s.path().display().to_string()),
+        "line": d.span.as_ref().map(|s| s.line),
+        "column": d.span.as_ref().map(|s| s.column),
+        "message": d.message,
+        "help": d.help,
+    })
 }

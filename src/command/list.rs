@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::exit::Exit;
 use crate::playbook;
 
-pub fn list(dir: &Path) -> Exit {
+pub fn list(dir: &Path, json: bool) -> Exit {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(err) => {
@@ -19,28 +19,34 @@ pub fn list(dir: &Path) -> Exit {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
-    let rows: Vec<(String, String)> = files
-        .iter()
-        .map(|path| {
-            let name = path.display().to_string();
-            let about = match playbook::load(path) {
-                Ok((pb, problems)) if problems.is_empty() => pb
-                    .description
+    for path in &files {
+        let file = path.display().to_string();
+        let (name, description, problems) = match playbook::load(path) {
+            Ok((pb, problems)) => (pb.name.map(|n| n.value), pb.description, problems.0.len()),
+            Err(d) => (None, None, d.0.len()),
+        };
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"file": file, "name": name, "description": description, "valid": problems == 0, "problems": problems})
+            );
+        } else {
+            let about = if problems == 0 {
+                description
                     .as_deref()
                     .and_then(|d| d.lines().next())
                     .unwrap_or("")
-                    .to_owned(),
-                Ok((_, d)) | Err(d) => format!(
-                    "(invalid: {} problem(s); run `runbook check {name}`)",
-                    d.0.len()
-                ),
+                    .to_owned()
+            } else {
+                format!("(invalid: {problems} problem(s); run `runbook check {file}`)")
             };
-            (name, about)
-        })
-        .collect();
-    let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-    for (name, about) in rows {
-        println!("{name:width$}  {about}");
+            let width = files
+                .iter()
+                .map(|p| p.display().to_string().len())
+                .max()
+                .unwrap_or(0);
+            println!("{file:width$}  {about}");
+        }
     }
     Exit::Success
 }

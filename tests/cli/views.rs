@@ -193,3 +193,78 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     let man = t.run(&["man"]);
     man.code(0).stdout_has(".TH runbook 1").stdout_has("resume");
 }
+
+#[test]
+fn every_event_kind_is_documented_and_every_emitted_event_is_a_known_kind() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/events.md")).unwrap();
+    for kind in runbook::event::KINDS {
+        assert!(
+            docs.contains(&format!("## `{kind}`")),
+            "docs/events.md has no section for `{kind}`"
+        );
+    }
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: a\n    retries: 1\n    retry_delay: 1ms\n    action: shell\n    with: {command: [\"false\"]}\n    fallback:\n      - id: b\n        require: [\"true\"]\n        action: shell\n        with: {command: [\"true\"]}\nalways:\n  - id: c\n    action: shell\n    with: {command: [\"true\"]}\n",
+    );
+    let out = t.run(&["run", "pb.yaml", "--json"]);
+    out.code(0);
+    let kinds: std::collections::BTreeSet<String> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let known: std::collections::BTreeSet<String> = runbook::event::KINDS
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+    assert_eq!(
+        kinds, known,
+        "this run should emit every kind, and only known ones"
+    );
+}
+
+#[test]
+fn check_and_list_speak_json_for_tools() {
+    let t = Test::new()
+        .file("playbooks/good.yaml", "name: good\ndescription: Fine\nsteps:\n  - id: s\n    action: shell\n    with: {command: [\"true\"]}\n")
+        .file("playbooks/bad.yaml", "steps:\n  - id: s\n    actoin: shell\n");
+    let out = t.run(&[
+        "check",
+        "--json",
+        "playbooks/good.yaml",
+        "playbooks/bad.yaml",
+    ]);
+    out.code(2);
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["ok"], true);
+    assert_eq!(lines[0]["steps"], 1);
+    assert_eq!(lines[1]["ok"], false);
+    assert_eq!(lines[1]["problems"][0]["line"], 3);
+    assert_eq!(lines[1]["problems"][0]["column"], 5);
+    assert_eq!(
+        lines[1]["problems"][0]["message"],
+        "unknown key `actoin` in a step"
+    );
+    let list = t.run(&["list", "--json"]);
+    list.code(0);
+    let rows: Vec<serde_json::Value> = list
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["file"], "playbooks/bad.yaml");
+    assert_eq!(rows[0]["valid"], false);
+    assert_eq!(rows[1]["name"], "good");
+    assert_eq!(rows[1]["description"], "Fine");
+}
