@@ -95,6 +95,8 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+    /// Print the JSON Schema of playbooks (for editors)
+    Schema,
     /// List playbooks with their descriptions
     List {
         /// Directory to list

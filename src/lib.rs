@@ -27,6 +27,7 @@ pub mod report;
 pub mod reporter;
 pub mod run_dir;
 pub mod sample_install;
+pub mod schema;
 pub mod template;
 
 use cli::{Cli, Command};
@@ -76,6 +77,10 @@ where
                     Exit::Failed
                 }
             }
+        }
+        Command::Schema => {
+            print!("{}", schema::rendered());
+            Exit::Success
         }
         Command::Demo { dir, build_only } => command::demo::demo(dir.as_deref(), build_only),
         Command::Report { run, format, runs } => command::report::report(&run, format, &runs),

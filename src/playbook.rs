@@ -108,8 +108,8 @@ pub const STEP_KEYS: &[&str] = &[
     "deadline",
     "confirm",
 ];
-const CHECK_KEYS: &[&str] = &["name", "that", "action", "with", "expect"];
-const VAR_KEYS: &[&str] = &["default", "required", "secret", "description", "choices"];
+pub const CHECK_KEYS: &[&str] = &["name", "that", "action", "with", "expect"];
+pub const VAR_KEYS: &[&str] = &["default", "required", "secret", "description", "choices"];
 
 /// Reads and parses a playbook file; the path is kept as given, for messages.
 /// Returns what could be read together with the problems found in it, so

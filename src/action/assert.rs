@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{Action, Context, Failure, Outputs};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Assert {
     /// The expression that must be true, e.g. `steps.count.rows[0].n > 0`.

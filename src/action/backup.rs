@@ -11,8 +11,9 @@ use serde_json::Value as Json;
 use super::{confirm, Action, Context, Failure, Outputs};
 use crate::backup;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackupCreate")]
 pub struct Create {
     db: PathBuf,
     dir: PathBuf,
@@ -21,14 +22,16 @@ pub struct Create {
     label: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackupList")]
 pub struct List {
     dir: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackupSelect")]
 pub struct Select {
     dir: PathBuf,
     /// Pass over backups that have any of these tables.
@@ -39,26 +42,30 @@ pub struct Select {
     without_markers: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackupVerify")]
 pub struct Verify {
     backup: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackupRestore")]
 pub struct Restore {
     db: PathBuf,
     backup: PathBuf,
     /// Where the pre-restore backup of the current state goes.
     dir: PathBuf,
     /// How long to wait for the database to be free (default 10s).
-    #[serde(default, with = "super::sqlite::duration_opt")]
+    #[serde(default, deserialize_with = "super::sqlite::duration_opt::deserialize")]
+    #[schemars(with = "Option<String>")]
     lock_timeout: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "BackupDelete")]
 pub struct Delete {
     backup: PathBuf,
     /// Delete without asking.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{Action, Context, Failure, Outputs};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Confirm {
     /// The question or instruction shown to the operator.

@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use super::{ellipsize, Action, Context, Failure, Outputs};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HttpGet")]
 pub struct Get {
     /// One URL, or several that must all answer.
     url: Urls,
@@ -17,7 +18,7 @@ pub struct Get {
     expect_status: Vec<u16>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Urls {
     One(String),

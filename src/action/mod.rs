@@ -23,7 +23,7 @@ pub type Outputs = Map<String, Json>;
 
 /// A call of an action with its arguments, as a playbook writes it:
 /// `action: NAME` and `with: {…}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", content = "with", deny_unknown_fields)]
 pub enum Call {
     #[serde(rename = "shell")]
@@ -220,6 +220,19 @@ impl Failure {
 /// keeps its native value and `port: "{{ port }}"` should still be text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Text(pub String);
+
+impl schemars::JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "text (a number or boolean is taken as its text)",
+            "type": ["string", "number", "boolean"]
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {

@@ -18,8 +18,9 @@ use super::{Action, Context, Failure, Outputs, Text};
 /// The environment variable holding the SMTP password.
 pub const SMTP_PASSWORD_ENV: &str = "RUNBOOK_SECRET_SMTP_PASSWORD";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "NotifyEmail")]
 pub struct Email {
     /// The body: a template file, relative to the playbook's directory.
     template: PathBuf,
@@ -46,7 +47,7 @@ pub struct Email {
     sendmail_command: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]
+#[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum TransportKind {
     /// The outbox only.
@@ -57,7 +58,7 @@ enum TransportKind {
 }
 
 /// A list, or one string of addresses separated by commas.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Recipients {
     #[default]

@@ -13,8 +13,9 @@ use serde::Deserialize;
 
 use super::{Action, Context, Failure, Outputs, Text};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ShellArgs")]
 pub struct Shell {
     /// The program and its arguments.
     command: Command,
@@ -39,7 +40,7 @@ fn default_ok_codes() -> Vec<i32> {
 
 /// A list is one argument per item; a string is split into words like a
 /// command line, but without a shell: no expansion, no redirection.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Command {
     Argv(Vec<Argument>),
@@ -47,7 +48,7 @@ enum Command {
 }
 
 /// One list item: text, or a list (from `{{ var | words }}`) spliced in.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Argument {
     One(Text),

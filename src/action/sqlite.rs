@@ -18,8 +18,9 @@ use serde_json::{Map, Value as Json};
 use super::{ellipsize, Action, Context, Failure, Outputs};
 use crate::database;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "SqliteQuery")]
 pub struct Query {
     db: PathBuf,
     sql: String,
@@ -30,8 +31,9 @@ pub struct Query {
     attach: std::collections::BTreeMap<String, PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "SqliteExec")]
 pub struct Exec {
     db: PathBuf,
     /// One statement with `params`, or use `statements` for several.
@@ -51,11 +53,12 @@ pub struct Exec {
     #[serde(default)]
     export: Option<Export>,
     /// How long to wait for another connection's lock (default 5s).
-    #[serde(default, with = "duration_opt")]
+    #[serde(default, deserialize_with = "duration_opt::deserialize")]
+    #[schemars(with = "Option<String>")]
     busy_timeout: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Statement {
     sql: String,
@@ -63,7 +66,7 @@ struct Statement {
     params: Params,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Export {
     sql: String,
@@ -74,7 +77,7 @@ struct Export {
 }
 
 /// Positional (`[a, b]` for `?1, ?2`) or named (`{name: v}` for `:name`) parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Params {
     #[default]
@@ -84,18 +87,21 @@ enum Params {
 }
 
 /// `sqlite.quiescent`: no other process is using the database.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "SqliteQuiescent")]
 pub struct Quiescent {
     db: PathBuf,
     /// How long to keep trying for the exclusive lock (default 5s).
-    #[serde(default, with = "duration_opt")]
+    #[serde(default, deserialize_with = "duration_opt::deserialize")]
+    #[schemars(with = "Option<String>")]
     timeout: Option<Duration>,
 }
 
 /// `sqlite.fingerprint`: tables, row counts, live markers, and optionally integrity.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "SqliteFingerprint")]
 pub struct Fingerprint {
     db: PathBuf,
     /// Also run `PRAGMA integrity_check` (it reads the whole file).

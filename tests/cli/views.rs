@@ -268,3 +268,65 @@ fn check_and_list_speak_json_for_tools() {
     assert_eq!(rows[1]["name"], "good");
     assert_eq!(rows[1]["description"], "Fine");
 }
+
+#[test]
+fn the_committed_schema_is_current_and_every_shipped_playbook_validates_against_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(root.join("docs/playbook.schema.json")).unwrap();
+    let t = Test::new();
+    let out = t.run(&["schema"]);
+    out.code(0);
+    assert_eq!(
+        out.stdout, committed,
+        "docs/playbook.schema.json is out of date: runbook schema > docs/playbook.schema.json"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    // The schema and the parser know the same keys.
+    for (part, keys) in runbook::schema::parser_keys() {
+        let props = match part {
+            "playbook" => &schema["properties"],
+            "check" => &schema["definitions"]["check"]["anyOf"][1]["properties"],
+            "variable" => &schema["definitions"]["variable"]["anyOf"][1]["properties"],
+            _ => &schema["definitions"]["step"]["properties"],
+        };
+        let mut in_schema: Vec<&str> = props
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut in_parser = keys.to_vec();
+        in_schema.sort_unstable();
+        in_parser.sort_unstable();
+        assert_eq!(
+            in_schema, in_parser,
+            "the {part} keys differ between the schema and the parser"
+        );
+    }
+    let validator = jsonschema::draft7::new(&schema).expect("a valid draft-07 schema");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("playbooks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.push(root.join("examples/first-playbook.yaml"));
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../docs/playbook.schema.json\n"),
+            "{} lacks the schema comment",
+            file.display()
+        );
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
+    }
+    // And it catches what the parser catches.
+    let bad: serde_json::Value = serde_json::json!({"steps": [{"id": "a", "actoin": "shell"}]});
+    assert!(!validator.is_valid(&bad));
+    let bad_args: serde_json::Value =
+        serde_json::json!({"steps": [{"id": "a", "action": "shell", "with": {"comand": ["x"]}}]});
+    assert!(!validator.is_valid(&bad_args));
+}
