@@ -141,6 +141,7 @@ impl Templates {
             .map_err(compile_error)?;
         let template = self.env.get_template(&name).map_err(compile_error)?;
         vars.extend(self.without_globals(template.undeclared_variables(true)));
+        vars.extend(subscripted_steps(s));
         Ok(TValue::Text(name))
     }
 
@@ -205,7 +206,9 @@ impl Templates {
     /// Checks that an expression compiles; returns the variable paths it reads.
     pub fn expression_variables(&self, expr: &str) -> Result<BTreeSet<String>, CompileError> {
         let compiled = self.env.compile_expression(expr).map_err(compile_error)?;
-        Ok(self.without_globals(compiled.undeclared_variables(true)))
+        let mut vars = self.without_globals(compiled.undeclared_variables(true));
+        vars.extend(subscripted_steps(expr));
+        Ok(vars)
     }
 
     fn without_globals(&self, names: impl IntoIterator<Item = String>) -> BTreeSet<String> {
@@ -273,6 +276,26 @@ pub fn render_error(err: &minijinja::Error) -> String {
         source = inner.source();
     }
     message
+}
+
+/// `steps['option-1']` names a step as surely as `steps.count` does, but
+/// minijinja reports only the attribute form; ids with a dash need the
+/// subscript, so it is read here: `steps.option-1` for each.
+fn subscripted_steps(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(i) = rest.find("steps[") {
+        rest = &rest[i + "steps[".len()..];
+        let trimmed = rest.trim_start();
+        let Some(quote) = trimmed.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+            continue;
+        };
+        let body = &trimmed[1..];
+        if let Some(end) = body.find(quote) {
+            out.push(format!("steps.{}", &body[..end]));
+        }
+    }
+    out
 }
 
 /// The inner expression of a string that is exactly `{{ expr }}`.

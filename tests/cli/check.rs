@@ -148,3 +148,15 @@ fn a_valid_playbook_checks_ok() {
         .code(0)
         .stdout_has("ok: pb.yaml (1 steps)");
 }
+
+#[test]
+fn a_step_named_by_subscript_must_exist_too() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: option-1\n    action: shell\n    with: {command: [\"true\"]}\n  - id: after\n    when: \"steps['option-l'].status == 'ok'\"\n    action: shell\n    with: {command: [\"true\"]}\n",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:6:11: no step `option-l` in this playbook")
+        .stderr_has("did you mean `option-1`?");
+}
