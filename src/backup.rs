@@ -251,6 +251,7 @@ fn copy_hashing<T>(
                 src.read_exact_at(&mut buf[..want], offset)?;
                 h.update(&buf[..want]);
                 offset += want as u64;
+                crate::progress::report("copying and hashing", offset, Some(len));
             }
             Ok(hex(&h.finalize()))
         });
@@ -522,7 +523,8 @@ pub struct Verified {
 
 /// `integrity_check` on the backup, and its checksum against its manifest.
 pub fn verify(backup: &Path) -> Result<Verified, Error> {
-    let conn = open_immutable(backup)?;
+    let mut conn = open_immutable(backup)?;
+    crate::progress::watch_sqlite(&mut conn, "integrity check");
     database::integrity_check_on(&conn, backup)?;
     let fingerprint = database::fingerprint_on(&conn, backup)?;
     drop(conn);

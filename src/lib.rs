@@ -22,6 +22,7 @@ pub mod journal;
 pub mod node;
 pub mod plan;
 pub mod playbook;
+pub mod progress;
 pub mod rehearsal;
 pub mod report;
 pub mod reporter;

@@ -20,7 +20,6 @@ pub fn setup_colours() -> bool {
 
 pub struct Human {
     spinner: Option<ProgressBar>,
-    terminal: bool,
     depth: usize,
     dry_run: bool,
     /// When the severity's deadline falls.
@@ -31,9 +30,33 @@ pub struct Human {
 
 impl Human {
     pub fn new(terminal: bool) -> Human {
+        // On a terminal, one bar: a spinner while a step runs, a gauge while
+        // an action reports how far it has got.
+        let spinner = terminal.then(|| {
+            // Hidden until the first step, so nothing is drawn before there is something to show.
+            let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
+            bar.set_style(spinner_style());
+            let gauge = bar.clone();
+            crate::progress::listen(Box::new(move |u: crate::progress::Update| match u.total {
+                Some(total) => {
+                    if gauge.length() != Some(total) {
+                        gauge.set_style(
+                            ProgressStyle::with_template(
+                                "{spinner} {prefix} {wide_bar} {bytes}/{total_bytes} {eta}",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        );
+                        gauge.set_length(total);
+                        gauge.set_prefix(u.what);
+                    }
+                    gauge.set_position(u.done);
+                }
+                None => gauge.set_prefix(format!("{} ({}M steps)", u.what, u.done)),
+            }));
+            bar
+        });
         Human {
-            spinner: None,
-            terminal,
+            spinner,
             depth: 0,
             dry_run: false,
             deadline: None,
@@ -109,16 +132,14 @@ impl Human {
             Event::AlwaysStarted { .. } => {}
             Event::StepStarted { step, name, .. } => {
                 self.depth += 1;
-                if self.terminal {
-                    let bar = self.spinner.get_or_insert_with(|| {
-                        let bar = ProgressBar::new_spinner();
-                        bar.set_style(
-                            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                        );
-                        bar.enable_steady_tick(Duration::from_millis(100));
-                        bar
-                    });
+                if let Some(bar) = &self.spinner {
+                    if bar.is_hidden() {
+                        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    }
+                    bar.set_style(spinner_style());
+                    bar.set_prefix("");
+                    bar.unset_length();
+                    bar.enable_steady_tick(Duration::from_millis(100));
                     bar.set_message(format!("{step}: {name}"));
                 }
             }
@@ -351,4 +372,9 @@ fn ignore_broken_pipe(r: io::Result<()>) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg} {prefix} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }

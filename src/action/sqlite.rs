@@ -286,6 +286,7 @@ impl Action for Exec {
             .map_err(|e| sql_error(db, &e))?;
         // ATTACH cannot run inside a transaction.
         attach(&conn, &self.attach)?;
+        crate::progress::watch_sqlite(&mut conn, "transaction");
         let mut out = Outputs::new();
         {
             let _guard = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
@@ -403,7 +404,11 @@ impl Action for Fingerprint {
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         must_exist(&self.db)?;
-        let conn = database::open_for_reading(&self.db, ctx.dry_run).map_err(Failure::failed)?;
+        let mut conn =
+            database::open_for_reading(&self.db, ctx.dry_run).map_err(Failure::failed)?;
+        if self.integrity {
+            crate::progress::watch_sqlite(&mut conn, "integrity check");
+        }
         let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
         let fp = database::fingerprint_on(&conn, &self.db).map_err(Failure::failed)?;
         let mut out = match serde_json::to_value(&fp) {

@@ -27,6 +27,17 @@ fn a_run_writes_a_journal_of_one_event_per_line() {
     let t = Test::new().file("pb.yaml", PLAYBOOK);
     let out = t.run(&["run", "pb.yaml"]);
     out.code(0);
+    // No terminal: plain lines, no colour, no spinner.
+    assert!(
+        !out.stdout.contains('\u{1b}') && !out.stdout.contains('\r'),
+        "{:?}",
+        out.stdout
+    );
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stderr.contains('\r'),
+        "{:?}",
+        out.stderr
+    );
     let kinds: Vec<String> = out
         .journal()
         .iter()
@@ -329,4 +340,38 @@ fn the_committed_schema_is_current_and_every_shipped_playbook_validates_against_
     let bad_args: serde_json::Value =
         serde_json::json!({"steps": [{"id": "a", "action": "shell", "with": {"comand": ["x"]}}]});
     assert!(!validator.is_valid(&bad_args));
+}
+
+/// On a terminal (`script` gives the child one) a long copy draws a bar.
+#[test]
+fn a_backup_copy_draws_a_progress_bar_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: b\n    action: backup.create\n    with: {db: big.db, dir: backups}\n",
+    );
+    {
+        let conn = rusqlite::Connection::open(t.path().join("big.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t(x); WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 20000) INSERT INTO t SELECT randomblob(1000) FROM s;").unwrap();
+    }
+    let bin = env!("CARGO_BIN_EXE_runbook");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{bin} run pb.yaml"), "/dev/null"])
+        .current_dir(t.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("copying and hashing"),
+        "no progress bar drawn:\n{screen}"
+    );
 }
