@@ -27,8 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release", "runbook")
 RUNS = int(os.environ.get("RUNS", "5"))
-# A subset of the groups: steps, startup, ansible, large (default: all).
-ONLY = set(filter(None, os.environ.get("ONLY", "steps,startup,ansible,large").split(",")))
+# A subset of the groups: steps, startup, ansible, except, large (default: all).
+ONLY = set(filter(None, os.environ.get("ONLY", "steps,startup,ansible,except,large").split(",")))
 
 
 def once(argv, cwd, setup=None):
@@ -168,6 +168,38 @@ def against_ansible(work, rows):
     rows.append(("rollback-option-1, small install (400 rows)", f"{t * 1000:.0f} ms", "Ansible + sqlite3 CLI, same SQL", b, t / b, rss))
 
 
+MEDIA_COMPLETE = (
+    "SELECT count(*) AS missing FROM (SELECT file_name, checksum FROM images WHERE deleted_at IS NULL"
+    " UNION ALL SELECT file_name, checksum FROM docs WHERE deleted_at IS NULL"
+    " EXCEPT SELECT file_name, checksum FROM media)"
+)
+
+
+def big_install(work):
+    """The large install, read-only here: BENCH_INSTALL as it is, or a new one."""
+    reuse = os.environ.get("BENCH_INSTALL")
+    if reuse:
+        return reuse
+    app = os.path.join(work, "big-ro", "app")
+    if not os.path.exists(app):
+        subprocess.run([sys.executable, os.path.join(HERE, "make_install.py"), app, os.environ.get("SIZE_MB", "1024")], check=True)
+    return app
+
+
+def except_query(work, rows):
+    """images ∪ docs against media, content-equal: one read-only step against the sqlite3 CLI."""
+    app = big_install(work)
+    db = os.path.join(app, "db_data", "main.db")
+    playbook = os.path.join(work, "media-complete.yaml")
+    write(playbook, f"steps:\n  - id: q\n    action: sqlite.query\n    with:\n      db: {db}\n      sql: \"{MEDIA_COMPLETE}\"\n")
+    t, b, rss = compare(
+        ([BIN, "run", playbook, "--runs", os.path.join(work, "runs")], work),
+        (["sqlite3", db, MEDIA_COMPLETE], work),
+    )
+    size = os.path.getsize(db) / 1024 / 1024
+    rows.append((f"images ∪ docs against media, content-equal (EXCEPT), {size:.0f} MiB", f"{t:.2f} s", "sqlite3 CLI, the same query", b, t / b, rss))
+
+
 def large(work, rows):
     size_mb = os.environ.get("SIZE_MB", "1024")
     big = os.path.join(work, "big")
@@ -220,7 +252,7 @@ def main():
     work = tempfile.mkdtemp(prefix="runbook-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
     rows = []
     try:
-        for name, group in [("steps", steps), ("startup", startup), ("ansible", against_ansible), ("large", large)]:
+        for name, group in [("steps", steps), ("startup", startup), ("ansible", against_ansible), ("except", except_query), ("large", large)]:
             if name in ONLY:
                 group(work, rows)
         print(f"median of {RUNS} alternating runs; write-back flushed before each run\n")
