@@ -207,13 +207,7 @@ fn copy_under_read_lock(
     // descriptor of the file drops this process's POSIX locks on it,
     // SQLite's included.
     let src = File::open(db).map_err(io("opening", db))?;
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sqlite_error(db, e))?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(|e| sqlite_error(db, e))?;
+    let conn = open_live(db)?;
     conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
         .map_err(|e| sqlite_error(db, e))?;
     let copied = copy_hashing(&src, out, db, out_path, |out| {
@@ -287,19 +281,27 @@ fn read_full(src: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// The live database, to read from or settle: read-write (a hot journal
+/// is rolled back, as any SQLite client would), never created, and patient
+/// with another connection's lock for a while.
+fn open_live(db: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(db, e))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| sqlite_error(db, e))?;
+    Ok(conn)
+}
+
 /// WAL mode: committed pages may still be only in the `-wal` file, and a
 /// checkpoint may rewrite the main file while it is being copied, so a
 /// file copy is not safe. SQLite's online backup, in one step, copies a
 /// consistent snapshot of everything committed. The copy is switched to
 /// rollback-journal mode, so it is one self-contained file.
 fn snapshot_wal(db: &Path, out: &Path) -> Result<(), Error> {
-    let src = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sqlite_error(db, e))?;
-    src.busy_timeout(Duration::from_secs(10))
-        .map_err(|e| sqlite_error(db, e))?;
+    let src = open_live(db)?;
     let mut dst = Connection::open(out).map_err(|e| sqlite_error(out, e))?;
     {
         use rusqlite::backup::StepResult;
@@ -626,13 +628,7 @@ pub fn restore(
 /// replaced: WAL content checkpointed and the `-wal` file removed (by
 /// leaving WAL mode), a hot journal rolled back. Its content is unchanged.
 fn settle(db: &Path) -> Result<(), Error> {
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sqlite_error(db, e))?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(|e| sqlite_error(db, e))?;
+    let conn = open_live(db)?;
     // Any read rolls back a hot journal.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)

@@ -7,28 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection};
 
-/// The app's schema before the migration, as its ORM creates it.
-pub const SCHEMA: &str = r#"
-CREATE TABLE images (id integer PRIMARY KEY AUTOINCREMENT, created_at datetime, updated_at datetime,
-                     deleted_at datetime, file_name text, checksum blob);
-CREATE INDEX idx_images_deleted_at ON images(deleted_at);
-CREATE TABLE docs (id integer PRIMARY KEY AUTOINCREMENT, created_at datetime, updated_at datetime,
-                   deleted_at datetime, file_name text, checksum blob);
-CREATE INDEX idx_docs_deleted_at ON docs(deleted_at);
-CREATE TABLE configs (key text, value text, PRIMARY KEY (key));
-"#;
-
-/// What the forward migration creates.
-pub const MIGRATION_SCHEMA: &str = r#"
-CREATE TABLE media (id integer PRIMARY KEY AUTOINCREMENT, created_at datetime, updated_at datetime,
-                    deleted_at datetime, file_name text, checksum blob,
-                    type varchar(20) NOT NULL DEFAULT "document", width integer DEFAULT null, height integer DEFAULT null);
-CREATE UNIQUE INDEX idx_media_file_name ON media(file_name);
-CREATE INDEX idx_media_deleted_at ON media(deleted_at);
-CREATE TABLE IF NOT EXISTS migration_records (id integer PRIMARY KEY AUTOINCREMENT, name text NOT NULL, completed numeric NOT NULL DEFAULT false,
-                                created_at datetime, updated_at datetime, deleted_at datetime);
-CREATE UNIQUE INDEX IF NOT EXISTS idx_migration_records_name ON migration_records(name);
-"#;
+/// The app's schema and forward migration: the library's, written once.
+pub use runbook::sample_install::{MIGRATION, SCHEMA};
 
 pub const MARKER: &str = "media_unification_2024";
 
@@ -88,17 +68,7 @@ impl Install {
     pub fn migrate(&self) -> Result<(), rusqlite::Error> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute_batch(MIGRATION_SCHEMA)?;
-        tx.execute_batch(
-            "INSERT INTO media (created_at, updated_at, deleted_at, file_name, checksum, type)
-               SELECT created_at, updated_at, deleted_at, file_name, checksum, 'image' FROM images WHERE deleted_at IS NULL;
-             INSERT INTO media (created_at, updated_at, deleted_at, file_name, checksum, type)
-               SELECT created_at, updated_at, deleted_at, file_name, checksum, 'document' FROM docs WHERE deleted_at IS NULL;",
-        )?;
-        tx.execute(
-            "INSERT INTO migration_records (name, completed, created_at, updated_at) VALUES (?1, 1, datetime('now'), datetime('now'))",
-            [MARKER],
-        )?;
+        tx.execute_batch(MIGRATION)?;
         tx.commit()
     }
 
