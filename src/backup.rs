@@ -676,6 +676,19 @@ pub struct Rejected {
     pub why: String,
 }
 
+/// Which backups [`select`] may choose.
+#[derive(Clone, Debug, Default)]
+pub struct Criteria {
+    /// Only backups with none of these tables.
+    pub without_tables: Vec<String>,
+    /// Only backups in which none of these migrations is recorded as done.
+    pub without_markers: Vec<String>,
+    /// Only backups with all of these tables.
+    pub with_tables: Vec<String>,
+    /// Only backups made with this label (`pre-restore`, `emergency`…).
+    pub label: Option<String>,
+}
+
 /// What [`select`] chose, and what it passed over on the way.
 #[derive(Clone, Debug)]
 pub struct Selected {
@@ -687,11 +700,7 @@ pub struct Selected {
 /// The newest backup whose fingerprint has none of `without_tables` and none
 /// of `without_markers` live, and that passes [`verify`]. When none does,
 /// the error lists every backup and why it was passed over.
-pub fn select(
-    dir: &Path,
-    without_tables: &[String],
-    without_markers: &[String],
-) -> Result<Selected, Error> {
+pub fn select(dir: &Path, wanted: &Criteria) -> Result<Selected, Error> {
     let entries = list(dir)?;
     let mut rejected = Vec::new();
     for entry in entries {
@@ -705,6 +714,23 @@ pub fn select(
                 continue;
             }
         };
+        let reject = |why: String| Rejected {
+            path: entry.path.clone(),
+            why,
+        };
+        if let Some(label) = wanted
+            .label
+            .as_deref()
+            .filter(|l| entry.label.as_deref() != Some(*l))
+        {
+            rejected.push(reject(format!("is not labelled `{label}`")));
+            continue;
+        }
+        if let Some(t) = wanted.with_tables.iter().find(|t| !fp.has_table(t)) {
+            rejected.push(reject(format!("has no table `{t}`")));
+            continue;
+        }
+        let (without_tables, without_markers) = (&wanted.without_tables, &wanted.without_markers);
         if let Some(t) = without_tables.iter().find(|t| fp.has_table(t)) {
             rejected.push(Rejected {
                 path: entry.path.clone(),

@@ -40,6 +40,12 @@ pub struct Select {
     /// Pass over backups in which any of these migrations is recorded as done.
     #[serde(default)]
     without_markers: Vec<String>,
+    /// Pass over backups that lack any of these tables.
+    #[serde(default)]
+    with_tables: Vec<String>,
+    /// Only backups made with this label (`pre-restore`, `emergency`…).
+    #[serde(default)]
+    label: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -152,8 +158,13 @@ impl Action for Select {
     }
 
     fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
-        let selected = backup::select(&self.dir, &self.without_tables, &self.without_markers)
-            .map_err(Failure::failed)?;
+        let criteria = backup::Criteria {
+            without_tables: self.without_tables.clone(),
+            without_markers: self.without_markers.clone(),
+            with_tables: self.with_tables.clone(),
+            label: self.label.clone(),
+        };
+        let selected = backup::select(&self.dir, &criteria).map_err(Failure::failed)?;
         let mut out = match entry_json(&selected.entry) {
             Json::Object(o) => o,
             _ => Outputs::new(),

@@ -269,3 +269,40 @@ fn wal_mode_rows_only_in_the_wal_file_are_carried_back_by_option_1() {
         .unwrap()
         .starts_with("'wal-only.png'"));
 }
+
+/// A run interrupted after the restore's rename, before its end was written
+/// down, leaves the database restored: option 2 run again must not take a
+/// second pre-restore backup of the restored state and carry back from it
+/// (the uploads are not there), but carry back from the first one.
+#[test]
+fn option_2_after_a_restore_already_done_carries_back_from_the_first_pre_restore_backup() {
+    let t = Test::new();
+    let app = migrated(&t);
+    app.upload("after.png", "image");
+    app.upload("clip.mp4", "video");
+    t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        "app/backups/db_backup_20240501-120000.db",
+        "--force",
+    ])
+    .code(0);
+    assert_eq!(
+        app.count("images"),
+        20,
+        "the restore alone does not carry anything back"
+    );
+    let out = run(&t, "rollback-option-2", &[]);
+    out.code(0);
+    assert_eq!(out.finished("restore")["status"], "skipped");
+    assert_eq!(
+        app.count("images"),
+        21,
+        "the upload made since the migration was not carried back"
+    );
+    let salvage = std::fs::read_to_string(out.run_dir().join("media-salvage.jsonl")).unwrap();
+    assert!(salvage.contains("clip.mp4"));
+}
