@@ -77,6 +77,14 @@ pub struct Manifest {
     /// Why it was made: `pre-restore`, `emergency`, or the caller's word.
     pub label: Option<String>,
     pub fingerprint: Fingerprint,
+    /// A byte-for-byte copy of a file SQLite could not read (damaged, or
+    /// not a database): kept for analysis, never chosen for a restore. Its
+    /// `-wal`/`-journal` files, if any, are beside it under its name.
+    #[serde(default)]
+    pub raw: bool,
+    /// Why it is raw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// A backup found in a directory.
@@ -100,7 +108,18 @@ pub fn manifest_path(backup: &Path) -> PathBuf {
 /// Makes a backup of `db` in `dir`; returns its path and manifest.
 pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest), Error> {
     std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
-    let (mut tmp, sha256, size, fingerprint) = snapshot_in(db, dir)?;
+    // A database SQLite cannot read is exactly the one to keep a copy of
+    // before replacing it: then the copy is of its bytes, as they are.
+    let (mut tmp, sha256, size, fingerprint, unreadable) = match snapshot_in(db, dir) {
+        Ok((tmp, sha, size, fp)) => (tmp, sha, size, fp, None),
+        Err(e) if unreadable(&e) => {
+            let (tmp, sha, size) = raw_copy(db, dir)?;
+            (tmp, sha, size, Fingerprint::default(), Some(e.to_string()))
+        }
+        Err(e) => return Err(e),
+    };
+    let raw = unreadable.is_some();
+    let label_raw = if raw { "-raw" } else { "" };
 
     let created_at = crate::event::now();
     let stamp: String = created_at
@@ -113,9 +132,9 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
     let mut n = 1;
     let path = loop {
         let name = if n == 1 {
-            format!("{PREFIX}{stamp}{suffix}.db")
+            format!("{PREFIX}{stamp}{suffix}{label_raw}.db")
         } else {
-            format!("{PREFIX}{stamp}{suffix}-{n}.db")
+            format!("{PREFIX}{stamp}{suffix}{label_raw}-{n}.db")
         };
         let candidate = dir.join(&name);
         // persist_noclobber fails rather than replace: a backup is never overwritten.
@@ -128,8 +147,22 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
             Err(e) => return Err(io("naming the backup", &candidate)(e.error)),
         }
     };
+    if raw {
+        for side in ["-wal", "-journal"] {
+            let from = database::sidecar(db, side);
+            if from.exists() {
+                let to = database::sidecar(&path, side);
+                std::fs::copy(&from, &to).map_err(io("copying", &from))?;
+                File::open(&to)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io("syncing", &to))?;
+            }
+        }
+    }
     sync_dir(dir)?;
     let manifest = Manifest {
+        raw,
+        unreadable,
         format: MANIFEST_FORMAT,
         file: path
             .file_name()
@@ -152,6 +185,35 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
     })?;
     write_new(&manifest_path(&path), &json)?;
     Ok((path, manifest))
+}
+
+/// Errors that mean SQLite cannot read the file at all, as opposed to it
+/// being busy or the disk failing.
+fn unreadable(e: &Error) -> bool {
+    match e {
+        Error::Database(database::Error::NotSqlite { .. } | database::Error::Corrupt { .. }) => {
+            true
+        }
+        Error::Database(database::Error::Sqlite { source, .. }) => matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+        ),
+        _ => false,
+    }
+}
+
+/// The file's bytes, as they are, into a new temporary file in `dir`.
+fn raw_copy(db: &Path, dir: &Path) -> Result<(tempfile::NamedTempFile, String, u64), Error> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-backup-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io("creating a temporary file in", dir))?;
+    let src = File::open(db).map_err(io("opening", db))?;
+    let (sha, size, ()) = copy_hashing(&src, tmp.as_file_mut(), db, dir, |out| {
+        out.sync_all().map_err(io("syncing", dir))
+    })?;
+    Ok((tmp, sha, size))
 }
 
 /// A consistent copy of `db` at exactly `dest` (which must not exist), with
@@ -438,7 +500,17 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, Error> {
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         if name.starts_with(PREFIX) {
             let (created_at, label, sha256, fingerprint) = match read_manifest(&path) {
-                Ok(Some(m)) => (m.created_at, m.label, Some(m.sha256), Ok(m.fingerprint)),
+                Ok(Some(m)) => {
+                    let fingerprint = if m.raw {
+                        Err(format!(
+                            "a raw copy of a database SQLite could not read ({})",
+                            m.unreadable.as_deref().unwrap_or("no reason recorded")
+                        ))
+                    } else {
+                        Ok(m.fingerprint)
+                    };
+                    (m.created_at, m.label, Some(m.sha256), fingerprint)
+                }
                 Ok(None) => (modified(&path), None, None, fingerprint_of(&path)),
                 Err(e) => (modified(&path), None, None, Err(e.to_string())),
             };
@@ -552,7 +624,8 @@ pub fn verify(backup: &Path) -> Result<Verified, Error> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Restored {
     pub backup: PathBuf,
-    pub pre_restore_backup: PathBuf,
+    /// The state before, kept (none if there was no database file at all).
+    pub pre_restore_backup: Option<PathBuf>,
     pub fingerprint: Fingerprint,
 }
 
@@ -565,13 +638,35 @@ pub fn restore(
     lock_timeout: Duration,
 ) -> Result<Restored, Error> {
     let verified = verify(backup)?;
-    database::quiescent(db, lock_timeout, false)?;
-    let (pre_restore, _) = create(db, dir, Some("pre-restore")).map_err(|e| {
-        Error::Refused(format!(
-            "the pre-restore backup failed, so nothing was restored: {e}"
-        ))
-    })?;
-    settle(db)?;
+    // A live file SQLite cannot read — the case a restore is often for — is
+    // still checked for other processes, kept byte for byte, and replaced.
+    if db.exists() {
+        database::quiescent(db, lock_timeout, false)?;
+    }
+    let pre_restore = if db.exists() {
+        let (path, _) = create(db, dir, Some("pre-restore")).map_err(|e| {
+            Error::Refused(format!(
+                "the pre-restore backup failed, so nothing was restored: {e}"
+            ))
+        })?;
+        Some(path)
+    } else {
+        None
+    };
+    let settled = if db.exists() { settle(db) } else { Ok(()) };
+    if let Err(e) = settled {
+        if !unreadable(&e) {
+            return Err(e);
+        }
+        // They belong to the unreadable file, and are in its raw pre-restore
+        // backup; left here, SQLite would apply them to the restored one.
+        for side in ["-wal", "-journal", "-shm"] {
+            let path = database::sidecar(db, side);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(io("removing", &path))?;
+            }
+        }
+    }
 
     let db_dir = match db.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -310,22 +310,29 @@ pub fn holders(path: &Path) -> Vec<String> {
 /// Proves no other process is using the database: none has it open, and an
 /// exclusive lock can be taken within `timeout` (then released at once).
 /// `look_only` (a dry run) checks the open files alone: taking the lock
-/// opens the database for writing, which in WAL mode creates files.
+/// opens the database for writing, which in WAL mode creates files. So
+/// does a file SQLite cannot read, which has no lock to take: whether a
+/// process has it open is then the whole question.
 pub fn quiescent(path: &Path, timeout: Duration, look_only: bool) -> Result<(), Error> {
-    check_header(path)?;
+    let lockable = match check_header(path) {
+        Ok(()) => true,
+        Err(Error::NotSqlite { .. }) => false,
+        Err(e) => return Err(e),
+    };
     let started = Instant::now();
     loop {
         let holders = holders(path);
-        let lock = if look_only {
+        let lock = if look_only || !lockable {
             Ok(())
         } else {
-            exclusive_lock(path)
+            match exclusive_lock(path) {
+                Err(Error::Corrupt { .. }) => Ok(()),
+                other => other,
+            }
         };
         match (holders.is_empty(), lock) {
             (true, Ok(())) => return Ok(()),
-            (_, Err(e @ (Error::Io { .. } | Error::Missing { .. } | Error::NotSqlite { .. }))) => {
-                return Err(e)
-            }
+            (_, Err(e @ (Error::Io { .. } | Error::Missing { .. }))) => return Err(e),
             (h, lock) if started.elapsed() >= timeout => {
                 let mut why = Vec::new();
                 if !h {
@@ -359,13 +366,21 @@ fn exclusive_lock(path: &Path) -> Result<(), Error> {
     )
     .map_err(sqlite(path))?;
     conn.execute_batch("BEGIN EXCLUSIVE; ROLLBACK;")
-        .map_err(|e| Error::Busy {
-            path: path.to_path_buf(),
-            detail: match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                    "another connection holds a lock on it (SQLITE_BUSY)".to_owned()
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                Error::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
                 }
-                _ => e.to_string(),
+            }
+            _ => Error::Busy {
+                path: path.to_path_buf(),
+                detail: match e.sqlite_error_code() {
+                    Some(
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked,
+                    ) => "another connection holds a lock on it (SQLITE_BUSY)".to_owned(),
+                    _ => e.to_string(),
+                },
             },
         })
 }

@@ -160,10 +160,10 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());
             } else {
                 println!("restored {} from {}", db.display(), file.display());
-                println!(
-                    "  the state before is in {}",
-                    r.pre_restore_backup.display()
-                );
+                match &r.pre_restore_backup {
+                    Some(p) => println!("  the state before is in {}", p.display()),
+                    None => println!("  there was no database file before"),
+                }
                 println!("  now: {}", summary(&r.fingerprint));
             }
         }

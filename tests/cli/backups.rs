@@ -303,3 +303,62 @@ fn a_restore_killed_at_any_moment_leaves_the_old_or_the_new_database_whole() {
         "the kills should land both before and after the swap (old {saw_old}, new {saw_new})"
     );
 }
+
+#[test]
+fn a_database_sqlite_cannot_read_is_kept_byte_for_byte_and_can_be_restored_over() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 50, 50);
+    let backup = app.legacy_backup("20240101-000000");
+    // The live file is wrecked: its first page overwritten.
+    let mut bytes = std::fs::read(app.db()).unwrap();
+    bytes[..4096].fill(0x42);
+    std::fs::write(app.db(), &bytes).unwrap();
+    std::fs::write(
+        t.path().join("app/db_data/main.db-journal"),
+        b"a stale journal",
+    )
+    .unwrap();
+
+    let out = t.run(&[
+        "backup",
+        "create",
+        "--db",
+        "app/db_data/main.db",
+        "--label",
+        "emergency",
+        "--json",
+    ]);
+    out.code(0);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["manifest"]["raw"], true);
+    let kept = t.path().join(v["path"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        bytes,
+        "the raw backup is not the file's bytes"
+    );
+    assert!(
+        kept.with_extension("db-journal").exists(),
+        "its journal was not kept beside it"
+    );
+    // A raw backup is never chosen for a restore.
+    t.run(&["backup", "list", "--db", "app/db_data/main.db"])
+        .code(0)
+        .stdout_has("unreadable");
+
+    let out = t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        backup.to_str().unwrap(),
+        "--force",
+    ]);
+    out.code(0).stdout_has("pre-restore-raw");
+    assert_eq!(app.count("images"), 50);
+    assert!(
+        !t.path().join("app/db_data/main.db-journal").exists(),
+        "the stale journal was left for SQLite to replay"
+    );
+}

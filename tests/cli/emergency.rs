@@ -708,3 +708,22 @@ fn a_secret_appears_in_no_file_of_the_run_and_nowhere_on_the_terminal() {
     let mail = outbox(&out);
     assert!(mail[0].1.contains("initiated due to ***"), "{}", mail[0].1);
 }
+
+#[test]
+fn a_wrecked_database_is_kept_and_replaced_by_option_3() {
+    let t = Test::new();
+    let app = migrated(&t);
+    let mut bytes = std::fs::read(app.db()).unwrap();
+    bytes[..4096].fill(0);
+    std::fs::write(app.db(), &bytes).unwrap();
+    let out = emergency(&t, "database wrecked", &[]);
+    out.code(0);
+    assert_eq!(out.finished("option-1")["recovered_by"], "option-3");
+    assert_eq!(app.count("images"), 20);
+    let kept = out.finished("option-3.emergency-backup")["outputs"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(kept.ends_with("-emergency-raw.db"), "{kept}");
+    assert_eq!(std::fs::read(t.path().join(&kept)).unwrap(), bytes);
+}
