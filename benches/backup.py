@@ -10,43 +10,15 @@ usage: benches/backup.py [SIZE_MB]   (default 1024; needs a release build)
        made by make_install.py instead of building a new one.
 """
 import os
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from measure import RUNS, compare  # noqa: E402
 BIN = os.path.join(HERE, "..", "target", "release", "runbook")
-RUNS = int(os.environ.get("RUNS", "5"))
-
-
-def once(argv, cwd, setup=None):
-    """Wall time and peak RSS (MiB) of one run. Pending writes from earlier
-    runs are flushed first, so no run pays for another's write-back."""
-    if setup:
-        setup()
-    os.sync()
-    before = time.perf_counter()
-    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - before
-    if status != 0:
-        sys.exit(f"failed: {' '.join(argv)}")
-    return elapsed, usage.ru_maxrss / 1024
-
-
-def compare(ours, baseline):
-    """Runs the two alternately RUNS times each; medians and our peak RSS."""
-    ours_t, base_t, rss = [], [], 0
-    for _ in range(RUNS):
-        t, r = once(*ours)
-        ours_t.append(t)
-        rss = max(rss, r)
-        base_t.append(once(*baseline)[0])
-    return (statistics.median(ours_t), rss), (statistics.median(base_t), 0)
 
 
 def main():
@@ -87,28 +59,28 @@ def main():
         copy = os.path.join(scratch, "copy.db")
         cp_sync = 'cp "$1" "$2" && sync "$2"'
         rows = []
-        create, cp = compare(
+        t, b, rss = compare(
             ([BIN, "backup", "create", "--db", db, "--dir", scratch], work, clean_scratch),
             (["sh", "-c", cp_sync, "_", db, copy], work, clean_scratch),
         )
-        rows.append(("backup create", "cp + sync of the database", create, cp))
+        rows.append(("backup create", "cp + sync of the database", t, b, rss))
 
-        restore, cp_legacy = compare(
+        t, b, rss = compare(
             ([BIN, "backup", "restore", "--db", db, "--backup", legacy, "--dir", scratch, "--force"], work, reset_live),
             (["sh", "-c", cp_sync, "_", legacy, copy], work, clean_scratch),
         )
-        rows.append(("backup restore (verify + pre-restore backup + swap)", "cp + sync of the backup", restore, cp_legacy))
+        rows.append(("backup restore (verify + pre-restore backup + swap)", "cp + sync of the backup", t, b, rss))
 
-        verify, check = compare(
+        t, b, rss = compare(
             ([BIN, "backup", "verify", "--backup", legacy], work),
             (["sh", "-c", 'sqlite3 "$1" "PRAGMA integrity_check" && sha256sum "$1"', "_", legacy], work),
         )
-        rows.append(("backup verify", "sqlite3 integrity_check + sha256sum", verify, check))
+        rows.append(("backup verify", "sqlite3 integrity_check + sha256sum", t, b, rss))
 
         print(f"Database: {size / 1024 / 1024:.0f} MiB migrated go-fast-cdn install; median of {RUNS} alternating runs, warm page cache, write-back flushed before each.\n")
         print("| operation | runbook | baseline | baseline time | ratio | runbook peak RSS |")
         print("|---|---|---|---|---|---|")
-        for name, base_name, (t, rss), (bt, _) in rows:
+        for name, base_name, t, bt, rss in rows:
             print(f"| {name} | {t:.2f} s | {base_name} | {bt:.2f} s | {t / bt:.2f}× | {rss:.0f} MiB |")
     finally:
         shutil.rmtree(work, ignore_errors=True)

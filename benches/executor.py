@@ -17,41 +17,17 @@ usage: benches/executor.py   (needs a release build, python3, the sqlite3 CLI)
 """
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from measure import RUNS, compare  # noqa: E402
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release", "runbook")
-RUNS = int(os.environ.get("RUNS", "5"))
 # A subset of the groups: steps, startup, ansible, except, large (default: all).
 ONLY = set(filter(None, os.environ.get("ONLY", "steps,startup,ansible,except,large").split(",")))
-
-
-def once(argv, cwd, setup=None):
-    if setup:
-        setup()
-    os.sync()
-    before = time.perf_counter()
-    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - before
-    if status != 0:
-        sys.exit(f"failed ({status}): {' '.join(argv)}")
-    return elapsed, usage.ru_maxrss / 1024
-
-
-def compare(ours, baseline):
-    ours_t, base_t, rss = [], [], 0
-    for _ in range(RUNS):
-        t, r = once(*ours)
-        ours_t.append(t)
-        rss = max(rss, r)
-        base_t.append(once(*baseline)[0])
-    return statistics.median(ours_t), statistics.median(base_t), rss
 
 
 def write(path, text):

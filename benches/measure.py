@@ -1,0 +1,33 @@
+"""Timing helpers shared by the benchmark scripts: each measured command and
+its baseline run alternately, with pending write-back flushed before every
+run, so that neither pays for the other's writes."""
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+RUNS = int(os.environ.get("RUNS", "5"))
+
+
+def once(argv, cwd, setup=None):
+    if setup:
+        setup()
+    os.sync()
+    before = time.perf_counter()
+    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - before
+    if status != 0:
+        sys.exit(f"failed ({status}): {' '.join(argv)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def compare(ours, baseline):
+    ours_t, base_t, rss = [], [], 0
+    for _ in range(RUNS):
+        t, r = once(*ours)
+        ours_t.append(t)
+        rss = max(rss, r)
+        base_t.append(once(*baseline)[0])
+    return statistics.median(ours_t), statistics.median(base_t), rss
