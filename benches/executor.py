@@ -117,7 +117,7 @@ def startup(work, rows):
     sqlite_start = (["sqlite3", ":memory:", "SELECT 1"], small)
     emergency = ["playbooks/emergency_rollback.yaml", "--var", "root=app", "--var", "reason=bench", "--var", "probe=off"]
     t, b, rss = compare(([BIN, "check", "playbooks/emergency_rollback.yaml"], small), sqlite_start)
-    rows.append(("`check` emergency_rollback (41 steps)", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
+    rows.append(("`check` emergency_rollback (43 steps, 6 files)", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
     t, b, rss = compare(([BIN, "run", *emergency, "--dry-run"], small), sqlite_start)
     rows.append(("`run --dry-run` emergency_rollback", f"{t * 1000:.1f} ms", "sqlite3 CLI start-up", b, t / b, rss))
 

@@ -253,6 +253,9 @@ impl Analyzer<'_> {
                     other => other.to_string(),
                 };
                 if !decl.choices.contains(&text) {
+                    // An error message is output too: a secret stays `***` in it.
+                    let secret = decl.secret || from_env_is_secret(&self.secret_env, &name);
+                    let text = if secret { "***".to_owned() } else { text };
                     let d = Diagnostic::at(
                         &decl.name.span,
                         format!(
