@@ -67,6 +67,10 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
     ex.run()
 }
 
+/// What one try of a step came to: its status, what the run does next,
+/// why (or what it would do, in a dry run), and its outputs.
+type Attempt = (Status, StepResult, Option<String>, Map<String, Json>);
+
 enum StepResult {
     Done,
     /// Skipped by its `when`: it does not apply, so as a fallback it rescues nothing.
@@ -453,10 +457,7 @@ impl Executor<'_, '_> {
     }
 
     /// The step itself, without fallbacks: (status, result, detail, outputs).
-    fn attempt(
-        &mut self,
-        step: &PlanStep,
-    ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
+    fn attempt(&mut self, step: &PlanStep) -> Attempt {
         let dry = self.options.dry_run;
         let none = Map::new;
         let failed = |msg: String| {
@@ -583,12 +584,7 @@ impl Executor<'_, '_> {
     }
 
     /// Runs the action (and its `verify`) up to `retries + 1` times.
-    fn attempts(
-        &mut self,
-        step: &PlanStep,
-        action: &str,
-        args: &TValue,
-    ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
+    fn attempts(&mut self, step: &PlanStep, action: &str, args: &TValue) -> Attempt {
         let total = step.retries + 1;
         let mut attempt = 1;
         loop {
@@ -716,12 +712,7 @@ impl Executor<'_, '_> {
     }
 
     /// Dry run of a mutating action: what it would do, arguments resolved where they can be.
-    fn describe(
-        &mut self,
-        step: &PlanStep,
-        action: &str,
-        args: &TValue,
-    ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
+    fn describe(&mut self, step: &PlanStep, action: &str, args: &TValue) -> Attempt {
         let ctx = self.context(step.scope, None);
         let built = self.build(action, args, &ctx);
         // What later checks read may differ from what the dry run sees now.
@@ -750,12 +741,7 @@ impl Executor<'_, '_> {
         (Status::WouldRun, StepResult::Done, Some(detail), Map::new())
     }
 
-    fn include(
-        &mut self,
-        scope: usize,
-        steps: &[PlanStep],
-        always: &[PlanStep],
-    ) -> (Status, StepResult, Option<String>, Map<String, Json>) {
+    fn include(&mut self, scope: usize, steps: &[PlanStep], always: &[PlanStep]) -> Attempt {
         let mut result = StepResult::Done;
         for s in steps {
             if self.options.interrupted() {
