@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::gofastcdn::Install;
-use crate::support::{Output, Test};
+use crate::support::{LoopbackServer, Output, Test};
 
 const EMERGENCY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -247,30 +247,13 @@ fn a_dry_run_of_the_emergency_renders_every_message_and_changes_nothing() {
     assert_eq!(t.snapshot(), before);
 }
 
-struct SmtpServer {
-    child: std::process::Child,
-    port: u16,
-    maildir: PathBuf,
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// aiosmtpd (installed by .ci/run) on a free loopback port, storing what it
 /// receives in a Maildir.
-fn smtp_server(dir: &Path) -> SmtpServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+fn smtp_server(dir: &Path) -> (LoopbackServer, PathBuf) {
     let maildir = dir.join("maildir");
-    let child = std::process::Command::new("python3")
-        .args([
+    let server = LoopbackServer::start("aiosmtpd (pip install aiosmtpd)", |port| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args([
             "-m",
             "aiosmtpd",
             "-n",
@@ -279,23 +262,10 @@ fn smtp_server(dir: &Path) -> SmtpServer {
             "-c",
             "aiosmtpd.handlers.Mailbox",
         ])
-        .arg(&maildir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with aiosmtpd (pip install aiosmtpd)");
-    let server = SmtpServer {
-        child,
-        port,
-        maildir,
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("the SMTP server did not start; is aiosmtpd installed? (pip install aiosmtpd)");
+        .arg(&maildir);
+        cmd
+    });
+    (server, maildir)
 }
 
 fn notify_smtp(t: &Test, port: u16) -> Output {
@@ -326,10 +296,10 @@ fn notify_smtp(t: &Test, port: u16) -> Output {
 #[test]
 fn notifications_are_delivered_over_smtp_and_kept_in_the_outbox() {
     let t = Test::new();
-    let server = smtp_server(t.path());
+    let (server, maildir) = smtp_server(t.path());
     let out = notify_smtp(&t, server.port);
     out.code(0);
-    let new = server.maildir.join("new");
+    let new = maildir.join("new");
     let received: Vec<PathBuf> = std::fs::read_dir(&new)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -399,32 +369,16 @@ fn the_demo_builds_an_install_and_rolls_it_back() {
 }
 
 /// Python's http.server standing in for the app's read endpoints.
-struct HttpServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn app_server(dir: &Path) -> HttpServer {
+fn app_server(dir: &Path) -> LoopbackServer {
     let root = dir.join("www");
     for endpoint in ["api/cdn/size", "api/cdn/image/all", "api/cdn/doc/all"] {
         let path = root.join(endpoint);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, "[]").unwrap();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new("python3")
-        .args([
+    LoopbackServer::start("python3 -m http.server", |port| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args([
             "-m",
             "http.server",
             &port.to_string(),
@@ -432,19 +386,9 @@ fn app_server(dir: &Path) -> HttpServer {
             "127.0.0.1",
             "--directory",
         ])
-        .arg(&root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = HttpServer { child, port };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("python3 -m http.server did not start");
+        .arg(&root);
+        cmd
+    })
 }
 
 #[test]

@@ -202,3 +202,42 @@ impl Output {
         std::fs::read_to_string(self.run_dir().join("report.md")).expect("report.md")
     }
 }
+
+/// A real server (SMTP, HTTP) started by a test on a free loopback port,
+/// and stopped when the test ends.
+pub struct LoopbackServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl LoopbackServer {
+    /// Starts the command `make(port)` builds and waits until the port answers.
+    #[track_caller]
+    pub fn start(what: &str, make: impl FnOnce(u16) -> Command) -> LoopbackServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = make(port)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let server = LoopbackServer { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{what} did not start on port {port}");
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
