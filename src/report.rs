@@ -1,12 +1,13 @@
-//! The incident report (`report.md`): the run's timeline rendered from its
-//! events alone, so it can be rebuilt from the journal at any time.
+//! The incident report: the run's timeline rendered from its events alone,
+//! as Markdown (`report.md`) or as data (`runbook report --format json`),
+//! so it can be rebuilt from the journal at any time.
 
 use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::Value as Json;
+use serde_json::{json, Map, Value as Json};
 
 use crate::event::{Event, RunStatus, Sink, Status};
 
@@ -336,6 +337,100 @@ fn quote(s: &str) -> String {
 
 fn quote_inline(s: &str) -> String {
     format!("`{}`", s.replace('`', "'"))
+}
+
+/// The report as data: the outcome, each step's last word, the fallbacks
+/// that rescued steps, the deadline and the evidence (every step's outputs).
+pub fn summary(events: &[Event]) -> Json {
+    let mut out = Map::new();
+    let mut steps: Vec<Json> = Vec::new();
+    let mut evidence = Map::new();
+    let mut recoveries = Vec::new();
+    let mut failed_checks = Vec::new();
+    for e in events {
+        match e {
+            Event::RunStarted {
+                at,
+                playbook,
+                file,
+                dry_run,
+                rehearsal,
+                deadline,
+                deadline_at,
+                resumed,
+                ..
+            } => {
+                if *resumed {
+                    out.insert("resumed_at".into(), at.clone().into());
+                } else {
+                    out.insert("playbook".into(), playbook.clone().into());
+                    out.insert("file".into(), file.clone().into());
+                    out.insert("started_at".into(), at.clone().into());
+                    out.insert("dry_run".into(), (*dry_run).into());
+                    out.insert("rehearsal".into(), (*rehearsal).into());
+                    out.insert("deadline".into(), deadline.clone().into());
+                    out.insert("deadline_at".into(), deadline_at.clone().into());
+                }
+            }
+            Event::StepFinished {
+                at,
+                step,
+                name,
+                status,
+                duration_ms,
+                detail,
+                recovered_by,
+                outputs,
+                deadline_missed,
+            } => {
+                if let (Status::Recovered, Some(by)) = (status, recovered_by) {
+                    recoveries.push(json!({"step": step, "by": by}));
+                }
+                if !outputs.is_empty() {
+                    evidence.insert(step.clone(), Json::Object(outputs.clone()));
+                }
+                steps.push(json!({
+                    "step": step, "name": name, "status": status, "finished_at": at,
+                    "duration_ms": duration_ms, "detail": detail, "recovered_by": recovered_by,
+                    "deadline_missed": deadline_missed,
+                }));
+            }
+            Event::CheckFinished {
+                step,
+                phase,
+                check,
+                passed: false,
+                detail,
+                ..
+            } => {
+                failed_checks
+                    .push(json!({"step": step, "phase": phase, "check": check, "detail": detail}));
+            }
+            Event::RunFinished {
+                at,
+                status,
+                duration_ms,
+                failed_step,
+                error,
+                deadline_met,
+                ..
+            } => {
+                out.insert("finished_at".into(), at.clone().into());
+                out.insert("status".into(), json!(status));
+                out.insert("duration_ms".into(), (*duration_ms).into());
+                out.insert("failed_step".into(), failed_step.clone().into());
+                out.insert("error".into(), error.clone().into());
+                out.insert("deadline_met".into(), (*deadline_met).into());
+            }
+            _ => {}
+        }
+    }
+    out.entry("status").or_insert_with(|| "not finished".into());
+    out.insert("recoveries".into(), recoveries.into());
+    out.insert("failed_checks".into(), failed_checks.into());
+    out.insert("steps".into(), steps.into());
+    out.insert("evidence".into(), Json::Object(evidence));
+    Json::Object(out)
 }
 
 #[cfg(test)]

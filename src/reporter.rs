@@ -25,7 +25,7 @@ pub struct Human {
     /// When the severity's deadline falls.
     deadline: Option<std::time::Instant>,
     /// Dry run: each top-level step's predicted outcome, for the summary.
-    path: Vec<String>,
+    predicted: Vec<String>,
 }
 
 impl Human {
@@ -60,7 +60,7 @@ impl Human {
             depth: 0,
             dry_run: false,
             deadline: None,
-            path: Vec::new(),
+            predicted: Vec::new(),
         }
     }
 
@@ -267,7 +267,7 @@ impl Human {
                     } else {
                         what
                     };
-                    self.path
+                    self.predicted
                         .push(crate::action::ellipsize(&format!("{step}: {outcome}"), 160));
                 }
             }
@@ -283,9 +283,9 @@ impl Human {
                 if let Some(bar) = self.spinner.take() {
                     bar.finish_and_clear();
                 }
-                if self.dry_run && !self.path.is_empty() {
+                if self.dry_run && !self.predicted.is_empty() {
                     self.line("predicted path:")?;
-                    for entry in &self.path {
+                    for entry in &self.predicted {
                         self.line(&format!("  {entry}"))?;
                     }
                 }

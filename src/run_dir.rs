@@ -1,6 +1,7 @@
 //! The run directory: `<runs>/<UTC timestamp>-<playbook>/`, made fresh for
 //! every run (never reused, even for two runs in the same second), holding
-//! the journal, the report, the outbox and any salvage files.
+//! the journal, the report, the outbox and any salvage files; and finding
+//! one again from what an operator types.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -41,5 +42,34 @@ pub fn create(runs: &Path, playbook: &str) -> io::Result<PathBuf> {
     Err(io::Error::new(
         io::ErrorKind::AlreadyExists,
         "too many runs in the same second",
+    ))
+}
+
+/// A run directory from what the operator typed: a path, a name under
+/// `runs`, or `latest`.
+pub fn locate(run: &str, runs: &Path) -> Result<PathBuf, String> {
+    let direct = Path::new(run);
+    if direct.join(crate::journal::FILE_NAME).is_file() {
+        return Ok(direct.to_path_buf());
+    }
+    if run == "latest" {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+            .map_err(|e| format!("cannot list {}: {e}", runs.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join(crate::journal::FILE_NAME).is_file())
+            .collect();
+        dirs.sort();
+        return dirs
+            .pop()
+            .ok_or_else(|| format!("there are no runs in {}", runs.display()));
+    }
+    let named = runs.join(run);
+    if named.join(crate::journal::FILE_NAME).is_file() {
+        return Ok(named);
+    }
+    Err(format!(
+        "no run `{run}`: neither a run directory nor a run in {} (name one of `ls {}`, or `latest`)",
+        runs.display(),
+        runs.display()
     ))
 }

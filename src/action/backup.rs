@@ -64,7 +64,7 @@ pub struct Restore {
     /// Where the pre-restore backup of the current state goes.
     dir: PathBuf,
     /// How long to wait for the database to be free (default 10s).
-    #[serde(default, deserialize_with = "super::sqlite::duration_opt::deserialize")]
+    #[serde(default, deserialize_with = "super::duration_opt::deserialize")]
     #[schemars(with = "Option<String>")]
     lock_timeout: Option<Duration>,
 }

@@ -265,6 +265,20 @@ pub fn json_kind(v: &Json) -> &'static str {
     }
 }
 
+/// Duration arguments (`5s`, `1h 30m`), shared by the actions that take one.
+pub(crate) mod duration_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(Some)
+            .map_err(|err| serde::de::Error::custom(format!("`{s}` is not a duration: {err}")))
+    }
+}
+
 /// Shortens a long value for one-line descriptions.
 pub fn ellipsize(s: &str, max: usize) -> String {
     let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");

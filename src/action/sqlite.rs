@@ -53,7 +53,7 @@ pub struct Exec {
     #[serde(default)]
     export: Option<Export>,
     /// How long to wait for another connection's lock (default 5s).
-    #[serde(default, deserialize_with = "duration_opt::deserialize")]
+    #[serde(default, deserialize_with = "super::duration_opt::deserialize")]
     #[schemars(with = "Option<String>")]
     busy_timeout: Option<Duration>,
 }
@@ -93,7 +93,7 @@ enum Params {
 pub struct Quiescent {
     db: PathBuf,
     /// How long to keep trying for the exclusive lock (default 5s).
-    #[serde(default, deserialize_with = "duration_opt::deserialize")]
+    #[serde(default, deserialize_with = "super::duration_opt::deserialize")]
     #[schemars(with = "Option<String>")]
     timeout: Option<Duration>,
 }
@@ -107,19 +107,6 @@ pub struct Fingerprint {
     /// Also run `PRAGMA integrity_check` (it reads the whole file).
     #[serde(default)]
     integrity: bool,
-}
-
-pub(crate) mod duration_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(Some)
-            .map_err(|err| serde::de::Error::custom(format!("`{s}` is not a duration: {err}")))
-    }
 }
 
 impl Action for Query {

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use crate::event::{Event, RunStatus};
 use crate::exit::Exit;
-use crate::{analyzer, executor, journal, reporter};
+use crate::{analyzer, executor, journal, reporter, run_dir};
 
 pub fn resume(run: &str, runs: &Path, force: bool, yes: bool, json: bool) -> Exit {
-    let dir = match super::report::locate(run, runs) {
+    let dir = match run_dir::locate(run, runs) {
         Ok(d) => d,
         Err(msg) => {
             eprintln!("error: {msg}");
