@@ -11,9 +11,7 @@ fn create_writes_a_0600_backup_and_a_manifest_with_the_fingerprint() {
     let t = Test::new();
     let app = Install::new(&t.path().join("app"), 12, 7);
     app.migrate().unwrap();
-    let out = t.run(&["backup", "create", "--db", "app/db_data/main.db", "--json"]);
-    out.code(0);
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = t.backup_create();
     let path = v["path"].as_str().unwrap();
     assert!(path.starts_with("app/backups/runbook-"), "{path}");
     let mode = std::fs::metadata(t.path().join(path))
@@ -120,8 +118,7 @@ fn verify_rejects_corrupt_truncated_and_foreign_files() {
         .stderr_has("error: notes.db is not an SQLite database");
 
     // A backup of ours whose bytes changed after it was made.
-    let out = t.run(&["backup", "create", "--db", "app/db_data/main.db", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = t.backup_create();
     let ours = t.path().join(v["path"].as_str().unwrap());
     let conn = rusqlite::Connection::open(&ours).unwrap();
     conn.execute("UPDATE configs SET value = 'tampered'", [])
@@ -153,9 +150,7 @@ fn wal_rows_that_are_only_in_the_wal_file_are_in_the_backup_and_survive_restore(
         std::fs::metadata(&wal).unwrap().len() > 0,
         "the rows should be in the -wal file"
     );
-    let out = t.run(&["backup", "create", "--db", "app/db_data/main.db", "--json"]);
-    out.code(0);
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = t.backup_create();
     assert_eq!(v["manifest"]["fingerprint"]["counts"]["images"], 35);
     let backup = v["path"].as_str().unwrap().to_owned();
     // The backup is one self-contained file.
@@ -164,16 +159,7 @@ fn wal_rows_that_are_only_in_the_wal_file_are_in_the_backup_and_survive_restore(
 
     // Change the live database, then restore: the 35 rows come back.
     app.conn().execute("DELETE FROM images", []).unwrap();
-    t.run(&[
-        "backup",
-        "restore",
-        "--db",
-        "app/db_data/main.db",
-        "--backup",
-        &backup,
-        "--force",
-    ])
-    .code(0);
+    t.backup_restore(&backup).code(0);
     assert_eq!(app.count("images"), 35);
 }
 
@@ -188,17 +174,9 @@ fn restore_refuses_while_another_process_holds_the_database() {
     holder
         .execute_batch("BEGIN; SELECT count(*) FROM images;")
         .unwrap();
-    t.run(&[
-        "backup",
-        "restore",
-        "--db",
-        "app/db_data/main.db",
-        "--backup",
-        backup.to_str().unwrap(),
-        "--force",
-    ])
-    .code(1)
-    .stderr_has("is in use");
+    t.backup_restore(backup.to_str().unwrap())
+        .code(1)
+        .stderr_has("is in use");
     holder.execute_batch("COMMIT").unwrap();
     assert_eq!(app.bytes(), before);
 }
@@ -224,8 +202,7 @@ fn restore_without_a_terminal_or_force_asks_and_fails_at_once() {
 fn delete_removes_the_backup_and_its_manifest() {
     let t = Test::new();
     let _app = Install::new(&t.path().join("app"), 2, 2);
-    let out = t.run(&["backup", "create", "--db", "app/db_data/main.db", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = t.backup_create();
     let path = v["path"].as_str().unwrap().to_owned();
     t.run(&["backup", "delete", "--backup", &path]).code(1);
     assert!(t.path().join(&path).exists());
@@ -346,15 +323,7 @@ fn a_database_sqlite_cannot_read_is_kept_byte_for_byte_and_can_be_restored_over(
         .code(0)
         .stdout_has("unreadable");
 
-    let out = t.run(&[
-        "backup",
-        "restore",
-        "--db",
-        "app/db_data/main.db",
-        "--backup",
-        backup.to_str().unwrap(),
-        "--force",
-    ]);
+    let out = t.backup_restore(backup.to_str().unwrap());
     out.code(0).stdout_has("pre-restore-raw");
     assert_eq!(app.count("images"), 50);
     assert!(

@@ -280,16 +280,8 @@ fn option_2_after_a_restore_already_done_carries_back_from_the_first_pre_restore
     let app = migrated(&t);
     app.upload("after.png", "image");
     app.upload("clip.mp4", "video");
-    t.run(&[
-        "backup",
-        "restore",
-        "--db",
-        "app/db_data/main.db",
-        "--backup",
-        "app/backups/db_backup_20240501-120000.db",
-        "--force",
-    ])
-    .code(0);
+    t.backup_restore("app/backups/db_backup_20240501-120000.db")
+        .code(0);
     assert_eq!(
         app.count("images"),
         20,

@@ -329,28 +329,15 @@ fn a_step_with_confirm_asks_before_its_action() {
 /// `script` gives the child a real terminal, so the prompt is really asked.
 #[test]
 fn an_operator_who_answers_no_aborts_the_run_with_exit_3() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    }
     let t = Test::new().file(
         "pb.yaml",
         "steps:\n  - id: drop\n    confirm: Really drop it?\n    action: shell\n    with: {command: [touch, dropped]}\nalways:\n  - id: after\n    action: shell\n    with: {command: [sh, -c, 'echo $1 > outcome', _, \"{{ run.status }}\"]}\n",
     );
     let bin = env!("CARGO_BIN_EXE_runbook");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo n | script -qec '{bin} run pb.yaml' /dev/null"
-        ))
-        .current_dir(t.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let Some(out) = t.run_on_terminal(&format!("{bin} run pb.yaml"), "n\n") else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
     assert_eq!(
         out.status.code(),
         Some(3),

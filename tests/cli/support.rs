@@ -8,6 +8,9 @@ use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
+/// The database of an install built under `app/` (see gofastcdn.rs).
+pub const APP_DB: &str = "app/db_data/main.db";
+
 pub struct Test {
     dir: TempDir,
     env: Vec<(String, String)>,
@@ -74,6 +77,42 @@ impl Test {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             dir: self.dir.path().to_path_buf(),
         }
+    }
+
+    /// `runbook backup create --json` of the install's database (`app/`); its answer.
+    #[track_caller]
+    pub fn backup_create(&self) -> serde_json::Value {
+        let out = self.run(&["backup", "create", "--db", APP_DB, "--json"]);
+        out.code(0);
+        serde_json::from_str(out.stdout.trim()).expect("backup create --json")
+    }
+
+    /// `runbook backup restore --force` of the install's database from `backup`.
+    #[track_caller]
+    pub fn backup_restore(&self, backup: &str) -> Output {
+        self.run(&[
+            "backup", "restore", "--db", APP_DB, "--backup", backup, "--force",
+        ])
+    }
+
+    /// Runs `command` (a shell line) on a real terminal, as `script` gives
+    /// one, with `input` typed at it; `None` where `script` is not installed.
+    pub fn run_on_terminal(&self, command: &str, input: &str) -> Option<std::process::Output> {
+        Command::new("script").arg("--version").output().ok()?;
+        let line = format!(
+            "printf '%s' {} | script -qec {} /dev/null",
+            shell_words::quote(input),
+            shell_words::quote(command)
+        );
+        Some(
+            Command::new("sh")
+                .arg("-c")
+                .arg(line)
+                .current_dir(self.dir.path())
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("run script"),
+        )
     }
 
     /// Every file below the test directory with its content, to prove a

@@ -345,14 +345,6 @@ fn the_committed_schema_is_current_and_every_shipped_playbook_validates_against_
 /// On a terminal (`script` gives the child one) a long copy draws a bar.
 #[test]
 fn a_backup_copy_draws_a_progress_bar_on_a_terminal() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    }
     let t = Test::new().file(
         "pb.yaml",
         "steps:\n  - id: b\n    action: backup.create\n    with: {db: big.db, dir: backups}\n",
@@ -362,12 +354,10 @@ fn a_backup_copy_draws_a_progress_bar_on_a_terminal() {
         conn.execute_batch("CREATE TABLE t(x); WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 20000) INSERT INTO t SELECT randomblob(1000) FROM s;").unwrap();
     }
     let bin = env!("CARGO_BIN_EXE_runbook");
-    let out = std::process::Command::new("script")
-        .args(["-qec", &format!("{bin} run pb.yaml"), "/dev/null"])
-        .current_dir(t.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let Some(out) = t.run_on_terminal(&format!("{bin} run pb.yaml"), "") else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{screen}");
     assert!(

@@ -15,6 +15,20 @@ fn install(dir: &Path) -> Install {
     app
 }
 
+/// Runs `runbook ARGS` under RLIMIT_FSIZE (`ulimit -f`): no file it writes
+/// may grow past half the database, as on a disk that fills up midway.
+fn with_half_the_disk(dir: &Path, app: &Install, args: &str) -> std::process::Output {
+    let blocks = std::fs::metadata(app.db()).unwrap().len() / 512 / 2;
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -f {blocks} && exec \"$0\" {args}"))
+        .arg(BIN)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn only_legacy_backup(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join("app/backups"))
         .unwrap()
@@ -29,19 +43,7 @@ fn a_full_disk_during_backup_create_is_a_clear_error_and_leaves_no_partial_backu
     let t = tempfile::tempdir().unwrap();
     let app = install(t.path());
     let before = dump(&app.db());
-    let size = std::fs::metadata(app.db()).unwrap().len();
-    // RLIMIT_FSIZE: the child may not write a file larger than half the database.
-    let blocks = size / 512 / 2;
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -f {blocks} && exec \"$0\" backup create --db app/db_data/main.db"
-        ))
-        .arg(BIN)
-        .current_dir(t.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = with_half_the_disk(t.path(), &app, "backup create --db app/db_data/main.db");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.starts_with("error: copying into app/backups: File too large (os error 27) (the disk is full or a file-size limit applies"), "{stderr}");
@@ -58,19 +60,12 @@ fn a_full_disk_during_restore_leaves_the_live_database_as_it_was() {
     let t = tempfile::tempdir().unwrap();
     let app = install(t.path());
     let before = dump(&app.db());
-    let size = std::fs::metadata(app.db()).unwrap().len();
     // Enough for nothing the restore writes: the pre-restore backup fails first.
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -f {} && exec \"$0\" backup restore --db app/db_data/main.db --backup app/backups/db_backup_20240501-120000.db --force",
-            size / 512 / 2
-        ))
-        .arg(BIN)
-        .current_dir(t.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = with_half_the_disk(
+        t.path(),
+        &app,
+        "backup restore --db app/db_data/main.db --backup app/backups/db_backup_20240501-120000.db --force",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
