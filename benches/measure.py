@@ -24,10 +24,17 @@ def once(argv, cwd, setup=None):
 
 
 def compare(ours, baseline):
-    ours_t, base_t, rss = [], [], 0
+    t, (b,), rss = compare_many(ours, [baseline])
+    return t, b, rss
+
+
+def compare_many(ours, baselines):
+    """Like compare, against several baselines, each run after every run of ours."""
+    ours_t, base_t, rss = [], [[] for _ in baselines], 0
     for _ in range(RUNS):
         t, r = once(*ours)
         ours_t.append(t)
         rss = max(rss, r)
-        base_t.append(once(*baseline)[0])
-    return statistics.median(ours_t), statistics.median(base_t), rss
+        for times, baseline in zip(base_t, baselines):
+            times.append(once(*baseline)[0])
+    return statistics.median(ours_t), [statistics.median(b) for b in base_t], rss

@@ -25,16 +25,37 @@ pub fn listen(hook: Hook) {
     let _ = HOOK.set(hook);
 }
 
+thread_local! {
+    static SILENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 pub fn report(what: &'static str, done: u64, total: Option<u64>) {
     if let Some(hook) = HOOK.get() {
-        hook(Update { what, done, total });
+        if !SILENT.get() {
+            hook(Update { what, done, total });
+        }
     }
+}
+
+/// Runs `f` with this thread's reports dropped, when `silent`: work that
+/// runs beside other work whose progress is the one shown, as one bar.
+pub fn silently<T>(silent: bool, f: impl FnOnce() -> T) -> T {
+    let was = SILENT.replace(silent);
+    let out = f();
+    SILENT.set(was);
+    out
+}
+
+/// Whether this thread's reports are dropped: a thread it starts to share
+/// its work should do as it does.
+pub fn is_silent() -> bool {
+    SILENT.get()
 }
 
 /// Reports SQLite's progress on a connection every so many virtual-machine
 /// steps while a long statement runs (an integrity check, a big insert).
 pub fn watch_sqlite(conn: &mut rusqlite::Connection, what: &'static str) {
-    if HOOK.get().is_none() {
+    if HOOK.get().is_none() || SILENT.get() {
         return;
     }
     let mut ticks = 0u64;

@@ -181,6 +181,50 @@ fn restore_refuses_while_another_process_holds_the_database() {
     assert_eq!(app.bytes(), before);
 }
 
+/// The backup is checked while the pre-restore backup is being made; when
+/// the check fails, that backup goes too, and the live file is as it was.
+#[test]
+fn a_refused_restore_leaves_no_file_behind_and_the_database_as_it_was() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 6, 4);
+    let made = t.backup_create();
+    let good = made["path"].as_str().unwrap().to_owned();
+    let files = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(t.path().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    // A sound database whose manifest names other bytes: the checksum fails.
+    let tampered = "app/backups/tampered.db";
+    let bytes = std::fs::read(t.path().join(&good)).unwrap();
+    std::fs::write(t.path().join(tampered), &bytes).unwrap();
+    let manifest = std::fs::read_to_string(t.path().join(format!("{good}.json"))).unwrap();
+    let sha = made["manifest"]["sha256"].as_str().unwrap();
+    std::fs::write(
+        t.path().join(format!("{tampered}.json")),
+        manifest.replace(sha, &"0".repeat(64)),
+    )
+    .unwrap();
+    // Cut short: the integrity check fails.
+    let truncated = "app/backups/truncated.db";
+    std::fs::write(t.path().join(truncated), &bytes[..bytes.len() / 3]).unwrap();
+
+    let before = app.bytes();
+    let backups = files("app/backups");
+    let live_dir = files("app/db_data");
+    t.backup_restore(tampered)
+        .code(1)
+        .stderr_has("does not match its manifest");
+    t.backup_restore(truncated).code(1).stderr_has("truncated.db");
+    assert_eq!(app.bytes(), before);
+    assert_eq!(files("app/backups"), backups, "a pre-restore backup was left");
+    assert_eq!(files("app/db_data"), live_dir, "a temporary file was left");
+    assert_eq!(app.count("images"), 6);
+}
+
 #[test]
 fn restore_without_a_terminal_or_force_asks_and_fails_at_once() {
     let t = Test::new();
