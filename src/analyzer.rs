@@ -310,7 +310,7 @@ impl Analyzer<'_> {
         if !ok {
             return None;
         }
-        let context = minijinja::Value::from(minijinja::value::Serde(ctx));
+        let context = crate::template::value(ctx);
         match self.templates.render(&tvalue, &context) {
             Ok(v) => Some(v),
             Err(err) => {

@@ -4,7 +4,9 @@
 //! and prints nothing itself. In a dry run, read-only actions and checks run
 //! for real and mutating actions are only described.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json};
@@ -12,7 +14,7 @@ use serde_json::{Map, Value as Json};
 use crate::action::{self, confirm, Call, Failure};
 use crate::event::{self, Event, Phase, RunStatus, Sink, Status};
 use crate::plan::{Body, CheckKind, Plan, PlanCheck, PlanStep};
-use crate::template::{render_error, TValue};
+use crate::template::{self, render_error, TValue};
 
 #[derive(Debug, Default)]
 pub struct Options {
@@ -41,6 +43,11 @@ impl Options {
     }
 }
 
+/// Step records as templates see them, converted once when recorded and
+/// shared with every later context rather than copied into each: a context
+/// costs the same at the thousandth step as at the first.
+type Records = Arc<BTreeMap<String, minijinja::Value>>;
+
 /// How a run ended, and the first problem a sink had, if any.
 pub struct Outcome {
     pub status: RunStatus,
@@ -54,8 +61,18 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         plan,
         options,
         sinks,
-        outputs: vec![Map::new(); plan.scopes.len()],
-        all: Map::new(),
+        vars: plan
+            .scopes
+            .iter()
+            .map(|s| {
+                s.vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), template::value(v)))
+                    .collect()
+            })
+            .collect(),
+        outputs: vec![Records::default(); plan.scopes.len()],
+        all: Records::default(),
         run: Map::new(),
         started: Instant::now(),
         sink_error: None,
@@ -91,10 +108,12 @@ struct Executor<'a, 's> {
     plan: &'a Plan,
     options: &'a Options,
     sinks: &'a mut [&'s mut dyn Sink],
+    /// Per scope: its variables, as templates see them.
+    vars: Vec<BTreeMap<String, minijinja::Value>>,
     /// Per scope: each finished step's record (status and outputs), by local id.
-    outputs: Vec<Map<String, Json>>,
+    outputs: Vec<Records>,
     /// Every step's record, by full id.
-    all: Map<String, Json>,
+    all: Records,
     /// The `run` record templates see.
     run: Map<String, Json>,
     started: Instant,
@@ -276,8 +295,12 @@ impl Executor<'_, '_> {
 
     /// The template context of a scope: its variables, `run`, and `steps`.
     fn context(&self, scope: usize, result: Option<&Json>) -> minijinja::Value {
-        let mut ctx = self.plan.scopes[scope].vars.clone();
-        let mut run = self.run.clone();
+        let mut ctx = self.vars[scope].clone();
+        let mut run: BTreeMap<String, minijinja::Value> = self
+            .run
+            .iter()
+            .map(|(k, v)| (k.clone(), template::value(v)))
+            .collect();
         let elapsed = self.started.elapsed();
         run.insert("elapsed_s".into(), elapsed.as_secs().into());
         run.insert(
@@ -295,20 +318,29 @@ impl Executor<'_, '_> {
         }
         // Every step's record by full id, so an included playbook (the
         // notification) can tell what the playbook that included it did.
-        run.insert("steps".into(), Json::Object(self.all.clone()));
-        ctx.insert("run".into(), Json::Object(run));
-        ctx.insert("steps".into(), Json::Object(self.outputs[scope].clone()));
+        run.insert(
+            "steps".into(),
+            minijinja::Value::from_dyn_object(self.all.clone()),
+        );
+        ctx.insert("run".into(), minijinja::Value::from(run));
+        ctx.insert(
+            "steps".into(),
+            minijinja::Value::from_dyn_object(self.outputs[scope].clone()),
+        );
         if let Some(r) = result {
-            ctx.insert("result".into(), r.clone());
+            ctx.insert("result".into(), template::value(r));
         }
-        minijinja::Value::from(minijinja::value::Serde(&ctx))
+        minijinja::Value::from(ctx)
     }
 
     fn record(&mut self, step: &PlanStep, status: Status, extra: &Map<String, Json>) {
         let mut rec = extra.clone();
         rec.insert("status".into(), status_key(status).into());
-        self.all.insert(step.id.clone(), Json::Object(rec.clone()));
-        self.outputs[step.scope].insert(step.local_id.clone(), Json::Object(rec));
+        let rec = template::value(&rec);
+        // Contexts are dropped after use, so nothing else holds these and
+        // make_mut inserts in place.
+        Arc::make_mut(&mut self.all).insert(step.id.clone(), rec.clone());
+        Arc::make_mut(&mut self.outputs[step.scope]).insert(step.local_id.clone(), rec);
     }
 
     /// A step and, if it fails, its fallbacks in order.
@@ -764,7 +796,10 @@ impl Executor<'_, '_> {
             }
         }
         let mut outputs = Map::new();
-        outputs.insert("steps".into(), Json::Object(self.outputs[scope].clone()));
+        outputs.insert(
+            "steps".into(),
+            serde_json::to_value(&*self.outputs[scope]).unwrap_or_default(),
+        );
         // A dry run says what the included playbook would do first.
         let first_change = steps
             .iter()

@@ -265,6 +265,11 @@ fn compile_error(err: minijinja::Error) -> CompileError {
 }
 
 /// minijinja's message, with its detail, on one line.
+/// Data as templates see it.
+pub fn value(data: &impl serde::Serialize) -> minijinja::Value {
+    minijinja::Value::from(minijinja::value::Serde(data))
+}
+
 pub fn render_error(err: &minijinja::Error) -> String {
     let mut message = match err.detail() {
         Some(detail) => format!("{}: {detail}", err.kind()),
@@ -336,8 +341,7 @@ mod tests {
     fn render(src: &str, ctx: serde_json::Value) -> Json {
         let mut t = Templates::new();
         let (tv, _) = t.compile(&node(src)).ok().expect("compiles");
-        t.render(&tv, &minijinja::Value::from(minijinja::value::Serde(ctx)))
-            .expect("renders")
+        t.render(&tv, &value(&ctx)).expect("renders")
     }
 
     #[test]
@@ -372,7 +376,7 @@ mod tests {
     fn undefined_values_are_errors_not_empty_strings() {
         let mut t = Templates::new();
         let (tv, _) = t.compile(&node("x={{ missing }}")).ok().expect("compiles");
-        let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::json!({})));
+        let ctx = value(&serde_json::json!({}));
         assert!(t.render(&tv, &ctx).is_err());
     }
 

@@ -218,9 +218,15 @@ fn a_refused_restore_leaves_no_file_behind_and_the_database_as_it_was() {
     t.backup_restore(tampered)
         .code(1)
         .stderr_has("does not match its manifest");
-    t.backup_restore(truncated).code(1).stderr_has("truncated.db");
+    t.backup_restore(truncated)
+        .code(1)
+        .stderr_has("truncated.db");
     assert_eq!(app.bytes(), before);
-    assert_eq!(files("app/backups"), backups, "a pre-restore backup was left");
+    assert_eq!(
+        files("app/backups"),
+        backups,
+        "a pre-restore backup was left"
+    );
     assert_eq!(files("app/db_data"), live_dir, "a temporary file was left");
     assert_eq!(app.count("images"), 6);
 }
