@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -121,31 +120,24 @@ impl Action for Shell {
         let handle = expr
             .start()
             .map_err(|err| Failure::failed(format!("cannot start `{}`: {err}", argv[0])))?;
-        let started = Instant::now();
-        // Polled, so that a timeout can kill it; the pause grows from 0.1 ms
-        // so a quick command costs next to nothing and a long one little CPU.
-        let mut pause = Duration::from_micros(100);
-        let output = loop {
-            match handle.try_wait() {
-                Ok(Some(_)) => break handle.wait(),
-                Ok(None) => {}
-                Err(err) => {
-                    return Err(Failure::failed(format!("waiting for `{}`: {err}", argv[0])))
-                }
-            }
-            if let Some(limit) = ctx.timeout {
-                if started.elapsed() >= limit {
+        let waited = match ctx.timeout {
+            // Woken by the child's exit (SIGCHLD), not by polling: a quick
+            // command costs no more than its own run.
+            Some(limit) => match handle.wait_timeout(limit) {
+                Ok(Some(output)) => Ok(output),
+                Ok(None) => {
                     for pid in handle.pids() {
                         kill_group(pid);
                     }
                     let _ = handle.wait();
                     return Err(Failure::TimedOut(limit));
                 }
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
-        .map_err(|err| Failure::failed(format!("waiting for `{}`: {err}", argv[0])))?;
+                Err(err) => Err(err),
+            },
+            None => handle.wait(),
+        };
+        let output =
+            waited.map_err(|err| Failure::failed(format!("waiting for `{}`: {err}", argv[0])))?;
 
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
