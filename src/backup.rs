@@ -204,11 +204,7 @@ fn unreadable(e: &Error) -> bool {
 
 /// The file's bytes, as they are, into a new temporary file in `dir`.
 fn raw_copy(db: &Path, dir: &Path) -> Result<(tempfile::NamedTempFile, String, u64), Error> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".runbook-backup-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io("creating a temporary file in", dir))?;
+    let mut tmp = temporary_in(dir, ".runbook-backup-")?;
     let src = File::open(db).map_err(io("opening", db))?;
     let (sha, size, ()) = copy_hashing(&src, tmp.as_file_mut(), db, dir, |out| {
         out.sync_all().map_err(io("syncing", dir))
@@ -237,11 +233,7 @@ fn snapshot_in(
     dir: &Path,
 ) -> Result<(tempfile::NamedTempFile, String, u64, Fingerprint), Error> {
     database::check_header(db)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".runbook-backup-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io("creating a temporary file in", dir))?;
+    let mut tmp = temporary_in(dir, ".runbook-backup-")?;
     let tmp_path = tmp.path().to_path_buf();
     let (sha256, size, fingerprint) = if database::is_wal(db) {
         snapshot_wal(db, &tmp_path)?;
@@ -398,6 +390,16 @@ fn hash_file(path: &Path) -> Result<(String, u64), Error> {
     Ok((sha256, len))
 }
 
+/// A new file in `dir` that nothing reads under its name, and that goes away
+/// if it is not renamed into place.
+fn temporary_in(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile, Error> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io("creating a temporary file in", dir))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -424,11 +426,7 @@ fn sanitize(s: &str) -> String {
 /// Writes a new file whole or not at all: temp file, fsync, rename without replacing.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".runbook-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io("creating a temporary file in", dir))?;
+    let mut tmp = temporary_in(dir, ".runbook-")?;
     tmp.write_all(bytes).map_err(io("writing", path))?;
     tmp.as_file().sync_all().map_err(io("syncing", path))?;
     tmp.persist_noclobber(path)
@@ -646,11 +644,7 @@ pub fn restore(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".runbook-restore-")
-        .suffix(".tmp")
-        .tempfile_in(db_dir)
-        .map_err(io("creating a temporary file in", db_dir))?;
+    let mut tmp = temporary_in(db_dir, ".runbook-restore-")?;
     let src = File::open(backup).map_err(io("opening", backup))?;
     let stamp = |f: &File| f.metadata().and_then(|m| Ok((m.len(), m.modified()?)));
     let before = stamp(&src).map_err(io("reading", backup))?;
