@@ -174,6 +174,34 @@ steps:
     );
 }
 
+/// A name is looked up in the `PATH` the program runs with (the step's
+/// own, when it sets one), passing over an entry whose file cannot be
+/// executed, as execvp does.
+#[test]
+fn a_program_is_found_in_the_path_the_step_gives_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Test::new()
+        .file("tools/a/tool", "#!/bin/sh\necho not executable\n")
+        .file("tools/b/tool", "#!/bin/sh\necho \"from b in $(pwd)\"\n")
+        .file("work/.keep", "");
+    let b = t.path().join("tools/b/tool");
+    std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        t.path().join("tools/a").display(),
+        t.path().join("tools/b").display()
+    );
+    let work = t.path().join("work");
+    let t = t.file(
+        "pb.yaml",
+        &format!(
+            "steps:\n  - id: s\n    action: shell\n    with: {{command: [tool], cwd: work, env: {{PATH: '{path}'}}}}\n  - id: check\n    action: assert\n    with: {{that: \"steps.s.stdout == 'from b in {}\\n'\"}}\n",
+            work.display()
+        ),
+    );
+    t.run(&["run", "pb.yaml"]).code(0);
+}
+
 #[test]
 fn a_program_that_does_not_exist_is_a_clear_failure() {
     let t = Test::new().file(
