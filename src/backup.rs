@@ -650,9 +650,8 @@ pub fn restore(
     let before = stamp(&src).map_err(io("reading", backup))?;
     // Checking the backup, copying it beside the database and backing up the
     // current state are independent, and each is bound by the CPU (an
-    // integrity check, two SHA-256 streams): on two cores, side by side they
-    // take about as long as the integrity check alone. The live database is
-    // not touched until all three have succeeded.
+    // integrity check, two SHA-256 streams), so they run side by side. The
+    // live database is not touched until all three have succeeded.
     let out = tmp.as_file_mut();
     let (content, copied, pre_restore) = std::thread::scope(|scope| {
         let pre_restore = scope.spawn(|| {
