@@ -6,35 +6,25 @@ then the forward migration (media holds a copy of every live row).
 usage: make_install.py ROOT SIZE_MB
 """
 import os
+import re
 import shutil
 import sqlite3
 import sys
 
-SCHEMA = """
-CREATE TABLE images (id integer PRIMARY KEY AUTOINCREMENT, created_at datetime, updated_at datetime,
-                     deleted_at datetime, file_name text, checksum blob);
-CREATE INDEX idx_images_deleted_at ON images(deleted_at);
-CREATE TABLE docs (id integer PRIMARY KEY AUTOINCREMENT, created_at datetime, updated_at datetime,
-                   deleted_at datetime, file_name text, checksum blob);
-CREATE INDEX idx_docs_deleted_at ON docs(deleted_at);
-CREATE TABLE configs (key text, value text, PRIMARY KEY (key));
-"""
-MIGRATION = """
-CREATE TABLE media (id integer PRIMARY KEY AUTOINCREMENT, created_at datetime, updated_at datetime,
-                    deleted_at datetime, file_name text, checksum blob,
-                    type varchar(20) NOT NULL DEFAULT "document", width integer DEFAULT null, height integer DEFAULT null);
-CREATE UNIQUE INDEX idx_media_file_name ON media(file_name);
-CREATE INDEX idx_media_deleted_at ON media(deleted_at);
-CREATE TABLE migration_records (id integer PRIMARY KEY AUTOINCREMENT, name text NOT NULL, completed numeric NOT NULL DEFAULT false,
-                                created_at datetime, updated_at datetime, deleted_at datetime);
-CREATE UNIQUE INDEX idx_migration_records_name ON migration_records(name);
-INSERT INTO media (created_at, updated_at, deleted_at, file_name, checksum, type)
-  SELECT created_at, updated_at, deleted_at, file_name, checksum, 'image' FROM images WHERE deleted_at IS NULL;
-INSERT INTO media (created_at, updated_at, deleted_at, file_name, checksum, type)
-  SELECT created_at, updated_at, deleted_at, file_name, checksum, 'document' FROM docs WHERE deleted_at IS NULL;
-INSERT INTO migration_records (name, completed, created_at, updated_at)
-  VALUES ('media_unification_2024', 1, datetime('now'), datetime('now'));
-"""
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def app_ddl(name):
+    """The app's DDL (SCHEMA or MIGRATION), read from the one copy that the
+    library's demo install and the tests use."""
+    source = os.path.join(HERE, "..", "src", "sample_install.rs")
+    with open(source) as f:
+        found = re.search(rf'pub const {name}: &str = r#"(.*?)"#;', f.read(), re.S)
+    if not found:
+        sys.exit(f"{source} no longer defines {name} as a raw string")
+    return found.group(1)
+
+
 BATCH = 200_000
 
 
@@ -56,7 +46,7 @@ def main():
     os.makedirs(os.path.join(root, "backups"), exist_ok=True)
     db = os.path.join(root, "db_data", "main.db")
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.executescript(SCHEMA)
+    conn.executescript(app_ddl("SCHEMA"))
     # The migration adds a copy of 90% of the rows: stop at a little over half the target.
     target = size_mb * 1024 * 1024 * 0.53
     done = 0
@@ -70,7 +60,7 @@ def main():
     shutil.copy(db, os.path.join(root, "backups", "db_backup_20240501-120000.db"))
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("BEGIN")
-    conn.executescript(MIGRATION)
+    conn.executescript(app_ddl("MIGRATION"))
     conn.close()
     print(f"{db}: {os.path.getsize(db) / 1024 / 1024:.0f} MiB")
 
