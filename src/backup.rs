@@ -370,15 +370,7 @@ fn snapshot_wal(db: &Path, out: &Path) -> Result<(), Error> {
             }
         }
     }
-    let mode: String = dst
-        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
-        .map_err(|e| sqlite_error(out, e))?;
-    if !mode.eq_ignore_ascii_case("delete") {
-        return Err(Error::Refused(format!(
-            "could not take {} out of WAL mode (still {mode})",
-            out.display()
-        )));
-    }
+    leave_wal(&dst, out)?;
     dst.close().map_err(|(_, e)| sqlite_error(out, e))?;
     Ok(())
 }
@@ -778,17 +770,24 @@ fn settle(db: &Path) -> Result<(), Error> {
             r.get::<_, i64>(0)
         })
         .map_err(|e| sqlite_error(db, e))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
-            .map_err(|e| sqlite_error(db, e))?;
-        if !mode.eq_ignore_ascii_case("delete") {
-            return Err(Error::Refused(format!(
-                "could not checkpoint {} (still in {mode} mode)",
-                db.display()
-            )));
-        }
+        leave_wal(&conn, db)?;
     }
     conn.close().map_err(|(_, e)| sqlite_error(db, e))
+}
+
+/// Switches a database to rollback-journal mode, which in WAL mode
+/// checkpoints everything and removes the `-wal` file: one self-contained file.
+fn leave_wal(conn: &Connection, path: &Path) -> Result<(), Error> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .map_err(|e| sqlite_error(path, e))?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(Error::Refused(format!(
+            "could not take {} out of WAL mode (still in {mode} mode)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Removes a backup and its manifest.

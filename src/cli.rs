@@ -32,26 +32,16 @@ pub enum Command {
     Backup(BackupArgs),
     /// Render a run's incident report from its journal
     Report {
-        /// The run: its directory, its name under --runs, or `latest`
-        #[arg(value_name = "RUN")]
-        run: String,
+        #[command(flatten)]
+        which: RunRef,
         /// markdown (also rewrites the run's report.md) or json
         #[arg(long, value_enum, default_value = "markdown")]
         format: ReportFormat,
-        /// Where run directories are
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "RUNBOOK_RUNS",
-            default_value = ".runbook/runs"
-        )]
-        runs: PathBuf,
     },
     /// Continue an interrupted or failed run from its journal
     Resume {
-        /// The run: its directory, its name under --runs, or `latest`
-        #[arg(value_name = "RUN")]
-        run: String,
+        #[command(flatten)]
+        which: RunRef,
         /// Resume even though the playbook changed since the run started
         #[arg(long)]
         force: bool,
@@ -61,14 +51,6 @@ pub enum Command {
         /// Print one JSON event per line instead of the human view
         #[arg(long)]
         json: bool,
-        /// Where run directories are
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "RUNBOOK_RUNS",
-            default_value = ".runbook/runs"
-        )]
-        runs: PathBuf,
     },
     /// Build a sample go-fast-cdn install and run the emergency rollback on it
     Demo {
@@ -135,6 +117,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Where run directories are created
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "RUNBOOK_RUNS",
+        default_value = ".runbook/runs"
+    )]
+    pub runs: PathBuf,
+}
+
+/// A run that already happened, for the commands that read its journal.
+#[derive(Debug, Args)]
+pub struct RunRef {
+    /// The run: its directory, its name under --runs, or `latest`
+    #[arg(value_name = "RUN")]
+    pub run: String,
+    /// Where run directories are
     #[arg(
         long,
         value_name = "DIR",

@@ -368,19 +368,17 @@ fn exclusive_lock(path: &Path) -> Result<(), Error> {
     conn.execute_batch("BEGIN EXCLUSIVE; ROLLBACK;")
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
-                Error::Corrupt {
+                corrupt_or(path, e)
+            }
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Error::Busy {
                     path: path.to_path_buf(),
-                    detail: e.to_string(),
+                    detail: "another connection holds a lock on it (SQLITE_BUSY)".to_owned(),
                 }
             }
             _ => Error::Busy {
                 path: path.to_path_buf(),
-                detail: match e.sqlite_error_code() {
-                    Some(
-                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked,
-                    ) => "another connection holds a lock on it (SQLITE_BUSY)".to_owned(),
-                    _ => e.to_string(),
-                },
+                detail: e.to_string(),
             },
         })
 }

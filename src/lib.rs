@@ -84,14 +84,13 @@ where
             Exit::Success
         }
         Command::Demo { dir, build_only } => command::demo::demo(dir.as_deref(), build_only),
-        Command::Report { run, format, runs } => command::report::report(&run, format, &runs),
+        Command::Report { which, format } => command::report::report(&which, format),
         Command::Resume {
-            run,
+            which,
             force,
             yes,
             json,
-            runs,
-        } => command::resume::resume(&run, &runs, force, yes, json),
+        } => command::resume::resume(&which, force, yes, json),
     };
     exit.into()
 }

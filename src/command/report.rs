@@ -1,26 +1,14 @@
 //! `runbook report RUN`: the incident report, rebuilt from the journal
 //! alone, as Markdown (also written back to the run's report.md) or JSON.
 
-use std::path::Path;
-
-use crate::cli::ReportFormat;
+use crate::cli::{ReportFormat, RunRef};
 use crate::exit::Exit;
-use crate::{journal, report, run_dir};
+use crate::report;
 
-pub fn report(run: &str, format: ReportFormat, runs: &Path) -> Exit {
-    let dir = match run_dir::locate(run, runs) {
-        Ok(d) => d,
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            return Exit::Invalid;
-        }
-    };
-    let events = match journal::read(&dir.join(journal::FILE_NAME)) {
-        Ok(e) => e,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            return Exit::Failed;
-        }
+pub fn report(which: &RunRef, format: ReportFormat) -> Exit {
+    let (dir, events) = match super::recorded_run(which) {
+        Ok(run) => run,
+        Err(exit) => return exit,
     };
     match format {
         ReportFormat::Markdown => {

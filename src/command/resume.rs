@@ -6,26 +6,17 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::cli::RunRef;
 use crate::event::{Event, RunStatus};
 use crate::exit::Exit;
-use crate::{analyzer, executor, journal, reporter, run_dir};
+use crate::{analyzer, executor, journal, reporter};
 
-pub fn resume(run: &str, runs: &Path, force: bool, yes: bool, json: bool) -> Exit {
-    let dir = match run_dir::locate(run, runs) {
-        Ok(d) => d,
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            return Exit::Invalid;
-        }
+pub fn resume(which: &RunRef, force: bool, yes: bool, json: bool) -> Exit {
+    let (dir, events) = match super::recorded_run(which) {
+        Ok(run) => run,
+        Err(exit) => return exit,
     };
     let journal_path = dir.join(journal::FILE_NAME);
-    let events = match journal::read(&journal_path) {
-        Ok(e) => e,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            return Exit::Failed;
-        }
-    };
     let Some(Event::RunStarted {
         file,
         cli_vars,
@@ -73,7 +64,8 @@ pub fn resume(run: &str, runs: &Path, force: bool, yes: bool, json: bool) -> Exi
     if plan.fingerprint != recorded && !force {
         eprintln!(
             "error: {file} (or a playbook or template it uses, or a variable) changed since the run started\n  \
-             help: review the change; `runbook resume {run} --force` resumes with the playbook as it is now"
+             help: review the change; `runbook resume {} --force` resumes with the playbook as it is now",
+            which.run
         );
         return Exit::Invalid;
     }
