@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -239,7 +239,7 @@ fn snapshot_in(
         snapshot_wal(db, &tmp_path)?;
         tmp.as_file().sync_all().map_err(io("syncing", &tmp_path))?;
         let (sha256, size) = hash_file(&tmp_path)?;
-        let conn = open_immutable(&tmp_path)?;
+        let conn = database::open_immutable(&tmp_path)?;
         (sha256, size, database::fingerprint_on(&conn, &tmp_path)?)
     } else {
         // Errors name the directory: the temporary file is ours, not the operator's.
@@ -329,15 +329,10 @@ fn hash_range(src: &File, len: u64) -> std::io::Result<String> {
     Ok(hex(&h.finalize()))
 }
 
-/// The live database, to read from or settle: read-write (a hot journal
-/// is rolled back, as any SQLite client would), never created, and patient
+/// The live database, to read from or settle: read-write, and patient
 /// with another connection's lock for a while.
 fn open_live(db: &Path) -> Result<Connection, Error> {
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sqlite_error(db, e))?;
+    let conn = database::open_read_write(db)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(|e| sqlite_error(db, e))?;
     Ok(conn)
@@ -438,10 +433,6 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
         .map_err(io("syncing the directory", dir))
 }
 
-fn open_immutable(path: &Path) -> Result<Connection, Error> {
-    Ok(database::open_immutable(path)?)
-}
-
 pub fn read_manifest(backup: &Path) -> Result<Option<Manifest>, Error> {
     let path = manifest_path(backup);
     match std::fs::read(&path) {
@@ -520,8 +511,8 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, Error> {
 }
 
 fn fingerprint_of(path: &Path) -> Result<Fingerprint, String> {
-    open_immutable(path)
-        .and_then(|c| database::fingerprint_on(&c, path).map_err(Error::from))
+    database::open_immutable(path)
+        .and_then(|c| database::fingerprint_on(&c, path))
         .map_err(|e| e.to_string())
 }
 
@@ -589,7 +580,7 @@ pub fn verify(backup: &Path) -> Result<Verified, Error> {
 
 /// `integrity_check` on a backup, then what it holds.
 fn check_content(backup: &Path) -> Result<Fingerprint, Error> {
-    let mut conn = open_immutable(backup)?;
+    let mut conn = database::open_immutable(backup)?;
     crate::progress::watch_sqlite(&mut conn, "integrity check");
     database::integrity_check_on(&conn, backup)?;
     Ok(database::fingerprint_on(&conn, backup)?)

@@ -120,6 +120,16 @@ pub fn open_read_only(path: &Path) -> Result<Connection, Error> {
     .map_err(sqlite(path))
 }
 
+/// Opens an existing database read-write, as the app does; never creates
+/// one. A hot journal is rolled back at the first read, as by any client.
+pub fn open_read_write(path: &Path) -> Result<Connection, Error> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite(path))
+}
+
 /// Opens a file that is never written to again (a backup) as immutable,
 /// which also keeps SQLite from creating `-wal`/`-shm` files beside it.
 pub fn open_immutable(path: &Path) -> Result<Connection, Error> {
@@ -360,11 +370,7 @@ pub fn quiescent(path: &Path, timeout: Duration, look_only: bool) -> Result<(), 
 /// Takes SQLite's exclusive lock and releases it. Read-write open, so a
 /// hot journal would be rolled back here, as any SQLite client would.
 fn exclusive_lock(path: &Path) -> Result<(), Error> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite(path))?;
+    let conn = open_read_write(path)?;
     conn.execute_batch("BEGIN EXCLUSIVE; ROLLBACK;")
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
