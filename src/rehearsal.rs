@@ -56,33 +56,29 @@ pub fn prepare(
             continue;
         }
         let path = Path::new(value);
-        if path.is_file() && database::check_header(path).is_ok() {
+        let (what, stand_in) = if path.is_file() && database::check_header(path).is_ok() {
             let copy = scratch
                 .join(name)
                 .join(path.file_name().unwrap_or_else(|| "database.db".as_ref()));
             backup::snapshot(path, &copy)
                 .with_context(|| format!("copying {} for the rehearsal", path.display()))?;
-            prepared.notes.push(format!(
-                "{name}: a copy of {} in {}",
-                path.display(),
-                copy.display()
-            ));
-            prepared
-                .overrides
-                .push((name.clone(), copy.display().to_string()));
+            ("a copy", copy)
         } else if path.is_dir() && holds_databases(path) {
             let mirror = scratch.join(name);
             mirror_dir(path, &mirror)
                 .with_context(|| format!("mirroring {} for the rehearsal", path.display()))?;
-            prepared.notes.push(format!(
-                "{name}: a mirror of {} in {}",
-                path.display(),
-                mirror.display()
-            ));
-            prepared
-                .overrides
-                .push((name.clone(), mirror.display().to_string()));
-        }
+            ("a mirror", mirror)
+        } else {
+            continue;
+        };
+        prepared.notes.push(format!(
+            "{name}: {what} of {} in {}",
+            path.display(),
+            stand_in.display()
+        ));
+        prepared
+            .overrides
+            .push((name.clone(), stand_in.display().to_string()));
     }
     Ok(prepared)
 }
