@@ -185,20 +185,6 @@ pub const KINDS: &[&str] = &[
 ];
 
 impl Event {
-    /// The kind, as the `event` field names it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Event::RunStarted { .. } => "run_started",
-            Event::StepStarted { .. } => "step_started",
-            Event::CheckFinished { .. } => "check_finished",
-            Event::AttemptFailed { .. } => "attempt_failed",
-            Event::FallbackStarted { .. } => "fallback_started",
-            Event::StepFinished { .. } => "step_finished",
-            Event::AlwaysStarted { .. } => "always_started",
-            Event::RunFinished { .. } => "run_finished",
-        }
-    }
-
     /// Replaces every secret value by `***`, wherever in the event it appears.
     #[must_use]
     pub fn redacted(&self, secrets: &[String]) -> Event {
@@ -215,17 +201,18 @@ impl Event {
 
 pub fn redact(v: &mut Json, secrets: &[String]) {
     match v {
-        Json::String(s) => {
-            for secret in secrets {
-                if s.contains(secret.as_str()) {
-                    *s = s.replace(secret.as_str(), "***");
-                }
-            }
-        }
+        Json::String(s) => *s = redact_text(s, secrets),
         Json::Array(items) => items.iter_mut().for_each(|i| redact(i, secrets)),
         Json::Object(map) => map.values_mut().for_each(|i| redact(i, secrets)),
         _ => {}
     }
+}
+
+/// `text` with every secret value in it replaced by `***`.
+pub fn redact_text(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
 }
 
 /// Now, in UTC, as RFC 3339 with milliseconds.

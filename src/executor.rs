@@ -73,7 +73,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
             .collect(),
         outputs: vec![Records::default(); plan.scopes.len()],
         all: Records::default(),
-        run: Map::new(),
+        run: BTreeMap::new(),
         started: Instant::now(),
         sink_error: None,
         uncertain: false,
@@ -115,7 +115,7 @@ struct Executor<'a, 's> {
     /// Every step's record, by full id.
     all: Records,
     /// The `run` record templates see.
-    run: Map<String, Json>,
+    run: BTreeMap<String, minijinja::Value>,
     started: Instant,
     sink_error: Option<std::io::Error>,
     /// Dry run: a mutating step has been described but not run, so what later
@@ -151,18 +151,22 @@ impl Executor<'_, '_> {
             .and_then(|d| d.file_name())
             .map(|n| n.to_string_lossy().into_owned());
         self.run.insert("id".into(), run_id.into());
-        if let Some(deadline) = self.plan.deadline {
-            let at = time::OffsetDateTime::now_utc() + deadline;
-            let format =
-                time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-            self.run.insert(
-                "deadline".into(),
-                humantime::format_duration(deadline).to_string().into(),
-            );
-            self.run.insert(
-                "deadline_at".into(),
-                at.format(&format).unwrap_or_default().into(),
-            );
+        let (deadline, deadline_at) = match self.plan.deadline {
+            Some(deadline) => {
+                let at = time::OffsetDateTime::now_utc() + deadline;
+                let format = time::macros::format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+                );
+                (
+                    Some(humantime::format_duration(deadline).to_string()),
+                    Some(at.format(&format).unwrap_or_default()),
+                )
+            }
+            None => (None, None),
+        };
+        if let (Some(deadline), Some(at)) = (&deadline, &deadline_at) {
+            self.run.insert("deadline".into(), deadline.as_str().into());
+            self.run.insert("deadline_at".into(), at.as_str().into());
         }
         self.run
             .insert("playbook".into(), self.plan.name.clone().into());
@@ -171,8 +175,8 @@ impl Executor<'_, '_> {
         self.run
             .insert("dry_run".into(), self.options.dry_run.into());
         self.run.insert("status".into(), "running".into());
-        self.run.insert("failed_step".into(), Json::Null);
-        self.run.insert("error".into(), Json::Null);
+        self.run.insert("failed_step".into(), ().into());
+        self.run.insert("error".into(), ().into());
         self.run.insert(
             "dir".into(),
             self.options
@@ -203,16 +207,8 @@ impl Executor<'_, '_> {
             cli_vars: self.options.cli_vars.clone(),
             plan: self.plan.fingerprint.clone(),
             resumed: !self.options.previous.is_empty(),
-            deadline: self
-                .run
-                .get("deadline")
-                .and_then(Json::as_str)
-                .map(str::to_owned),
-            deadline_at: self
-                .run
-                .get("deadline_at")
-                .and_then(Json::as_str)
-                .map(str::to_owned),
+            deadline,
+            deadline_at,
         });
 
         let mut status = RunStatus::Succeeded;
@@ -296,11 +292,7 @@ impl Executor<'_, '_> {
     /// The template context of a scope: its variables, `run`, and `steps`.
     fn context(&self, scope: usize, result: Option<&Json>) -> minijinja::Value {
         let mut ctx = self.vars[scope].clone();
-        let mut run: BTreeMap<String, minijinja::Value> = self
-            .run
-            .iter()
-            .map(|(k, v)| (k.clone(), template::value(v)))
-            .collect();
+        let mut run = self.run.clone();
         let elapsed = self.started.elapsed();
         run.insert("elapsed_s".into(), elapsed.as_secs().into());
         run.insert(
@@ -705,11 +697,7 @@ impl Executor<'_, '_> {
                 .map_err(|e| format!("{}: {}", path.display(), render_error(&e)))
         };
         let secrets = &self.plan.secrets;
-        let redact = |text: &str| {
-            secrets
-                .iter()
-                .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
-        };
+        let redact = |text: &str| event::redact_text(text, secrets);
         f(&action::Context {
             dry_run: self.options.dry_run,
             yes: self.options.yes,

@@ -22,12 +22,9 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(path: PathBuf) -> Report {
-        Report::resuming(path, Vec::new())
-    }
-
-    /// A report that continues the events of an earlier, interrupted run.
-    pub fn resuming(path: PathBuf, earlier: Vec<Event>) -> Report {
+    /// The report at `path`; `earlier` are the events of the run it
+    /// resumes, if it resumes one.
+    pub fn new(path: PathBuf, earlier: Vec<Event>) -> Report {
         Report {
             path,
             events: earlier,

@@ -264,12 +264,12 @@ fn compile_error(err: minijinja::Error) -> CompileError {
     }
 }
 
-/// minijinja's message, with its detail, on one line.
 /// Data as templates see it.
 pub fn value(data: &impl serde::Serialize) -> minijinja::Value {
     minijinja::Value::from(minijinja::value::Serde(data))
 }
 
+/// minijinja's message, with its detail, on one line.
 pub fn render_error(err: &minijinja::Error) -> String {
     let mut message = match err.detail() {
         Some(detail) => format!("{}: {detail}", err.kind()),

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::{confirm, Action, Context, Failure, Outputs};
+use super::{confirm, outputs, Action, Context, Failure, Outputs};
 use crate::backup;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -77,13 +77,6 @@ pub struct Delete {
     /// Delete without asking.
     #[serde(default)]
     force: bool,
-}
-
-fn outputs(value: impl Serialize) -> Outputs {
-    match serde_json::to_value(value) {
-        Ok(Json::Object(map)) => map,
-        _ => Outputs::new(),
-    }
 }
 
 fn entry_json(e: &backup::Entry) -> Json {
@@ -165,10 +158,7 @@ impl Action for Select {
             label: self.label.clone(),
         };
         let selected = backup::select(&self.dir, &criteria).map_err(Failure::failed)?;
-        let mut out = match entry_json(&selected.entry) {
-            Json::Object(o) => o,
-            _ => Outputs::new(),
-        };
+        let mut out = outputs(entry_json(&selected.entry));
         out.insert("sha256".into(), selected.verified.sha256.into());
         let rejected = serde_json::to_value(selected.rejected).unwrap_or(Json::Null);
         out.insert("rejected".into(), rejected);

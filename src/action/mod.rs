@@ -21,6 +21,14 @@ pub mod sqlite;
 /// What an action produced; later steps read it as `steps.<id>.<key>`.
 pub type Outputs = Map<String, Json>;
 
+/// A serializable result's fields as a step's outputs.
+pub fn outputs(value: impl serde::Serialize) -> Outputs {
+    match serde_json::to_value(value) {
+        Ok(Json::Object(map)) => map,
+        _ => Outputs::new(),
+    }
+}
+
 /// A call of an action with its arguments, as a playbook writes it:
 /// `action: NAME` and `with: {…}`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -398,10 +398,7 @@ impl Action for Fingerprint {
         }
         let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
         let fp = database::fingerprint_on(&conn, &self.db).map_err(Failure::failed)?;
-        let mut out = match serde_json::to_value(&fp) {
-            Ok(Json::Object(map)) => map,
-            _ => Outputs::new(),
-        };
+        let mut out = super::outputs(&fp);
         if self.integrity {
             database::integrity_check_on(&conn, &self.db).map_err(Failure::failed)?;
             out.insert("integrity".into(), "ok".into());

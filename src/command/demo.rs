@@ -126,17 +126,8 @@ fn run(dir: &Path) -> Exit {
         runs: dir.join(".runbook/runs"),
     };
     let exit = super::run::run_playbook(&args);
-    if let Some(run) = latest_run(&args.runs) {
+    if let Ok(run) = crate::run_dir::locate("latest", &args.runs) {
         println!("outbox: {}", run.join("outbox").display());
     }
     exit
-}
-
-fn latest_run(runs: &Path) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    dirs.sort();
-    dirs.pop()
 }

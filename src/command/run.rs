@@ -93,7 +93,7 @@ pub(crate) fn execute(
     let run_dir = options.run_dir.clone();
     let mut report = run_dir
         .as_ref()
-        .map(|d| report::Report::resuming(d.join(report::FILE_NAME), earlier));
+        .map(|d| report::Report::new(d.join(report::FILE_NAME), earlier));
     let mut human = reporter::Human::new(terminal);
     let mut json_view = reporter::JsonLines;
     let mut sinks: Vec<&mut dyn Sink> = Vec::new();
