@@ -43,6 +43,8 @@ impl Options {
     }
 }
 
+const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
 /// Step records as templates see them, converted once when recorded and
 /// shared with every later context rather than copied into each: a context
 /// costs the same at the thousandth step as at the first.
@@ -73,6 +75,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
             .collect(),
         outputs: vec![Records::default(); plan.scopes.len()],
         all: Records::default(),
+        finishing: false,
         run: BTreeMap::new(),
         started: Instant::now(),
         sink_error: None,
@@ -95,6 +98,8 @@ enum StepResult {
     Failed(String),
     /// The operator said no: stop, no fallback.
     Declined(String),
+    /// Ctrl-C between two steps: stop, no fallback; the `always` steps run.
+    Interrupted,
 }
 
 enum CheckResult {
@@ -114,6 +119,9 @@ struct Executor<'a, 's> {
     outputs: Vec<Records>,
     /// Every step's record, by full id.
     all: Records,
+    /// Running the `always` steps, which Ctrl-C does not stop: they are
+    /// what tells the team how the run ended.
+    finishing: bool,
     /// The `run` record templates see.
     run: BTreeMap<String, minijinja::Value>,
     started: Instant,
@@ -132,6 +140,11 @@ struct Executor<'a, 's> {
 }
 
 impl Executor<'_, '_> {
+    /// Whether Ctrl-C asks to stop before the next step.
+    fn stopping(&self) -> bool {
+        !self.finishing && self.options.interrupted()
+    }
+
     fn emit(&mut self, event: &Event) {
         let event = event.redacted(&self.plan.secrets);
         for sink in self.sinks.iter_mut() {
@@ -215,14 +228,20 @@ impl Executor<'_, '_> {
         let mut failed_step = None;
         let mut error = None;
         for step in &self.plan.steps {
-            if self.options.interrupted() {
+            if self.stopping() {
                 status = RunStatus::Interrupted;
                 failed_step = Some(step.id.clone());
-                error = Some("interrupted (Ctrl-C) before this step".to_owned());
+                error = Some(format!("{INTERRUPTED} before this step"));
                 break;
             }
             match self.step(step) {
                 StepResult::Done | StepResult::NotApplicable => {}
+                StepResult::Interrupted => {
+                    status = RunStatus::Interrupted;
+                    failed_step = Some(step.id.clone());
+                    error = Some(INTERRUPTED.to_owned());
+                    break;
+                }
                 StepResult::Failed(err) => {
                     status = RunStatus::Failed;
                     failed_step = Some(step.id.clone());
@@ -247,6 +266,7 @@ impl Executor<'_, '_> {
                 status,
             });
         }
+        self.finishing = true;
         for step in &self.plan.always {
             let result = self.step(step);
             if let (StepResult::Failed(err) | StepResult::Declined(err), RunStatus::Succeeded) =
@@ -354,8 +374,11 @@ impl Executor<'_, '_> {
         let mut last = err.clone();
         let mut after = step.id.clone();
         for fallback in &step.fallback {
-            if self.options.interrupted() {
-                break;
+            if self.stopping() {
+                let mut outputs = outputs;
+                outputs.insert("error".into(), err.clone().into());
+                self.finish(step, status, started, Some(err), None, &outputs);
+                return StepResult::Interrupted;
             }
             self.emit(&Event::FallbackStarted {
                 at: event::now(),
@@ -386,9 +409,9 @@ impl Executor<'_, '_> {
                 }
                 StepResult::Failed(e) => last = e,
                 StepResult::NotApplicable => {}
-                declined @ StepResult::Declined(_) => {
+                stop @ (StepResult::Declined(_) | StepResult::Interrupted) => {
                     self.finish(step, Status::Failed, started, Some(err), None, &outputs);
-                    return declined;
+                    return stop;
                 }
             }
         }
@@ -764,8 +787,8 @@ impl Executor<'_, '_> {
     fn include(&mut self, scope: usize, steps: &[PlanStep], always: &[PlanStep]) -> Attempt {
         let mut result = StepResult::Done;
         for s in steps {
-            if self.options.interrupted() {
-                result = StepResult::Failed("interrupted (Ctrl-C)".to_owned());
+            if self.stopping() {
+                result = StepResult::Interrupted;
                 break;
             }
             match self.step(s) {
@@ -778,7 +801,10 @@ impl Executor<'_, '_> {
         }
         for s in always {
             let r = self.step(s);
-            let failed = matches!(r, StepResult::Failed(_) | StepResult::Declined(_));
+            let failed = matches!(
+                r,
+                StepResult::Failed(_) | StepResult::Declined(_) | StepResult::Interrupted
+            );
             if matches!(result, StepResult::Done) && failed {
                 result = r;
             }
@@ -814,6 +840,12 @@ impl Executor<'_, '_> {
                 Status::Failed,
                 StepResult::Declined(e.clone()),
                 Some(e),
+                outputs,
+            ),
+            StepResult::Interrupted => (
+                Status::Failed,
+                StepResult::Interrupted,
+                Some(INTERRUPTED.to_owned()),
                 outputs,
             ),
         }

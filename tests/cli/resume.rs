@@ -245,6 +245,56 @@ fn ctrl_c_stops_between_steps_runs_the_always_steps_and_exits_130() {
         .contains("interrupted: stopping after the step under way"));
 }
 
+/// Ctrl-C inside an included playbook stops the run as interrupted too:
+/// neither the include's fallback nor the rest runs, and an included
+/// `always` playbook still runs all its steps.
+#[test]
+fn ctrl_c_inside_an_include_stops_the_run_as_interrupted_and_the_always_include_runs_whole() {
+    let t = Test::new()
+        .file(
+            "inner.yaml",
+            "steps:\n  - id: slow\n    action: shell\n    with: {command: [sh, -c, 'sleep 1; touch slow-done']}\n  - id: next\n    action: shell\n    with: {command: [touch, next]}\n",
+        )
+        .file(
+            "tell.yaml",
+            "steps:\n  - id: one\n    action: shell\n    with: {command: [sh, -c, 'echo one $1 >> outcome', _, \"{{ run.status }}\"]}\n  - id: two\n    action: shell\n    with: {command: [sh, -c, 'echo two $1 >> outcome', _, \"{{ run.status }}\"]}\n",
+        )
+        .file(
+            "pb.yaml",
+            "steps:\n  - id: work\n    playbook: inner.yaml\n    fallback:\n      - id: plan-b\n        action: shell\n        with: {command: [touch, plan-b]}\nalways:\n  - id: tell\n    playbook: tell.yaml\n",
+        );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "pb.yaml"])
+        .current_dir(t.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: sends SIGINT to the child we spawned, as Ctrl-C would.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.path().join("slow-done").exists());
+    assert!(!t.path().join("next").exists(), "a step ran after Ctrl-C");
+    assert!(
+        !t.path().join("plan-b").exists(),
+        "a fallback ran after Ctrl-C"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("outcome")).unwrap(),
+        "one interrupted\ntwo interrupted\n"
+    );
+}
+
 #[test]
 fn the_always_steps_run_again_on_resume() {
     let t = Test::new().file(
