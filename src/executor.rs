@@ -16,6 +16,9 @@ use crate::event::{self, Event, Phase, RunStatus, Sink, Status};
 use crate::plan::{Body, CheckKind, Plan, PlanCheck, PlanStep};
 use crate::template::{self, render_error, TValue};
 
+/// Steps a run finished, by full id: their status and outputs.
+pub type Finished = std::collections::HashMap<String, (Status, Map<String, Json>)>;
+
 #[derive(Debug, Default)]
 pub struct Options {
     pub dry_run: bool,
@@ -29,8 +32,9 @@ pub struct Options {
     /// The `--var` flags given, recorded for `resume`.
     pub cli_vars: Vec<(String, String)>,
     /// `resume`: steps finished in the interrupted run, by full id, with
-    /// their status and outputs.
-    pub previous: std::collections::HashMap<String, (Status, Map<String, Json>)>,
+    /// their status and outputs (none, if it was killed in its first step);
+    /// `None` for a run that resumes nothing.
+    pub previous: Option<Finished>,
     /// Set by Ctrl-C: stop at the next step boundary.
     pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -219,7 +223,7 @@ impl Executor<'_, '_> {
                 .unwrap_or_default(),
             cli_vars: self.options.cli_vars.clone(),
             plan: self.plan.fingerprint.clone(),
-            resumed: !self.options.previous.is_empty(),
+            resumed: self.options.previous.is_some(),
             deadline,
             deadline_at,
         });
@@ -456,7 +460,7 @@ impl Executor<'_, '_> {
     /// `verify` checks still hold; its outputs are those it had, so the steps
     /// after it see what they would have seen.
     fn done_before(&mut self, step: &PlanStep, started: Instant) -> Option<StepResult> {
-        let (status, outputs) = self.options.previous.get(&step.id)?.clone();
+        let (status, outputs) = self.options.previous.as_ref()?.get(&step.id)?.clone();
         if !matches!(status, Status::Ok | Status::Skipped | Status::Recovered) {
             return None;
         }

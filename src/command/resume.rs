@@ -106,7 +106,7 @@ pub fn resume(which: &RunRef, force: bool, yes: bool, json: bool) -> Exit {
         yes,
         run_dir: Some(dir.clone()),
         cli_vars,
-        previous,
+        previous: Some(previous),
         interrupt: Some(super::run::interrupt_flag()),
         ..executor::Options::default()
     };

@@ -74,7 +74,7 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         fail: args.fail.clone(),
         rehearsal: args.rehearse,
         cli_vars: args.vars.clone(),
-        previous: std::collections::HashMap::new(),
+        previous: None,
         interrupt: Some(interrupt_flag()),
     };
     execute(&plan, &options, journal, Vec::new(), args.json, terminal)

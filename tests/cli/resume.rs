@@ -295,6 +295,47 @@ fn ctrl_c_inside_an_include_stops_the_run_as_interrupted_and_the_always_include_
     );
 }
 
+/// A run killed in its first step finished no step; resuming it is still a
+/// resume, so the report goes on under the same title.
+#[test]
+fn a_run_killed_in_its_first_step_resumes_as_a_resume() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: slow\n    action: shell\n    with: {command: [sh, -c, 'test -e go || sleep 5']}\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "pb.yaml"])
+        .current_dir(t.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runs = t.path().join(".runbook/runs");
+    let journal = || -> Option<PathBuf> {
+        let dir = std::fs::read_dir(&runs).ok()?.next()?.ok()?.path();
+        Some(dir.join("journal.jsonl")).filter(|j| j.exists())
+    };
+    let started = Instant::now();
+    while journal().is_none() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::write(t.path().join("go"), "").unwrap();
+    t.run(&["resume", "latest"]).code(0);
+    let journal = journal().expect("the run's journal");
+    let starts: Vec<bool> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "run_started")
+        .map(|e| e["resumed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(starts, [false, true]);
+    let report = std::fs::read_to_string(journal.with_file_name("report.md")).unwrap();
+    assert_eq!(report.matches("# Run of").count(), 1, "{report}");
+}
+
 #[test]
 fn the_always_steps_run_again_on_resume() {
     let t = Test::new().file(
