@@ -94,7 +94,8 @@ pub(crate) fn execute(
     let mut report = run_dir
         .as_ref()
         .map(|d| report::Report::new(d.join(report::FILE_NAME), earlier));
-    let mut human = reporter::Human::new(terminal);
+    // With --json nothing draws the bar, so nothing should feed it.
+    let mut human = reporter::Human::new(terminal && !json);
     let mut json_view = reporter::JsonLines;
     let mut sinks: Vec<&mut dyn Sink> = Vec::new();
     if let Some(j) = journal.as_mut() {
