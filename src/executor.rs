@@ -480,9 +480,7 @@ impl Executor<'_, '_> {
     }
 
     /// Dry run: remembers what a step would do, and folds what the
-    /// read-only ones saw into the state fingerprint. Outputs of commands
-    /// and HTTP probes are left out: they change from one moment to the next
-    /// without the state having changed.
+    /// read-only ones saw of the state into the state fingerprint.
     fn observe(
         &mut self,
         step: &PlanStep,
@@ -495,9 +493,7 @@ impl Executor<'_, '_> {
             self.descriptions.insert(step.id.clone(), d.to_owned());
         }
         let stable = match &step.body {
-            Body::Action { action, .. } => {
-                action.starts_with("sqlite.") || action.starts_with("backup.") || action == "assert"
-            }
+            Body::Action { action, .. } => action::outputs_are_state(action),
             Body::Include { .. } => false,
         };
         if stable && status == Status::Ok {
