@@ -211,12 +211,8 @@ steps:
     );
 }
 
-#[test]
-fn ctrl_c_stops_between_steps_runs_the_always_steps_and_exits_130() {
-    let t = Test::new().file(
-        "pb.yaml",
-        "steps:\n  - id: slow\n    action: shell\n    with: {command: [sh, -c, 'sleep 1; touch slow-done']}\n  - id: next\n    action: shell\n    with: {command: [touch, next]}\nalways:\n  - id: tell\n    action: shell\n    with: {command: [sh, -c, 'echo $1 > outcome', _, \"{{ run.status }}\"]}\n",
-    );
+/// `runbook run pb.yaml`, with SIGINT sent to it 300 ms in, as Ctrl-C would.
+fn run_and_press_ctrl_c(t: &Test) -> std::process::Output {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(["run", "pb.yaml"])
         .current_dir(t.path())
@@ -231,6 +227,16 @@ fn ctrl_c_stops_between_steps_runs_the_always_steps_and_exits_130() {
         libc::kill(pid, libc::SIGINT);
     }
     let out = child.wait_with_output().unwrap();
+    out
+}
+
+#[test]
+fn ctrl_c_stops_between_steps_runs_the_always_steps_and_exits_130() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: slow\n    action: shell\n    with: {command: [sh, -c, 'sleep 1; touch slow-done']}\n  - id: next\n    action: shell\n    with: {command: [touch, next]}\nalways:\n  - id: tell\n    action: shell\n    with: {command: [sh, -c, 'echo $1 > outcome', _, \"{{ run.status }}\"]}\n",
+    );
+    let out = run_and_press_ctrl_c(&t);
     assert_eq!(out.status.code(), Some(130));
     assert!(
         t.path().join("slow-done").exists(),
@@ -263,20 +269,7 @@ fn ctrl_c_inside_an_include_stops_the_run_as_interrupted_and_the_always_include_
             "pb.yaml",
             "steps:\n  - id: work\n    playbook: inner.yaml\n    fallback:\n      - id: plan-b\n        action: shell\n        with: {command: [touch, plan-b]}\nalways:\n  - id: tell\n    playbook: tell.yaml\n",
         );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", "pb.yaml"])
-        .current_dir(t.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: sends SIGINT to the child we spawned, as Ctrl-C would.
-    unsafe {
-        libc::kill(pid, libc::SIGINT);
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = run_and_press_ctrl_c(&t);
     assert_eq!(
         out.status.code(),
         Some(130),
