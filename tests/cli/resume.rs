@@ -226,8 +226,7 @@ fn run_and_press_ctrl_c(t: &Test) -> std::process::Output {
     unsafe {
         libc::kill(pid, libc::SIGINT);
     }
-    let out = child.wait_with_output().unwrap();
-    out
+    child.wait_with_output().unwrap()
 }
 
 #[test]
