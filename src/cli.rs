@@ -51,6 +51,9 @@ pub enum Command {
         /// Print one JSON event per line instead of the human view
         #[arg(long)]
         json: bool,
+        /// If another run holds the install, wait up to this long for it (e.g. 10m) instead of refusing
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        wait: Option<std::time::Duration>,
     },
     /// Build a sample go-fast-cdn install and run the emergency rollback on it
     Demo {
@@ -116,6 +119,9 @@ pub struct RunArgs {
     /// Print one JSON event per line instead of the human view
     #[arg(long)]
     pub json: bool,
+    /// If another run holds the install, wait up to this long for it (e.g. 10m) instead of refusing
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<std::time::Duration>,
     /// Where run directories are created
     #[arg(
         long,
@@ -165,6 +171,9 @@ pub struct BackupArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// If another run holds the install, wait up to this long for it (e.g. 10m) instead of refusing
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -199,4 +208,9 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((k.to_owned(), v.to_owned()))
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration (e.g. 30s, 10m): {e}"))
 }

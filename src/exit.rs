@@ -12,6 +12,8 @@ pub enum Exit {
     Invalid,
     /// 3: an operator declined, or the run was aborted.
     Aborted,
+    /// 4: another run holds the install; nothing was executed.
+    Locked,
     /// 130: interrupted by Ctrl-C (stopped between steps, `always` steps run).
     Interrupted,
 }
@@ -23,6 +25,7 @@ impl From<Exit> for ExitCode {
             Exit::Failed => 1,
             Exit::Invalid => 2,
             Exit::Aborted => 3,
+            Exit::Locked => 4,
             Exit::Interrupted => 130,
         })
     }

@@ -21,13 +21,27 @@ impl Journal {
             .append(true)
             .create_new(true)
             .open(path)?;
-        Ok(Journal { file })
+        Journal::owned(file)
     }
 
     /// Opens an existing journal to go on writing it (`runbook resume`).
+    /// `WouldBlock` if another process is still writing it.
     pub fn append(path: &Path) -> io::Result<Journal> {
         let file = OpenOptions::new().append(true).open(path)?;
-        Ok(Journal { file })
+        Journal::owned(file)
+    }
+
+    /// One writer per journal: the run writing it holds an exclusive
+    /// `flock` on it until it ends, so a resume cannot interleave with it.
+    fn owned(file: File) -> io::Result<Journal> {
+        if crate::lock::try_exclusive(&file)? {
+            Ok(Journal { file })
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "another process is writing this journal",
+            ))
+        }
     }
 }
 

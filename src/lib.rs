@@ -19,6 +19,7 @@ pub mod event;
 pub mod executor;
 pub mod exit;
 pub mod journal;
+pub mod lock;
 pub mod node;
 pub mod plan;
 pub mod playbook;
@@ -90,7 +91,8 @@ where
             force,
             yes,
             json,
-        } => command::resume::resume(&which, force, yes, json),
+            wait,
+        } => command::resume::resume(&which, force, yes, json, wait),
     };
     exit.into()
 }

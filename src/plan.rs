@@ -110,4 +110,41 @@ impl Plan {
         walk(&self.always, &mut out);
         out
     }
+
+    /// The databases and backup directories the plan's mutating steps act
+    /// on, as far as their variables alone tell (a path that depends on an
+    /// earlier step's outputs cannot be known before the run): what the
+    /// install lock must cover.
+    pub fn changes(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for step in self.all_steps() {
+            let Body::Action {
+                action,
+                args: TValue::Map(args),
+                mutates: true,
+            } = &step.body
+            else {
+                continue;
+            };
+            if !(action.starts_with("sqlite.") || action.starts_with("backup.")) {
+                continue;
+            }
+            let Some(scope) = self.scopes.get(step.scope) else {
+                continue;
+            };
+            let ctx = crate::template::value(&scope.vars);
+            for (key, value) in args {
+                if key != "db" && key != "dir" {
+                    continue;
+                }
+                if let Ok(Json::String(path)) = self.templates.render(value, &ctx) {
+                    let path = PathBuf::from(path);
+                    if !path.as_os_str().is_empty() && !out.contains(&path) {
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        out
+    }
 }

@@ -13,6 +13,7 @@ use crate::exit::Exit;
 pub fn backup(args: &BackupArgs) -> Exit {
     match run(args) {
         Ok(()) => Exit::Success,
+        Err(Problem::Locked(err)) => super::run::refused(&err),
         Err(Problem::Usage(msg)) => {
             eprintln!("error: {msg}");
             Exit::Invalid
@@ -30,6 +31,7 @@ pub fn backup(args: &BackupArgs) -> Exit {
 
 enum Problem {
     Usage(String),
+    Locked(crate::lock::Error),
     Failed(String),
     Declined(String),
 }
@@ -81,7 +83,9 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
     match args.op {
         BackupOp::Create => {
             let db = need(args.db.as_ref(), "--db PATH", "create")?;
-            let (path, m) = backup::create(db, &dir()?, args.label.as_deref())?;
+            let dir = dir()?;
+            let _lock = lock(&[dir.clone()], args)?;
+            let (path, m) = backup::create(db, &dir, args.label.as_deref())?;
             if args.json {
                 println!("{}", json!({"path": path, "manifest": m}));
             } else {
@@ -147,6 +151,8 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
         BackupOp::Restore => {
             let db = need(args.db.as_ref(), "--db PATH", "restore")?;
             let file = need(args.backup.as_ref(), "--backup FILE", "restore")?;
+            let dir = dir()?;
+            let _lock = lock(&[db.clone(), dir.clone()], args)?;
             ask(
                 &format!(
                     "Replace {} with {}? (a pre-restore backup is made first)",
@@ -155,7 +161,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 ),
                 args.force,
             )?;
-            let r = backup::restore(db, file, &dir()?, Duration::from_secs(10))?;
+            let r = backup::restore(db, file, &dir, Duration::from_secs(10))?;
             if args.json {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());
             } else {
@@ -169,6 +175,11 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
         }
         BackupOp::Delete => {
             let file = need(args.backup.as_ref(), "--backup FILE", "delete")?;
+            let parent = file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let _lock = lock(&[parent.to_path_buf()], args)?;
             ask(
                 &format!("Delete the backup {}?", file.display()),
                 args.force,
@@ -180,6 +191,11 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
         }
     }
     Ok(())
+}
+
+/// The install lock for what this command changes, held until it returns.
+fn lock(targets: &[PathBuf], args: &BackupArgs) -> Result<crate::lock::Locks, Problem> {
+    crate::lock::Locks::acquire(targets, args.wait).map_err(Problem::Locked)
 }
 
 /// `images 120, docs 80, media 0; markers: media_unification_2024`

@@ -11,7 +11,13 @@ use crate::event::{Event, RunStatus};
 use crate::exit::Exit;
 use crate::{analyzer, executor, journal, reporter};
 
-pub fn resume(which: &RunRef, force: bool, yes: bool, json: bool) -> Exit {
+pub fn resume(
+    which: &RunRef,
+    force: bool,
+    yes: bool,
+    json: bool,
+    wait: Option<std::time::Duration>,
+) -> Exit {
     let (dir, events) = match super::recorded_run(which) {
         Ok(run) => run,
         Err(exit) => return exit,
@@ -69,6 +75,11 @@ pub fn resume(which: &RunRef, force: bool, yes: bool, json: bool) -> Exit {
         );
         return Exit::Invalid;
     }
+    let mut locks = match crate::lock::Locks::acquire(&plan.changes(), wait) {
+        Ok(locks) => locks,
+        Err(err) => return super::run::refused(&err),
+    };
+    locks.set_run_dir(&dir);
     // The last word on each step; a step is done if it finished well.
     let mut previous = HashMap::new();
     for e in &events {
@@ -89,6 +100,13 @@ pub fn resume(which: &RunRef, force: bool, yes: bool, json: bool) -> Exit {
     }
     let journal = match journal::Journal::append(&journal_path) {
         Ok(j) => j,
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+            eprintln!(
+                "error: the run in {} is still going on: another process is writing its journal\n  help: let it finish, then resume it if it did not succeed",
+                dir.display()
+            );
+            return Exit::Locked;
+        }
         Err(err) => {
             eprintln!("error: cannot append to {}: {err}", journal_path.display());
             return Exit::Failed;
@@ -110,5 +128,13 @@ pub fn resume(which: &RunRef, force: bool, yes: bool, json: bool) -> Exit {
         interrupt: Some(super::run::interrupt_flag()),
         ..executor::Options::default()
     };
-    super::run::execute(&plan, &options, Some(journal), events, json, terminal)
+    super::run::execute(
+        &plan,
+        &options,
+        Some(journal),
+        Some(locks),
+        events,
+        json,
+        terminal,
+    )
 }

@@ -4,7 +4,7 @@
 use crate::cli::RunArgs;
 use crate::event::{RunStatus, Sink};
 use crate::exit::Exit;
-use crate::{analyzer, executor, journal, report, reporter, run_dir};
+use crate::{analyzer, executor, journal, lock, report, reporter, run_dir};
 
 pub fn run_playbook(args: &RunArgs) -> Exit {
     let options = analyzer::Options {
@@ -21,6 +21,15 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
     if let Err(exit) = check_fail_targets(&plan, &args.fail) {
         return exit;
     }
+    let locks = if args.dry_run || args.rehearse {
+        tell_holders(&plan);
+        None
+    } else {
+        match lock::Locks::acquire(&plan.changes(), args.wait) {
+            Ok(locks) => Some(locks),
+            Err(err) => return refused(&err),
+        }
+    };
     if let Some(expected) = &args.expect_plan {
         if let Err(exit) = check_fingerprint(&plan, args, expected) {
             return exit;
@@ -54,6 +63,10 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         _ => plan,
     };
 
+    let mut locks = locks;
+    if let (Some(locks), Some(dir)) = (locks.as_mut(), &run_dir) {
+        locks.set_run_dir(dir);
+    }
     let journal = match &run_dir {
         Some(dir) => match journal::Journal::create(&dir.join(journal::FILE_NAME)) {
             Ok(j) => Some(j),
@@ -77,7 +90,42 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         previous: None,
         interrupt: Some(interrupt_flag()),
     };
-    execute(&plan, &options, journal, Vec::new(), args.json, terminal)
+    execute(
+        &plan,
+        &options,
+        journal,
+        locks,
+        Vec::new(),
+        args.json,
+        terminal,
+    )
+}
+
+/// A dry run or a rehearsal takes no lock, but says when a run holds one:
+/// what it sees may change under it.
+fn tell_holders(plan: &crate::plan::Plan) {
+    for target in plan.changes() {
+        if let Some(holder) = lock::holder_of(&target) {
+            eprintln!(
+                "note: a run holds {} now (pid {}, {}@{}, step {}): what this run sees may change under it",
+                target.display(),
+                holder.pid,
+                holder.user,
+                holder.host,
+                holder.step.as_deref().unwrap_or("not started")
+            );
+        }
+    }
+}
+
+/// Another operator holds the install: exit 4, or 1 if the lock file
+/// itself could not be made.
+pub(crate) fn refused(err: &lock::Error) -> Exit {
+    eprintln!("error: {err}");
+    match err {
+        lock::Error::Held { .. } => Exit::Locked,
+        lock::Error::Io { .. } => Exit::Failed,
+    }
 }
 
 /// Runs a plan with its journal, report and view attached; the report
@@ -86,6 +134,7 @@ pub(crate) fn execute(
     plan: &crate::plan::Plan,
     options: &executor::Options,
     mut journal: Option<journal::Journal>,
+    mut locks: Option<lock::Locks>,
     earlier: Vec<crate::event::Event>,
     json: bool,
     terminal: bool,
@@ -103,6 +152,9 @@ pub(crate) fn execute(
     }
     if let Some(r) = report.as_mut() {
         sinks.push(r);
+    }
+    if let Some(l) = locks.as_mut() {
+        sinks.push(l);
     }
     if json {
         sinks.push(&mut json_view);

@@ -1,0 +1,354 @@
+//! The install lock: one operator at a time on a database. Every command
+//! that can change a database holds an exclusive `flock` on a lock file
+//! beside the real file (`<real path>.runbook-lock`, symlinks resolved) for
+//! its whole run, includes and fallbacks included. The kernel releases it
+//! when the process ends, however it ends, so a kill never leaves a stale
+//! lock. The file's content names the holder (user, host, pid, command, run
+//! directory, start, current step) for whoever is refused.
+//!
+//! A lock file rather than a lock on the database itself: a restore renames
+//! a new file over the database, and a lock on the old inode would not stop
+//! a second operator who opens the new one.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, Sink};
+
+const SUFFIX: &str = ".runbook-lock";
+
+/// How long a refusal waits anyway: the holder writes its name just after
+/// it takes the lock, and a dry run's look at the lock lasts microseconds.
+const GRACE: Duration = Duration::from_millis(300);
+
+/// Who holds a lock, as written in the lock file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Holder {
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    pub started_at: String,
+    #[serde(default)]
+    pub run_dir: Option<String>,
+    #[serde(default)]
+    pub step: Option<String>,
+}
+
+impl Holder {
+    /// This process.
+    pub fn me() -> Holder {
+        Holder {
+            user: user(),
+            host: host(),
+            pid: std::process::id(),
+            command: command_line(),
+            started_at: crate::event::now(),
+            run_dir: None,
+            step: None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut lines = vec![format!(
+            "held by {}@{}, pid {}, since {}",
+            self.user, self.host, self.pid, self.started_at
+        )];
+        lines.push(format!("command: {}", self.command));
+        if let Some(dir) = &self.run_dir {
+            lines.push(format!("run directory: {dir}"));
+        }
+        if let Some(step) = &self.step {
+            lines.push(format!("current step: {step}"));
+        }
+        lines.join("\n  ")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "another operator holds {}\n  {}\n  help: nothing was done; let that run finish (or stop it), or pass --wait DURATION (e.g. --wait 10m) to wait for it",
+        target.display(),
+        holder.as_ref().map_or_else(|| "held by a process that has not said who it is".to_owned(), Holder::describe)
+    )]
+    Held {
+        target: PathBuf,
+        holder: Option<Holder>,
+    },
+    #[error("cannot lock {} ({}): {source}\n  help: runbook needs to create or open that file to keep a second operator out; fix its directory's permissions", target.display(), file.display())]
+    Io {
+        target: PathBuf,
+        file: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The lock file of a database or directory: beside its real path, so that
+/// a symlink and its target share one lock.
+pub fn file_for(target: &Path) -> PathBuf {
+    let real = std::fs::canonicalize(target).unwrap_or_else(|_| {
+        // Not there yet (a restore onto a missing file): its real directory.
+        let absolute = std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
+        match (absolute.parent(), absolute.file_name()) {
+            (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .join(name),
+            _ => absolute,
+        }
+    });
+    crate::database::sidecar(&real, SUFFIX)
+}
+
+/// Locks held by this process, released when dropped (or when it dies).
+#[derive(Default)]
+pub struct Locks {
+    held: Vec<(PathBuf, File)>,
+    holder: Holder,
+}
+
+impl Locks {
+    /// Takes the lock of every target, in one order (so two waiting runs
+    /// cannot each hold what the other waits for), waiting up to `wait`.
+    /// On refusal, none is kept.
+    pub fn acquire(targets: &[PathBuf], wait: Option<Duration>) -> Result<Locks, Error> {
+        let mut files: Vec<(PathBuf, PathBuf)> =
+            targets.iter().map(|t| (file_for(t), t.clone())).collect();
+        files.sort();
+        files.dedup_by(|a, b| a.0 == b.0);
+        let mut locks = Locks {
+            held: Vec::new(),
+            holder: Holder::me(),
+        };
+        let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO).max(GRACE);
+        for (file, target) in files {
+            let io = |source| Error::Io {
+                target: target.clone(),
+                file: file.clone(),
+                source,
+            };
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&file)
+                .map_err(io)?;
+            loop {
+                match try_flock(&f, libc::LOCK_EX) {
+                    Ok(true) => break,
+                    Ok(false) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Ok(false) => {
+                        return Err(Error::Held {
+                            target,
+                            holder: read_holder(&f),
+                        })
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            locks.held.push((file, f));
+        }
+        locks.write().map_err(|source| Error::Io {
+            target: targets.first().cloned().unwrap_or_default(),
+            file: locks.held.first().map(|h| h.0.clone()).unwrap_or_default(),
+            source,
+        })?;
+        Ok(locks)
+    }
+
+    /// Records the run directory in the lock files.
+    pub fn set_run_dir(&mut self, dir: &Path) {
+        self.holder.run_dir = Some(dir.display().to_string());
+        let _ = self.write();
+    }
+
+    fn write(&mut self) -> io::Result<()> {
+        let text = serde_json::to_vec(&self.holder).map_err(io::Error::other)?;
+        for (_, f) in &mut self.held {
+            f.set_len(0)?;
+            f.rewind()?;
+            f.write_all(&text)?;
+        }
+        Ok(())
+    }
+}
+
+/// The lock files follow the run: the current step is what a refused
+/// operator most needs to know.
+impl Sink for Locks {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        if let Event::StepStarted { step, .. } = event {
+            self.holder.step = Some(step.clone());
+            // The lock is what matters; a holder note that could not be
+            // updated does not stop the run.
+            let _ = self.write();
+        }
+        Ok(())
+    }
+}
+
+/// Whether a run holds the lock of `target` now, and who, without taking it
+/// and without creating anything (a dry run or a rehearsal only looks).
+pub fn holder_of(target: &Path) -> Option<Holder> {
+    let f = File::open(file_for(target)).ok()?;
+    match try_flock(&f, libc::LOCK_SH) {
+        Ok(true) => {
+            let _ = flock(&f, libc::LOCK_UN);
+            None
+        }
+        Ok(false) => Some(read_holder(&f).unwrap_or_default()),
+        Err(_) => None,
+    }
+}
+
+/// The holder named in a lock file; it may be mid-rewrite, so a few reads.
+fn read_holder(f: &File) -> Option<Holder> {
+    for _ in 0..10 {
+        let mut text = String::new();
+        let mut reader = f;
+        if reader.rewind().is_ok() && reader.read_to_string(&mut text).is_ok() {
+            if let Ok(h) = serde_json::from_str(&text) {
+                return Some(h);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Takes an exclusive `flock` on an open file if no one else has it:
+/// whether it was taken.
+pub fn try_exclusive(f: &File) -> io::Result<bool> {
+    try_flock(f, libc::LOCK_EX)
+}
+
+/// `flock(op | LOCK_NB)`: whether it was taken.
+fn try_flock(f: &File, op: libc::c_int) -> io::Result<bool> {
+    match flock(f, op | libc::LOCK_NB) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn flock(f: &File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on a descriptor this File owns; no memory is passed.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The command line, with the values of `--var` left out: one may be a
+/// secret, and the lock file is readable by whoever can see the install.
+fn command_line() -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut value_next = false;
+    for arg in std::env::args() {
+        if value_next {
+            let key = arg.split_once('=').map_or(arg.as_str(), |(k, _)| k);
+            out.push(format!("{key}=…"));
+            value_next = false;
+        } else if let Some(kv) = arg.strip_prefix("--var=") {
+            let key = kv.split_once('=').map_or(kv, |(k, _)| k);
+            out.push(format!("--var={key}=…"));
+        } else {
+            value_next = arg == "--var";
+            out.push(arg);
+        }
+    }
+    out.join(" ")
+}
+
+/// The user's name from the password database, as `ps` would show it.
+fn user() -> String {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getpwuid_r writes the
+    // entry into `pwd` and its strings into `buf`, and sets `result` to
+    // `pwd` on success or to null.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return format!("uid {uid}");
+    }
+    // SAFETY: on success pw_name points at a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr((*result).pw_name) };
+    name.to_string_lossy().into_owned()
+}
+
+fn host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it or truncates, and we stop at the first NUL.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    if !ok {
+        return "unknown host".to_owned();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_taker_is_refused_and_told_who_holds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("main.db");
+        std::fs::write(&db, "x").expect("write");
+        let mut first = Locks::acquire(std::slice::from_ref(&db), None).expect("first");
+        first.set_run_dir(Path::new("/runs/r1"));
+        // A second open file description: flock treats it as another taker.
+        let err = Locks::acquire(std::slice::from_ref(&db), None)
+            .err()
+            .expect("refused");
+        let Error::Held { holder, .. } = &err else {
+            panic!("{err}")
+        };
+        let holder = holder.clone().expect("named");
+        assert_eq!(holder.pid, std::process::id());
+        assert_eq!(holder.run_dir.as_deref(), Some("/runs/r1"));
+        assert_eq!(holder_of(&db).map(|h| h.pid), Some(std::process::id()));
+        drop(first);
+        assert!(holder_of(&db).is_none());
+        Locks::acquire(&[db], None).expect("free again");
+    }
+
+    #[test]
+    fn a_symlink_and_its_target_share_one_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.db");
+        std::fs::write(&real, "x").expect("write");
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        assert_eq!(file_for(&link), file_for(&real));
+        let _held = Locks::acquire(&[real], None).expect("first");
+        assert!(Locks::acquire(&[link], None).is_err());
+    }
+}
