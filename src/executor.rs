@@ -457,8 +457,8 @@ impl Executor<'_, '_> {
     }
 
     /// `resume`: a step the interrupted run finished is not run again if its
-    /// `verify` checks still hold; its outputs are those it had, so the steps
-    /// after it see what they would have seen.
+    /// `verify` checks still hold; its status and outputs are those it had,
+    /// so the steps after it see what they would have seen.
     fn done_before(&mut self, step: &PlanStep, started: Instant) -> Option<StepResult> {
         let (status, outputs) = self.options.previous.as_ref()?.get(&step.id)?.clone();
         if !matches!(status, Status::Ok | Status::Skipped | Status::Recovered) {
@@ -475,7 +475,9 @@ impl Executor<'_, '_> {
         } else {
             "done before the interruption; its verify checks still hold".to_owned()
         };
-        self.finish(step, Status::Skipped, started, Some(detail), None, &outputs);
+        // Its own status and outputs, as the interrupted run recorded them:
+        // a check after it must see what an uninterrupted run would see.
+        self.finish(step, status, started, Some(detail), None, &outputs);
         Some(StepResult::Done)
     }
 

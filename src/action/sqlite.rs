@@ -318,9 +318,19 @@ impl Action for Exec {
                 file.as_file()
                     .sync_all()
                     .map_err(|e| Failure::failed(format!("syncing {}: {e}", path.display())))?;
-                file.persist_noclobber(path).map_err(|e| {
+                // Replacing: the export is a reading of the database in this
+                // transaction, so a repeat (a resumed run, a fallback that
+                // carries back the same rows) writes what is true now.
+                file.persist(path).map_err(|e| {
                     Failure::failed(format!("writing {}: {}", path.display(), e.error))
                 })?;
+                // The rename must be on disk before the commit that drops
+                // the rows it keeps.
+                if let Some(dir) = path.parent() {
+                    std::fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| Failure::failed(format!("syncing {}: {e}", dir.display())))?;
+                }
                 out.insert("exported".into(), count.into());
                 out.insert("export_file".into(), path.display().to_string().into());
             }
@@ -347,14 +357,7 @@ fn export_path(ctx: &Context<'_>, file: &str) -> Result<PathBuf, Failure> {
         .run_dir
         .as_ref()
         .ok_or_else(|| Failure::failed("an export needs a run directory"))?;
-    let path = dir.join(name);
-    if path.exists() {
-        return Err(Failure::failed(format!(
-            "{} exists already; an export never overwrites",
-            path.display()
-        )));
-    }
-    Ok(path)
+    Ok(dir.join(name))
 }
 
 impl Action for Quiescent {
