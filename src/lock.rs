@@ -133,16 +133,19 @@ impl Locks {
                 file: file.clone(),
                 source,
             };
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&file)
-                .map_err(io)?;
-            loop {
+            let f = loop {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&file)
+                    .map_err(io)?;
                 match try_flock(&f, libc::LOCK_EX) {
-                    Ok(true) => break,
+                    // The holder before us removes the file as it lets go:
+                    // a lock on a file no longer under that name is no lock.
+                    Ok(true) if same_file(&f, &file) => break f,
+                    Ok(true) => {}
                     Ok(false) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(20));
                     }
@@ -154,7 +157,7 @@ impl Locks {
                     }
                     Err(e) => return Err(io(e)),
                 }
-            }
+            };
             locks.held.push((file, f));
         }
         locks.write().map_err(|source| Error::Io {
@@ -179,6 +182,28 @@ impl Locks {
             f.write_all(&text)?;
         }
         Ok(())
+    }
+}
+
+/// Letting go leaves nothing behind: the file is removed while still
+/// locked, and whoever waited on it sees it is gone and makes a new one.
+/// A killed holder leaves its file, unlocked, for the next taker to reuse.
+impl Drop for Locks {
+    fn drop(&mut self) {
+        for (path, f) in &self.held {
+            if same_file(f, path) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Whether `path` still names the open file `f`.
+fn same_file(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
