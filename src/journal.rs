@@ -12,6 +12,8 @@ pub const FILE_NAME: &str = "journal.jsonl";
 
 pub struct Journal {
     file: File,
+    /// Events this process wrote, for [`crate::fault`].
+    written: u64,
 }
 
 impl Journal {
@@ -35,7 +37,7 @@ impl Journal {
     /// `flock` on it until it ends, so a resume cannot interleave with it.
     fn owned(file: File) -> io::Result<Journal> {
         if crate::lock::try_exclusive(&file)? {
-            Ok(Journal { file })
+            Ok(Journal { file, written: 0 })
         } else {
             Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -57,6 +59,8 @@ impl Sink for Journal {
         ) {
             self.file.sync_data()?;
         }
+        self.written += 1;
+        crate::fault::journal_event(self.written);
         Ok(())
     }
 

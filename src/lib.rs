@@ -18,6 +18,7 @@ pub mod diagnostic;
 pub mod event;
 pub mod executor;
 pub mod exit;
+pub mod fault;
 pub mod journal;
 pub mod lock;
 pub mod node;
