@@ -22,10 +22,6 @@ use crate::event::{Event, Sink};
 
 const SUFFIX: &str = ".runbook-lock";
 
-/// How long a refusal waits anyway: the holder writes its name just after
-/// it takes the lock, and a dry run's look at the lock lasts microseconds.
-const GRACE: Duration = Duration::from_millis(300);
-
 /// Who holds a lock, as written in the lock file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Holder {
@@ -126,7 +122,7 @@ impl Locks {
             held: Vec::new(),
             holder: Holder::me(),
         };
-        let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO).max(GRACE);
+        let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
         for (file, target) in files {
             let io = |source| Error::Io {
                 target: target.clone(),
@@ -222,17 +218,21 @@ impl Sink for Locks {
 }
 
 /// Whether a run holds the lock of `target` now, and who, without taking it
-/// and without creating anything (a dry run or a rehearsal only looks).
+/// and without creating anything (a dry run or a rehearsal only looks):
+/// the kernel's table of locks (`/proc/locks`) names the file's inode.
 pub fn holder_of(target: &Path) -> Option<Holder> {
+    use std::os::unix::fs::MetadataExt;
     let f = File::open(file_for(target)).ok()?;
-    match try_flock(&f, libc::LOCK_SH) {
-        Ok(true) => {
-            let _ = flock(&f, libc::LOCK_UN);
-            None
-        }
-        Ok(false) => Some(read_holder(&f).unwrap_or_default()),
-        Err(_) => None,
-    }
+    let meta = f.metadata().ok()?;
+    // /proc/locks writes the device as major:minor in hex, then the inode.
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    let held = table.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.contains(&"FLOCK") && fields.contains(&id.as_str())
+    });
+    held.then(|| read_holder(&f).unwrap_or_default())
 }
 
 /// The holder named in a lock file; it may be mid-rewrite, so a few reads.

@@ -44,11 +44,7 @@ pub fn resume(
         );
         return Exit::Invalid;
     }
-    if let Some(Event::RunFinished {
-        status: RunStatus::Succeeded,
-        ..
-    }) = events.last()
-    {
+    if succeeded(&events) {
         println!("the run in {} succeeded: nothing to resume", dir.display());
         return Exit::Success;
     }
@@ -80,6 +76,19 @@ pub fn resume(
         Err(err) => return super::run::refused(&err),
     };
     locks.set_run_dir(&dir);
+    // Read again under the lock: another resume may have finished the run
+    // while this one was waiting for it.
+    let events = match journal::read(&journal_path) {
+        Ok(events) if succeeded(&events) => {
+            println!("the run in {} succeeded: nothing to resume", dir.display());
+            return Exit::Success;
+        }
+        Ok(events) => events,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return Exit::Failed;
+        }
+    };
     // The last word on each step; a step is done if it finished well.
     let mut previous = HashMap::new();
     for e in &events {
@@ -136,5 +145,15 @@ pub fn resume(
         events,
         json,
         terminal,
+    )
+}
+
+fn succeeded(events: &[Event]) -> bool {
+    matches!(
+        events.last(),
+        Some(Event::RunFinished {
+            status: RunStatus::Succeeded,
+            ..
+        })
     )
 }

@@ -12,6 +12,7 @@ mod corpus;
 mod faults;
 mod fuzz;
 mod kills;
+mod operators;
 mod resume;
 
 use std::collections::BTreeMap;
