@@ -232,6 +232,12 @@ pub trait Sink {
     fn finish(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+
+    /// A view (the terminal, `--json`) shows the run; the others record
+    /// it, and are written first, so that a view can say the record failed.
+    fn is_view(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

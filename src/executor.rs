@@ -150,8 +150,15 @@ impl Executor<'_, '_> {
     }
 
     fn emit(&mut self, event: &Event) {
+        self.emit_where(event, |_| true);
+    }
+
+    fn emit_where(&mut self, event: &Event, which: impl Fn(&dyn Sink) -> bool) {
         let event = event.redacted(&self.plan.secrets);
         for sink in self.sinks.iter_mut() {
+            if !which(&**sink) {
+                continue;
+            }
             if let Err(err) = sink.event(&event) {
                 self.sink_error.get_or_insert(err);
             }
@@ -292,7 +299,7 @@ impl Executor<'_, '_> {
                 .map(|b| format!("{b:02x}"))
                 .collect()
         });
-        self.emit(&Event::RunFinished {
+        let mut finished = Event::RunFinished {
             at: event::now(),
             status,
             duration_ms: millis(started.elapsed()),
@@ -300,8 +307,30 @@ impl Executor<'_, '_> {
             error,
             deadline_met: self.plan.deadline.map(|d| started.elapsed() <= d),
             fingerprint: fingerprint.clone(),
-        });
-        for sink in self.sinks.iter_mut() {
+        };
+        // The record is written first; if it could not be, the views say
+        // so in the run's last line rather than "run succeeded".
+        self.emit_where(&finished, |s| !s.is_view());
+        for sink in self.sinks.iter_mut().filter(|s| !s.is_view()) {
+            if let Err(err) = sink.finish() {
+                self.sink_error.get_or_insert(err);
+            }
+        }
+        if let (Some(err), Event::RunFinished { status, error, .. }) =
+            (&self.sink_error, &mut finished)
+        {
+            if *status == RunStatus::Succeeded {
+                *status = RunStatus::Failed;
+                *error = Some(format!(
+                    "every step succeeded, but the run's journal or report could not be written: {err}"
+                ));
+            }
+        }
+        if let Event::RunFinished { status: s, .. } = &finished {
+            status = *s;
+        }
+        self.emit_where(&finished, |s| s.is_view());
+        for sink in self.sinks.iter_mut().filter(|s| s.is_view()) {
             if let Err(err) = sink.finish() {
                 self.sink_error.get_or_insert(err);
             }

@@ -71,11 +71,11 @@ pub enum Error {
     #[error(
         "another operator holds {}\n  {}\n  help: nothing was done; let that run finish (or stop it), or pass --wait DURATION (e.g. --wait 10m) to wait for it",
         target.display(),
-        holder.as_ref().map_or_else(|| "held by a process that has not said who it is".to_owned(), Holder::describe)
+        holder.as_deref().map_or_else(|| "held by a process that has not said who it is".to_owned(), Holder::describe)
     )]
     Held {
         target: PathBuf,
-        holder: Option<Holder>,
+        holder: Option<Box<Holder>>,
     },
     #[error("cannot lock {} ({}): {source}\n  help: runbook needs to create or open that file to keep a second operator out; fix its directory's permissions", target.display(), file.display())]
     Io {
@@ -148,7 +148,7 @@ impl Locks {
                     Ok(false) => {
                         return Err(Error::Held {
                             target,
-                            holder: read_holder(&f),
+                            holder: read_holder(&f).map(Box::new),
                         })
                     }
                     Err(e) => return Err(io(e)),
@@ -356,7 +356,7 @@ mod tests {
         let Error::Held { holder, .. } = &err else {
             panic!("{err}")
         };
-        let holder = holder.clone().expect("named");
+        let holder = holder.as_deref().cloned().expect("named");
         assert_eq!(holder.pid, std::process::id());
         assert_eq!(holder.run_dir.as_deref(), Some("/runs/r1"));
         assert_eq!(holder_of(&db).map(|h| h.pid), Some(std::process::id()));

@@ -61,13 +61,19 @@ impl Sink for Report {
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a report.
+/// A write that fails (a full disk) leaves no temporary file behind.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 pub fn render(events: &[Event]) -> String {

@@ -81,6 +81,10 @@ impl Human {
 }
 
 impl Sink for Human {
+    fn is_view(&self) -> bool {
+        true
+    }
+
     fn event(&mut self, event: &Event) -> io::Result<()> {
         let r = self.show(event);
         ignore_broken_pipe(r)
@@ -359,6 +363,10 @@ fn minutes(d: std::time::Duration) -> String {
 pub struct JsonLines;
 
 impl Sink for JsonLines {
+    fn is_view(&self) -> bool {
+        true
+    }
+
     fn event(&mut self, event: &Event) -> io::Result<()> {
         let line = serde_json::to_string(event).map_err(io::Error::other)?;
         let mut out = io::stdout().lock();

@@ -31,7 +31,7 @@ pub fn backup(args: &BackupArgs) -> Exit {
 
 enum Problem {
     Usage(String),
-    Locked(crate::lock::Error),
+    Locked(Box<crate::lock::Error>),
     Failed(String),
     Declined(String),
 }
@@ -84,7 +84,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
         BackupOp::Create => {
             let db = need(args.db.as_ref(), "--db PATH", "create")?;
             let dir = dir()?;
-            let _lock = lock(&[dir.clone()], args)?;
+            let _lock = lock(std::slice::from_ref(&dir), args)?;
             let (path, m) = backup::create(db, &dir, args.label.as_deref())?;
             if args.json {
                 println!("{}", json!({"path": path, "manifest": m}));
@@ -195,7 +195,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
 
 /// The install lock for what this command changes, held until it returns.
 fn lock(targets: &[PathBuf], args: &BackupArgs) -> Result<crate::lock::Locks, Problem> {
-    crate::lock::Locks::acquire(targets, args.wait).map_err(Problem::Locked)
+    crate::lock::Locks::acquire(targets, args.wait).map_err(|e| Problem::Locked(Box::new(e)))
 }
 
 /// `images 120, docs 80, media 0; markers: media_unification_2024`

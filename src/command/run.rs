@@ -162,15 +162,21 @@ pub(crate) fn execute(
         sinks.push(&mut human);
     }
     let outcome = executor::execute(plan, options, &mut sinks);
-    if let Some(dir) = &run_dir {
-        if !json {
-            println!("report: {}", dir.join(report::FILE_NAME).display());
-        }
-    }
     if let Some(err) = outcome.sink_error {
-        eprintln!("error: the journal or report could not be written completely: {err}");
+        // The last line: what failed, and how to get the report back.
+        eprintln!(
+            "error: the journal or report could not be written completely: {err}\n  \
+             help: free space; `runbook report {}` writes the report again from the journal",
+            run_dir
+                .as_ref()
+                .map_or_else(String::new, |d| d.display().to_string())
+        );
         if outcome.status == RunStatus::Succeeded {
             return Exit::Failed;
+        }
+    } else if let Some(dir) = &run_dir {
+        if !json {
+            println!("report: {}", dir.join(report::FILE_NAME).display());
         }
     }
     match outcome.status {

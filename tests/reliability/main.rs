@@ -13,6 +13,7 @@ mod faults;
 mod fuzz;
 mod kills;
 mod operators;
+mod record;
 mod resume;
 
 use std::collections::BTreeMap;
