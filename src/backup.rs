@@ -2,8 +2,11 @@
 //! written, overwritten or trusted without checking: a consistent snapshot
 //! copied to a temporary file, forced to disk and renamed into place under a
 //! name that cannot collide, with a manifest (checksum and fingerprint)
-//! beside it. Also the app's own legacy backups, which have no manifest.
-//! Used by the `backup.*` actions and the `runbook backup` commands alike.
+//! beside it. Also the app's own legacy backups, which have no manifest,
+//! and the restore, which swaps a backup in under the same SQLite lock as
+//! it keeps the state before, so that no committed write is lost between
+//! the two. Used by the `backup.*` actions and the `runbook backup`
+//! commands alike.
 
 use std::fs::File;
 use std::io::Write;
