@@ -2,8 +2,11 @@
 //! written, overwritten or trusted without checking: a consistent snapshot
 //! copied to a temporary file, forced to disk and renamed into place under a
 //! name that cannot collide, with a manifest (checksum and fingerprint)
-//! beside it. Also the app's own legacy backups, which have no manifest.
-//! Used by the `backup.*` actions and the `runbook backup` commands alike.
+//! beside it. Also the app's own legacy backups, which have no manifest,
+//! and the restore, which swaps a backup in under the same SQLite lock as
+//! it keeps the state before, so that no committed write is lost between
+//! the two. Used by the `backup.*` actions and the `runbook backup`
+//! commands alike.
 
 use std::fs::File;
 use std::io::Write;
@@ -105,22 +108,64 @@ pub fn manifest_path(backup: &Path) -> PathBuf {
     database::sidecar(backup, ".json")
 }
 
+/// A copy of a database in a temporary file, forced to disk, not yet named.
+struct Snapshot {
+    tmp: tempfile::NamedTempFile,
+    sha256: String,
+    size: u64,
+    fingerprint: Fingerprint,
+    /// Why SQLite could not read the source: the copy is of its raw bytes.
+    unreadable: Option<String>,
+}
+
 /// Makes a backup of `db` in `dir`; returns its path and manifest.
 pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest), Error> {
     std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
     // A database SQLite cannot read is exactly the one to keep a copy of
     // before replacing it: then the copy is of its bytes, as they are.
-    let (mut tmp, sha256, size, fingerprint, unreadable) = match snapshot_in(db, dir) {
-        Ok((tmp, sha, size, fp)) => (tmp, sha, size, fp, None),
+    let snapshot = match snapshot_in(db, dir) {
+        Ok((tmp, sha256, size, fingerprint)) => Snapshot {
+            tmp,
+            sha256,
+            size,
+            fingerprint,
+            unreadable: None,
+        },
         Err(e) if unreadable(&e) => {
-            let (tmp, sha, size) = raw_copy(db, dir)?;
-            (tmp, sha, size, Fingerprint::default(), Some(e.to_string()))
+            let (tmp, sha256, size) = raw_copy(db, dir)?;
+            Snapshot {
+                tmp,
+                sha256,
+                size,
+                fingerprint: Fingerprint::default(),
+                unreadable: Some(e.to_string()),
+            }
         }
         Err(e) => return Err(e),
     };
+    store(db, dir, label, snapshot)
+}
+
+/// Names a snapshot in `dir` as a backup, with its manifest: both or
+/// neither. The manifest is written to its own temporary file before the
+/// backup is named, so a full disk stops it there; if it still cannot be
+/// named, the backup is removed again. Nothing that looks like a backup is
+/// ever left without its manifest.
+fn store(
+    db: &Path,
+    dir: &Path,
+    label: Option<&str>,
+    snapshot: Snapshot,
+) -> Result<(PathBuf, Manifest), Error> {
+    let Snapshot {
+        mut tmp,
+        sha256,
+        size,
+        fingerprint,
+        unreadable,
+    } = snapshot;
     let raw = unreadable.is_some();
     let label_raw = if raw { "-raw" } else { "" };
-
     let created_at = crate::event::now();
     let stamp: String = created_at
         .chars()
@@ -129,45 +174,11 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
     let suffix = label
         .map(|l| format!("-{}", sanitize(l)))
         .unwrap_or_default();
-    let mut n = 1;
-    let path = loop {
-        let name = if n == 1 {
-            format!("{PREFIX}{stamp}{suffix}{label_raw}.db")
-        } else {
-            format!("{PREFIX}{stamp}{suffix}{label_raw}-{n}.db")
-        };
-        let candidate = dir.join(&name);
-        // persist_noclobber fails rather than replace: a backup is never overwritten.
-        match tmp.persist_noclobber(&candidate) {
-            Ok(_) => break candidate,
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
-                tmp = e.file;
-                n += 1;
-            }
-            Err(e) => return Err(io("naming the backup", &candidate)(e.error)),
-        }
-    };
-    if raw {
-        for side in ["-wal", "-journal"] {
-            let from = database::sidecar(db, side);
-            if from.exists() {
-                let to = database::sidecar(&path, side);
-                std::fs::copy(&from, &to).map_err(io("copying", &from))?;
-                File::open(&to)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io("syncing", &to))?;
-            }
-        }
-    }
-    sync_dir(dir)?;
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         raw,
         unreadable,
         format: MANIFEST_FORMAT,
-        file: path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        file: String::new(),
         sha256,
         size,
         created_at,
@@ -179,12 +190,91 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
         label: label.map(str::to_owned),
         fingerprint,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Manifest {
-        path: path.clone(),
+    let mut pending = temporary_in(dir, ".runbook-")?;
+    let mut n = 1;
+    let path = loop {
+        let name = if n == 1 {
+            format!("{PREFIX}{stamp}{suffix}{label_raw}.db")
+        } else {
+            format!("{PREFIX}{stamp}{suffix}{label_raw}-{n}.db")
+        };
+        let candidate = dir.join(&name);
+        manifest.file = name;
+        rewrite(&mut pending, &manifest, &candidate)?;
+        // persist_noclobber fails rather than replace: a backup is never overwritten.
+        match tmp.persist_noclobber(&candidate) {
+            Ok(_) => break candidate,
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                tmp = e.file;
+                n += 1;
+            }
+            Err(e) => return Err(io("naming the backup", &candidate)(e.error)),
+        }
+    };
+    let named = keep_raw_sidecars(db, &path, raw).and_then(|()| {
+        let manifest_path = manifest_path(&path);
+        pending
+            .persist_noclobber(&manifest_path)
+            .map(drop)
+            .map_err(|e| io("naming the manifest", &manifest_path)(e.error))
+    });
+    if let Err(e) = named {
+        discard(&path);
+        return Err(e);
+    }
+    sync_dir(dir)?;
+    Ok((path, manifest))
+}
+
+/// Writes the manifest of the backup `path` will be into `pending`, from
+/// its start, and forces it to disk.
+fn rewrite(
+    pending: &mut tempfile::NamedTempFile,
+    manifest: &Manifest,
+    path: &Path,
+) -> Result<(), Error> {
+    use std::io::Seek;
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Manifest {
+        path: path.to_path_buf(),
         detail: e.to_string(),
     })?;
-    write_new(&manifest_path(&path), &json)?;
-    Ok((path, manifest))
+    let at = manifest_path(path);
+    let file = pending.as_file_mut();
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(&json))
+        .and_then(|()| file.sync_all())
+        .map_err(io("writing", &at))
+}
+
+/// A raw backup keeps the unreadable file's `-wal`/`-journal` beside it,
+/// under its own name: they may be what makes sense of it.
+fn keep_raw_sidecars(db: &Path, backup: &Path, raw: bool) -> Result<(), Error> {
+    if !raw {
+        return Ok(());
+    }
+    for side in ["-wal", "-journal"] {
+        let from = database::sidecar(db, side);
+        if from.exists() {
+            let to = database::sidecar(backup, side);
+            std::fs::copy(&from, &to).map_err(io("copying", &from))?;
+            File::open(&to)
+                .and_then(|f| f.sync_all())
+                .map_err(io("syncing", &to))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a backup that could not be completed, with whatever was already
+/// beside it; best effort, as the error that led here is the one to report.
+fn discard(backup: &Path) {
+    for side in ["", "-wal", "-journal", ".json"] {
+        let _ = std::fs::remove_file(database::sidecar(backup, side));
+    }
+    if let Some(dir) = backup.parent() {
+        let _ = sync_dir(dir);
+    }
 }
 
 /// Errors that mean SQLite cannot read the file at all, as opposed to it
@@ -410,17 +500,6 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Writes a new file whole or not at all: temp file, fsync, rename without replacing.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = temporary_in(dir, ".runbook-")?;
-    tmp.write_all(bytes).map_err(io("writing", path))?;
-    tmp.as_file().sync_all().map_err(io("syncing", path))?;
-    tmp.persist_noclobber(path)
-        .map_err(|e| io("writing", path)(e.error))?;
-    sync_dir(dir)
-}
-
 /// Makes a rename durable: the directory entry itself must reach the disk.
 fn sync_dir(dir: &Path) -> Result<(), Error> {
     let dir = if dir.as_os_str().is_empty() {
@@ -615,15 +694,26 @@ pub struct Restored {
     pub fingerprint: Fingerprint,
 }
 
+/// The first bytes of a rollback journal's header. A `-journal` that starts
+/// with them is one SQLite would replay onto whatever file is then beside it.
+const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+
 /// Replaces the live database with a backup, so that at every instant the
-/// file is either the old database or the new one, whole.
+/// file is either the old database or the new one, whole, and every write
+/// committed to the old one is in the pre-restore backup. That backup is
+/// made under SQLite's exclusive lock on the live file, held until the
+/// restored file has been renamed into place: a writer that comes in
+/// meanwhile fails rather than commits to a file about to be replaced
+/// (docs/RELIABILITY.md, "A writer that reconnects during a restore").
 pub fn restore(
     db: &Path,
     backup: &Path,
     dir: &Path,
     lock_timeout: Duration,
 ) -> Result<Restored, Error> {
-    let db_dir = match db.parent() {
+    let real = real_file(db)?;
+    let target = real.as_deref().unwrap_or(db);
+    let db_dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
@@ -634,11 +724,11 @@ pub fn restore(
     // Checking the backup, copying it beside the database and backing up the
     // current state are independent, and each is bound by the CPU (an
     // integrity check, two SHA-256 streams), so they run side by side. The
-    // live database is not touched until all three have succeeded.
+    // live database is not changed until all three have succeeded.
     let out = tmp.as_file_mut();
-    let (content, copied, pre_restore) = std::thread::scope(|scope| {
-        let pre_restore = scope.spawn(|| {
-            crate::progress::silently(true, || pre_restore_backup(db, dir, lock_timeout))
+    let (content, copied, current) = std::thread::scope(|scope| {
+        let current = scope.spawn(|| {
+            crate::progress::silently(true, || Current::keep(real.as_deref(), dir, lock_timeout))
         });
         let copied = scope.spawn(|| {
             crate::progress::silently(true, || {
@@ -647,11 +737,13 @@ pub fn restore(
                 })
             })
         });
-        (check_content(backup), joined(copied), joined(pre_restore))
+        (check_content(backup), joined(copied), joined(current))
     });
     // Errors in the order the steps would come one after another: the
-    // backup's own, then the pre-restore backup's, then the copy's.
-    let verdict = content.and_then(|fingerprint| {
+    // backup's own, then the pre-restore backup's, then the copy's. An early
+    // return drops `current`: the lock is released and the pre-restore
+    // backup removed, as nothing is going to be restored.
+    let expected = content.and_then(|fingerprint| {
         if let Ok((sha256, ..)) = &copied {
             check_sum(backup, sha256)?;
         }
@@ -663,57 +755,40 @@ pub fn restore(
         }
         Ok(fingerprint)
     });
-    let made = pre_restore.as_ref().ok().cloned().flatten();
-    let outcome = verdict.and_then(|fingerprint| {
-        let pre_restore = pre_restore?;
-        copied?;
-        Ok((fingerprint, pre_restore))
-    });
-    let (expected, pre_restore) = match outcome {
-        Ok(ready) => ready,
-        Err(e) => {
-            // Nothing is going to be restored, so the pre-restore backup is not needed.
-            if let Some(made) = made {
-                let _ = delete(&made);
-            }
-            return Err(e);
-        }
+    let (expected, mut current) = match (expected, current) {
+        (Ok(expected), Ok(current)) => (expected, current),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    let settled = if db.exists() { settle(db) } else { Ok(()) };
-    if let Err(e) = settled {
-        if !unreadable(&e) {
-            return Err(e);
-        }
-        // They belong to the unreadable file, and are in its raw pre-restore
-        // backup; left here, SQLite would apply them to the restored one.
-        for side in ["-wal", "-journal", "-shm"] {
-            let path = database::sidecar(db, side);
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(io("removing", &path))?;
-            }
-        }
-    }
+    copied?;
+    current.clear_sidecars(target)?;
 
     // Keep the live file's permissions: the app must still be able to open it.
-    if let Ok(meta) = std::fs::metadata(db) {
+    if let Ok(meta) = std::fs::metadata(target) {
         let _ = tmp.as_file().set_permissions(meta.permissions());
     }
     tmp.as_file()
         .sync_all()
         .map_err(io("syncing", tmp.path()))?;
-    let journal = database::sidecar(db, "-journal");
+    let journal = database::sidecar(target, "-journal");
     if journal.exists() {
         return Err(Error::Refused(format!(
             "{} exists: SQLite would replay it onto the restored file; nothing was restored",
             journal.display()
         )));
     }
-    tmp.persist(db).map_err(|e| io("replacing", db)(e.error))?;
+    tmp.persist(target)
+        .map_err(|e| io("replacing", db)(e.error))?;
+    // From here the restore has happened: the state before stays kept,
+    // whatever fails next.
+    let pre_restore = current.kept.take().and_then(Kept::keep);
     sync_dir(db_dir)?;
     // The old database's shared-memory index must not be applied to the new file.
-    let _ = std::fs::remove_file(database::sidecar(db, "-shm"));
+    let _ = std::fs::remove_file(database::sidecar(target, "-shm"));
+    // Only now may a writer waiting on the old file go on: it finds the file
+    // moved and fails; a new connection opens the restored file.
+    drop(current);
 
-    let restored = database::fingerprint(db)?;
+    let restored = database::fingerprint(target)?;
     if restored != expected {
         return Err(Error::Mismatch {
             detail: format!("expected {expected:?}, found {restored:?}"),
@@ -726,44 +801,257 @@ pub fn restore(
     })
 }
 
-/// The current state kept before it is replaced: none if there is no
-/// database file at all. A live file SQLite cannot read (the case a restore
-/// is often for) is still checked for other processes, and kept byte for byte.
-fn pre_restore_backup(
-    db: &Path,
-    dir: &Path,
-    lock_timeout: Duration,
-) -> Result<Option<PathBuf>, Error> {
-    if !db.exists() {
-        return Ok(None);
+/// The file a restore replaces: the one `db` names, symlinks followed, so
+/// that a symlink stays a symlink and the file it points to is restored;
+/// `None` when there is no database file yet.
+fn real_file(db: &Path) -> Result<Option<PathBuf>, Error> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(db) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("reading", db)(e)),
+        Ok(_) => {}
     }
-    database::quiescent(db, lock_timeout, false)?;
-    let (path, _) = create(db, dir, Some("pre-restore")).map_err(|e| {
-        Error::Refused(format!(
-            "the pre-restore backup failed, so nothing was restored: {e}"
-        ))
+    let real = std::fs::canonicalize(db).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Refused(format!(
+                "{} is a symbolic link to a file that does not exist; nothing was restored (point it at the database, or restore onto the path it should name)",
+                db.display()
+            ))
+        } else {
+            io("resolving", db)(e)
+        }
     })?;
-    Ok(Some(path))
+    let meta = std::fs::metadata(&real).map_err(io("reading", db))?;
+    if !meta.is_file() {
+        return Err(Error::Refused(format!(
+            "{} is not a regular file; nothing was restored",
+            db.display()
+        )));
+    }
+    // The restored file takes the place of one name only: a process using
+    // another (a hard link) would go on with the old file, and its writes
+    // would land in neither the restored database nor the pre-restore backup.
+    if meta.nlink() > 1 {
+        return Err(Error::Refused(format!(
+            "{} has {} hard links, and a restore replaces only this name: whatever uses another would go on with the old database; nothing was restored (find the others with `find / -xdev -samefile {}`, remove them, and try again)",
+            db.display(),
+            meta.nlink(),
+            real.display()
+        )));
+    }
+    Ok(Some(real))
+}
+
+/// The state a restore replaces, held until the restored file is in place.
+struct Current {
+    /// SQLite's exclusive lock on the live file, when SQLite can read it.
+    lock: Option<Exclusive>,
+    /// The pre-restore backup; none when there was no database file.
+    kept: Option<Kept>,
+}
+
+impl Current {
+    /// Takes the live database (`None`: there is none) from every other
+    /// writer and backs it up, as it is at that moment, into `dir`.
+    fn keep(db: Option<&Path>, dir: &Path, timeout: Duration) -> Result<Current, Error> {
+        let Some(db) = db else {
+            return Ok(Current {
+                lock: None,
+                kept: None,
+            });
+        };
+        // The clear error for an app left running: who has it, what lock was
+        // refused, after waiting as long as the caller allows.
+        database::quiescent(db, timeout, false)?;
+        let failed = |e: Error| {
+            Error::Refused(format!(
+                "the pre-restore backup failed, so nothing was restored: {e}"
+            ))
+        };
+        match Exclusive::take(db, timeout) {
+            Ok(lock) => {
+                let kept = lock.back_up(db, dir).map_err(failed)?;
+                Ok(Current {
+                    lock: Some(lock),
+                    kept: Some(kept),
+                })
+            }
+            // A file SQLite cannot read has no lock to take, and no write can
+            // commit to it either: its bytes are kept as they are.
+            Err(e) if unreadable(&e) => {
+                let (path, _) = create(db, dir, Some("pre-restore")).map_err(failed)?;
+                Ok(Current {
+                    lock: None,
+                    kept: Some(Kept(Some(path))),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes what SQLite would otherwise apply to the restored file.
+    fn clear_sidecars(&self, db: &Path) -> Result<(), Error> {
+        if self.lock.is_some() {
+            return remove_cold_journal(db);
+        }
+        if self.kept.is_none() {
+            return Ok(());
+        }
+        // They belong to the unreadable file, and are in its raw pre-restore
+        // backup; left here, SQLite would apply them to the restored one.
+        for side in ["-wal", "-journal", "-shm"] {
+            let path = database::sidecar(db, side);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(io("removing", &path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An open transaction holding SQLite's exclusive lock on the live file:
+/// while it lasts no other connection can read or write it.
+struct Exclusive {
+    conn: Connection,
+    /// The live file, to copy. Opened before the lock is taken and closed
+    /// after it is released (fields drop in order): closing any descriptor
+    /// of a file drops all of this process's POSIX locks on it, SQLite's too.
+    file: File,
+}
+
+impl Exclusive {
+    /// Settles the database (a hot journal rolled back, out of WAL mode, so
+    /// the file alone is the database), then takes the exclusive lock and
+    /// makes sure no other process has the file open.
+    fn take(db: &Path, timeout: Duration) -> Result<Exclusive, Error> {
+        database::check_header(db)?;
+        let file = File::open(db).map_err(io("opening", db))?;
+        let conn = database::open_read_write(db)?;
+        conn.busy_timeout(timeout)
+            .map_err(|e| sqlite_error(db, e))?;
+        settle_on(&conn, db)?;
+        conn.execute_batch("BEGIN EXCLUSIVE").map_err(|e| {
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) {
+                let lock = format!(
+                    "no exclusive lock within {}: {e}",
+                    humantime::format_duration(timeout)
+                );
+                Error::Database(database::in_use(db, &database::holders(db), Some(lock)))
+            } else {
+                sqlite_error(db, e)
+            }
+        })?;
+        // A process may hold the file open without any lock, between two
+        // transactions; it could write to the old file once the lock is
+        // released, so it is waited for, and refused if it stays.
+        let started = std::time::Instant::now();
+        loop {
+            let holders = database::holders(db);
+            if holders.is_empty() {
+                return Ok(Exclusive { conn, file });
+            }
+            if started.elapsed() >= timeout {
+                return Err(database::in_use(db, &holders, None).into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The live file's bytes into a new backup in `dir`. Nothing can write
+    /// while the lock is held, so the copy is of one moment, and the
+    /// fingerprint, read in the same transaction, is of that moment.
+    fn back_up(&self, db: &Path, dir: &Path) -> Result<Kept, Error> {
+        std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
+        let mut tmp = temporary_in(dir, ".runbook-backup-")?;
+        let (sha256, size, fingerprint) =
+            copy_hashing(&self.file, tmp.as_file_mut(), db, dir, |out| {
+                out.sync_all().map_err(io("syncing", dir))?;
+                Ok(database::fingerprint_on(&self.conn, db)?)
+            })?;
+        let snapshot = Snapshot {
+            tmp,
+            sha256,
+            size,
+            fingerprint,
+            unreadable: None,
+        };
+        let (path, _) = store(db, dir, Some("pre-restore"), snapshot)?;
+        Ok(Kept(Some(path)))
+    }
+}
+
+/// A pre-restore backup, removed again when it is dropped before
+/// [`Kept::keep`]: it only has a reason to exist once the restore happened.
+struct Kept(Option<PathBuf>);
+
+impl Kept {
+    fn keep(mut self) -> Option<PathBuf> {
+        self.0.take()
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = delete(&path);
+        }
+    }
+}
+
+/// Removes a `-journal` still beside the database once the exclusive lock
+/// is held. Taking the lock rolled back any hot journal, so one still here
+/// is one SQLite ignores: empty, or its header zeroed (a transaction
+/// committed in PERSIST mode, or a kill at the right moment). Left in place
+/// it would stop every later restore. One that still bears the journal's
+/// magic is not understood, and would be replayed onto the restored file:
+/// the restore stops instead.
+fn remove_cold_journal(db: &Path) -> Result<(), Error> {
+    use std::io::Read;
+    let journal = database::sidecar(db, "-journal");
+    let mut head = Vec::with_capacity(JOURNAL_MAGIC.len());
+    match File::open(&journal) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("opening", &journal)(e)),
+        Ok(f) => {
+            f.take(JOURNAL_MAGIC.len() as u64)
+                .read_to_end(&mut head)
+                .map_err(io("reading", &journal))?;
+        }
+    }
+    if head == JOURNAL_MAGIC {
+        return Err(Error::Refused(format!(
+            "{} is a rollback journal SQLite did not roll back, and would replay onto the restored file; nothing was restored (open the database once with sqlite3 to roll it back, then try again)",
+            journal.display()
+        )));
+    }
+    std::fs::remove_file(&journal).map_err(io("removing", &journal))
 }
 
 /// Brings the live database to a single self-contained file before it is
-/// replaced: WAL content checkpointed and the `-wal` file removed (by
-/// leaving WAL mode), a hot journal rolled back. Its content is unchanged.
-fn settle(db: &Path) -> Result<(), Error> {
-    let conn = open_live(db)?;
+/// replaced: a hot journal rolled back, WAL content checkpointed and the
+/// `-wal` file removed (by leaving WAL mode). Its content is unchanged.
+fn settle_on(conn: &Connection, db: &Path) -> Result<(), Error> {
     // Any read rolls back a hot journal.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })
     .map_err(|e| sqlite_error(db, e))?;
-    if database::is_wal(db) {
+    // Asked of the connection, not read from the file: opening and closing
+    // the file here would drop the connection's locks on it.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(|e| sqlite_error(db, e))?;
+    if mode.eq_ignore_ascii_case("wal") {
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
             r.get::<_, i64>(0)
         })
         .map_err(|e| sqlite_error(db, e))?;
-        leave_wal(&conn, db)?;
+        leave_wal(conn, db)?;
     }
-    conn.close().map_err(|(_, e)| sqlite_error(db, e))
+    Ok(())
 }
 
 /// Switches a database to rollback-journal mode, which in WAL mode

@@ -280,18 +280,24 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<
 }
 
 /// Other processes that have the file (or its `-wal`/`-journal`) open,
-/// read from /proc: `pid (command)` for each.
+/// read from /proc: `pid (command)` for each. Open files are compared by
+/// device and inode, not by name: a process may hold the database through
+/// another name for it (a hard link, a bind mount, a container's view of a
+/// volume) or under a name since removed, and is using it all the same.
 pub fn holders(path: &Path) -> Vec<String> {
-    let Ok(target) = std::fs::canonicalize(path) else {
-        return Vec::new();
-    };
-    let targets = [
-        target.clone(),
-        sidecar(&target, "-wal"),
-        sidecar(&target, "-journal"),
-    ];
-    let me = std::process::id();
+    use std::os::unix::fs::MetadataExt;
+    // SQLite keeps the `-wal` and `-journal` beside the file a symlink names.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let ids: Vec<(u64, u64)> = ["", "-wal", "-journal"]
+        .iter()
+        .filter_map(|side| std::fs::metadata(sidecar(&real, side)).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
     let mut found = Vec::new();
+    if ids.is_empty() {
+        return found;
+    }
+    let me = std::process::id();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return found;
     };
@@ -305,16 +311,35 @@ pub fn holders(path: &Path) -> Vec<String> {
         let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
             continue;
         };
+        // metadata follows the fd's link to the open file itself, which
+        // works for a file whose every name is gone.
         let open = fds
             .filter_map(Result::ok)
-            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-            .any(|l| targets.contains(&l));
+            .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+            .any(|m| ids.contains(&(m.dev(), m.ino())));
         if open {
             let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
             found.push(format!("{pid} ({})", comm.trim()));
         }
     }
     found
+}
+
+/// The error for a database someone else is using: who has it open, and
+/// the lock that could not be taken.
+pub fn in_use(path: &Path, holders: &[String], lock: Option<String>) -> Error {
+    let mut why = Vec::new();
+    if !holders.is_empty() {
+        why.push(format!("open by process {}", holders.join(", ")));
+    }
+    why.extend(lock);
+    Error::Busy {
+        path: path.to_path_buf(),
+        detail: format!(
+            "{} (stop the app, or whatever holds it, and try again)",
+            why.join("; ")
+        ),
+    }
 }
 
 /// Proves no other process is using the database: none has it open, and an
@@ -343,24 +368,14 @@ pub fn quiescent(path: &Path, timeout: Duration, look_only: bool) -> Result<(), 
         match (holders.is_empty(), lock) {
             (true, Ok(())) => return Ok(()),
             (_, Err(e @ (Error::Io { .. } | Error::Missing { .. }))) => return Err(e),
-            (h, lock) if started.elapsed() >= timeout => {
-                let mut why = Vec::new();
-                if !h {
-                    why.push(format!("open by process {}", holders.join(", ")));
-                }
-                if let Err(e) = lock {
-                    why.push(format!(
+            (_, lock) if started.elapsed() >= timeout => {
+                let lock = lock.err().map(|e| {
+                    format!(
                         "no exclusive lock within {}: {e}",
                         humantime::format_duration(timeout)
-                    ));
-                }
-                return Err(Error::Busy {
-                    path: path.to_path_buf(),
-                    detail: format!(
-                        "{} (stop the app, or whatever holds it, and try again)",
-                        why.join("; ")
-                    ),
+                    )
                 });
+                return Err(in_use(path, &holders, lock));
             }
             _ => std::thread::sleep(Duration::from_millis(50)),
         }

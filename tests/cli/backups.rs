@@ -381,3 +381,306 @@ fn a_database_sqlite_cannot_read_is_kept_byte_for_byte_and_can_be_restored_over(
         "the stale journal was left for SQLite to replay"
     );
 }
+
+/// Numbers in `ticks` of a database file.
+fn ticks(db: &std::path::Path) -> std::collections::BTreeSet<i64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn.prepare("SELECT n FROM ticks").unwrap();
+    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+fn sha256_of(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An app that opens the database, inserts a row and closes, every 10 ms,
+/// passes every check a restore makes of who is using the file. Rows it
+/// commits while the restore runs must still be somewhere: each is in the
+/// restored database (written after the swap) or in the pre-restore backup
+/// (written before it). A write caught in between must fail, not vanish.
+#[test]
+fn a_writer_that_reconnects_during_a_restore_loses_no_committed_row() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 3000, 2000);
+    app.conn()
+        .execute_batch("CREATE TABLE ticks (n INTEGER PRIMARY KEY)")
+        .unwrap();
+    let backup = app.legacy_backup("20240101-000000");
+    for trial in 0..6i64 {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stop = std::sync::Arc::clone(&stop);
+            let db = app.db();
+            std::thread::spawn(move || {
+                let mut committed = Vec::new();
+                let mut n = trial * 1_000_000;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    // A new connection each time, as an app that reconnects
+                    // per request; never one that creates the file.
+                    if let Ok(conn) = rusqlite::Connection::open_with_flags(
+                        &db,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
+                    ) {
+                        conn.busy_timeout(std::time::Duration::from_millis(5))
+                            .unwrap();
+                        if conn
+                            .execute("INSERT INTO ticks (n) VALUES (?1)", [n])
+                            .is_ok()
+                        {
+                            committed.push(n);
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                committed
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let out = t.run(&[
+            "backup",
+            "restore",
+            "--db",
+            crate::support::APP_DB,
+            "--backup",
+            backup.to_str().unwrap(),
+            "--force",
+            "--json",
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        stop.store(true, Ordering::SeqCst);
+        let committed = writer.join().unwrap();
+        out.code(0);
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        let kept = std::path::PathBuf::from(v["pre_restore_backup"].as_str().unwrap());
+        let kept = if kept.is_absolute() {
+            kept
+        } else {
+            t.path().join(kept)
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{}.json", kept.display())).unwrap())
+                .unwrap();
+        assert_eq!(manifest["sha256"], sha256_of(&kept), "trial {trial}");
+        let (live, before) = (ticks(&app.db()), ticks(&kept));
+        let lost: Vec<i64> = committed
+            .iter()
+            .filter(|n| !live.contains(n) && !before.contains(n))
+            .copied()
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "trial {trial}: {} of {} committed rows are in neither the live database nor the pre-restore backup: {lost:?}",
+            lost.len(),
+            committed.len()
+        );
+        assert!(
+            committed.len() > 10,
+            "trial {trial}: the writer committed only {} rows",
+            committed.len()
+        );
+    }
+}
+
+/// Every file name in a directory of the test, sorted.
+fn names(t: &Test, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(t.path().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[track_caller]
+fn assert_integrity(db: &std::path::Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok", "{}", db.display());
+}
+
+/// A symlink is how a database is often moved to another disk. Renaming
+/// over it replaced the link with a regular file and left the file it
+/// named, the one the app opens, with the old data.
+#[test]
+fn a_symlinked_database_stays_a_symlink_and_the_file_it_names_is_restored() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 6, 4);
+    let backup = app.legacy_backup("20240101-000000");
+    app.conn().execute("DELETE FROM images", []).unwrap();
+    let real = t.path().join("volume/main.db");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::rename(app.db(), &real).unwrap();
+    std::os::unix::fs::symlink(&real, app.db()).unwrap();
+
+    t.backup_restore(backup.to_str().unwrap()).code(0);
+    let link = std::fs::symlink_metadata(app.db()).unwrap();
+    assert!(link.file_type().is_symlink(), "the symlink was replaced");
+    assert_eq!(std::fs::read_link(app.db()).unwrap(), real);
+    let conn = rusqlite::Connection::open(&real).unwrap();
+    let images: i64 = conn
+        .query_row("SELECT count(*) FROM images", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(images, 6, "the file the symlink names was not restored");
+    assert_integrity(&real);
+    assert_eq!(
+        names(&t, "volume"),
+        ["main.db"],
+        "a file was left beside the real database"
+    );
+}
+
+/// A process that has the database open under another name (a hard link,
+/// or a name removed since) would go on writing to the old file after a
+/// rename. The restore refuses, names it, and changes nothing.
+#[test]
+fn a_database_held_through_another_name_is_not_restored_over() {
+    use std::os::unix::fs::MetadataExt;
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 5, 5);
+    let backup = app.legacy_backup("20240101-000000");
+    app.conn().execute("DELETE FROM docs", []).unwrap();
+    let other = t.path().join("app/other-name.db");
+    std::fs::hard_link(app.db(), &other).unwrap();
+    let mut holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec sleep 60 < \"$0\"")
+        .arg(&other)
+        .spawn()
+        .unwrap();
+    let inode = std::fs::metadata(app.db()).unwrap().ino();
+    let stdin = format!("/proc/{}/fd/0", holder.id());
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&stdin).map(|m| m.ino()).ok() != Some(inode) {
+        assert!(started.elapsed().as_secs() < 10, "the holder did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let before = app.bytes();
+    let backups = names(&t, "app/backups");
+
+    t.backup_restore(backup.to_str().unwrap())
+        .code(1)
+        .stderr_has("app/db_data/main.db has 2 hard links");
+    // The other name gone, the process still has the file open.
+    std::fs::remove_file(&other).unwrap();
+    t.backup_restore(backup.to_str().unwrap())
+        .code(1)
+        .stderr_has(&format!(
+            "is in use: open by process {} (sleep)",
+            holder.id()
+        ));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(app.bytes(), before);
+    assert_eq!(names(&t, "app/backups"), backups, "a backup was left");
+    assert_eq!(names(&t, "app/db_data"), ["main.db"]);
+}
+
+/// A `-journal` SQLite does not consider hot (empty, or its header zeroed,
+/// as a kill can leave it) is harmless; it stopped every restore.
+#[test]
+fn a_journal_sqlite_ignores_does_not_stop_a_restore() {
+    for journal in [vec![0u8; 512], Vec::new()] {
+        let t = Test::new();
+        let app = Install::new(&t.path().join("app"), 6, 4);
+        let backup = app.legacy_backup("20240101-000000");
+        app.conn().execute("DELETE FROM images", []).unwrap();
+        let path = t.path().join("app/db_data/main.db-journal");
+        std::fs::write(&path, &journal).unwrap();
+
+        t.backup_restore(backup.to_str().unwrap()).code(0);
+        assert_eq!(app.count("images"), 6, "{} bytes", journal.len());
+        assert_integrity(&app.db());
+        assert!(!path.exists(), "the journal was left");
+    }
+}
+
+/// A writer killed in the middle of a transaction leaves a hot journal and
+/// a database file with its half-written pages. The journal is rolled back
+/// before the pre-restore backup is made, so that backup holds the last
+/// committed state, and it is never replayed onto the restored file.
+#[test]
+fn a_hot_journal_is_rolled_back_into_the_pre_restore_backup_never_onto_the_restored_file() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 600, 400);
+    let backup = app.legacy_backup("20240101-000000");
+    app.conn()
+        .execute("DELETE FROM images WHERE id > 100", [])
+        .unwrap();
+    let committed = app.dump("docs");
+    // A cache of a few pages makes SQLite write changed pages into the
+    // database file before the commit, as a large transaction does.
+    let script = "import sqlite3, sys, time\n\
+        c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+        c.execute('PRAGMA cache_size = 2')\n\
+        c.execute('BEGIN')\n\
+        c.execute(\"UPDATE docs SET file_name = 'half-written'\")\n\
+        c.execute('DELETE FROM images')\n\
+        print('ready', flush=True)\n\
+        time.sleep(60)\n";
+    let mut writer = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(app.db())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let journal = t.path().join("app/db_data/main.db-journal");
+    let head = std::fs::read(&journal).unwrap();
+    assert_eq!(
+        head[..8],
+        [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7],
+        "no hot journal"
+    );
+
+    let out = t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        crate::support::APP_DB,
+        "--backup",
+        backup.to_str().unwrap(),
+        "--force",
+        "--json",
+    ]);
+    out.code(0);
+    assert!(!journal.exists());
+    assert_eq!(app.count("images"), 600);
+    assert_integrity(&app.db());
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let kept = t.path().join(v["pre_restore_backup"].as_str().unwrap());
+    assert_integrity(&kept);
+    let conn = rusqlite::Connection::open(&kept).unwrap();
+    let images: i64 = conn
+        .query_row("SELECT count(*) FROM images", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        images, 100,
+        "the pre-restore backup is not the committed state"
+    );
+    drop(conn);
+    let kept_app = Install {
+        root: t.path().join("kept"),
+    };
+    std::fs::create_dir_all(kept_app.root.join("db_data")).unwrap();
+    std::fs::copy(&kept, kept_app.db()).unwrap();
+    assert_eq!(kept_app.dump("docs"), committed);
+}

@@ -19,6 +19,12 @@ fn install(dir: &Path) -> Install {
 /// may grow past half the database, as on a disk that fills up midway.
 fn with_half_the_disk(dir: &Path, app: &Install, args: &str) -> std::process::Output {
     let blocks = std::fs::metadata(app.db()).unwrap().len() / 512 / 2;
+    with_blocks(dir, blocks, args)
+}
+
+/// Runs `runbook ARGS` with no file it writes allowed past `blocks` of
+/// 512 bytes.
+fn with_blocks(dir: &Path, blocks: u64, args: &str) -> std::process::Output {
     std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -f {blocks} && exec \"$0\" {args}"))
@@ -74,6 +80,107 @@ fn a_full_disk_during_restore_leaves_the_live_database_as_it_was() {
     );
     assert_eq!(dump(&app.db()), before);
     assert_integrity(&app.db());
+}
+
+/// A database of two 512-byte pages whose backup's manifest is larger than
+/// the backup: one finished migration whose name is 250 control characters,
+/// each written as six in the manifest's JSON (`\u0001`). A limit of three
+/// blocks lets the backup (two, and a write at its end) be written and
+/// stops the manifest.
+/// Returns the database's path in `dir`.
+fn smaller_than_its_manifest(dir: &Path, name: &str) -> String {
+    let db = format!("{name}/main.db");
+    std::fs::create_dir_all(dir.join(name)).unwrap();
+    let conn = rusqlite::Connection::open(dir.join(&db)).unwrap();
+    conn.execute_batch(
+        "PRAGMA page_size = 512; CREATE TABLE migration_records (name TEXT, completed INTEGER);",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO migration_records VALUES (?1, 1)",
+        [format!("{name}{}", "\u{1}".repeat(250))],
+    )
+    .unwrap();
+    drop(conn);
+    assert_eq!(std::fs::metadata(dir.join(&db)).unwrap().len(), 1024);
+    db
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The backup was named before its manifest was written: a full disk at
+/// the manifest left a backup without one, under a message saying nothing
+/// was left half-written.
+#[test]
+fn a_full_disk_at_the_manifest_leaves_no_backup_without_one() {
+    let t = tempfile::tempdir().unwrap();
+    let db = smaller_than_its_manifest(t.path(), "db_data");
+    std::fs::create_dir(t.path().join("backups")).unwrap();
+    let out = with_blocks(
+        t.path(),
+        3,
+        &format!("backup create --db {db} --dir backups"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(".json: File too large"), "{stderr}");
+    assert!(stderr.contains("nothing was left half-written"), "{stderr}");
+    assert_eq!(
+        files_in(&t.path().join("backups")),
+        Vec::<String>::new(),
+        "something was left in the backup directory"
+    );
+}
+
+/// A restore whose pre-restore backup is made but cannot be completed (its
+/// manifest does not fit) restores nothing, and leaves no pre-restore
+/// backup behind: nothing that looks like a backup without being one.
+#[test]
+fn a_full_disk_after_the_pre_restore_backup_leaves_no_orphan_behind() {
+    let t = tempfile::tempdir().unwrap();
+    let db = smaller_than_its_manifest(t.path(), "db_data");
+    std::fs::create_dir(t.path().join("backups")).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let source = smaller_than_its_manifest(other.path(), "elsewhere");
+    std::fs::copy(
+        other.path().join(source),
+        t.path().join("backups/db_backup_20240101-000000.db"),
+    )
+    .unwrap();
+    let before = std::fs::read(t.path().join(&db)).unwrap();
+    let out = with_blocks(
+        t.path(),
+        3,
+        &format!(
+            "backup restore --db {db} --dir backups --backup backups/db_backup_20240101-000000.db --force"
+        ),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the pre-restore backup failed, so nothing was restored"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".json: File too large"), "{stderr}");
+    assert_eq!(
+        files_in(&t.path().join("backups")),
+        ["db_backup_20240101-000000.db"],
+        "a pre-restore backup was left behind"
+    );
+    assert_eq!(std::fs::read(t.path().join(&db)).unwrap(), before);
+    assert_eq!(
+        files_in(t.path().join(&db).parent().unwrap()),
+        ["main.db"],
+        "a temporary file was left beside the database"
+    );
+    assert_integrity(&t.path().join(&db));
 }
 
 /// Runs runbook as an unprivileged user when the tests run as root, so that
