@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, Sink};
 
 const SUFFIX: &str = ".runbook-lock";
+/// A directory's lock file, inside it.
+pub const DIR_LOCK: &str = ".runbook-lock";
 
 /// Who holds a lock, as written in the lock file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -86,9 +88,13 @@ pub enum Error {
     },
 }
 
-/// The lock file of a database or directory: beside its real path, so that
-/// a symlink and its target share one lock.
+/// The lock file of a database (beside its real path, so that a symlink and
+/// its target share one lock) or of a directory (inside it: a command that
+/// changes the directory can write there, whatever its parent allows).
 pub fn file_for(target: &Path) -> PathBuf {
+    if let Some(real) = std::fs::canonicalize(target).ok().filter(|p| p.is_dir()) {
+        return real.join(DIR_LOCK);
+    }
     let real = std::fs::canonicalize(target).unwrap_or_else(|_| {
         // Not there yet (a restore onto a missing file): its real directory.
         let absolute = std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());

@@ -96,7 +96,8 @@ fn mirror_dir(dir: &Path, mirror: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(mirror)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if !entry.file_type()?.is_file() {
+        // The live directory's lock belongs to it, not to the mirror.
+        if !entry.file_type()?.is_file() || entry.file_name() == crate::lock::DIR_LOCK {
             continue;
         }
         let to: PathBuf = mirror.join(entry.file_name());
