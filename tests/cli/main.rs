@@ -11,6 +11,7 @@ mod dry_run;
 mod emergency;
 mod includes;
 mod inputs;
+mod lock;
 mod resume;
 mod rollback;
 mod semantics;
