@@ -400,6 +400,55 @@ fn sha256_of(path: &std::path::Path) -> String {
         .collect()
 }
 
+/// An app that reconnects per request: a thread that opens the database,
+/// inserts the next number into `ticks` and closes, every 10 ms, and
+/// remembers each insert whose commit returned OK.
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<i64>>,
+}
+
+impl Writer {
+    fn start(db: std::path::PathBuf, first: i64) -> Writer {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut committed = Vec::new();
+            let mut n = first;
+            while !stopping.load(Ordering::SeqCst) {
+                n += 1;
+                // Never one that creates the file.
+                if let Ok(conn) = rusqlite::Connection::open_with_flags(
+                    &db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
+                ) {
+                    conn.busy_timeout(std::time::Duration::from_millis(5))
+                        .unwrap();
+                    if conn
+                        .execute("INSERT INTO ticks (n) VALUES (?1)", [n])
+                        .is_ok()
+                    {
+                        committed.push(n);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            committed
+        });
+        // Writing before the command under test starts.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        Writer { stop, thread }
+    }
+
+    /// Lets it write a little longer, stops it: the rows it committed.
+    fn stop(self) -> Vec<i64> {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
 /// An app that opens the database, inserts a row and closes, every 10 ms,
 /// passes every check a restore makes of who is using the file. Rows it
 /// commits while the restore runs must still be somewhere: each is in the
@@ -407,7 +456,6 @@ fn sha256_of(path: &std::path::Path) -> String {
 /// (written before it). A write caught in between must fail, not vanish.
 #[test]
 fn a_writer_that_reconnects_during_a_restore_loses_no_committed_row() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     let t = Test::new();
     let app = Install::new(&t.path().join("app"), 3000, 2000);
     app.conn()
@@ -415,35 +463,7 @@ fn a_writer_that_reconnects_during_a_restore_loses_no_committed_row() {
         .unwrap();
     let backup = app.legacy_backup("20240101-000000");
     for trial in 0..6i64 {
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let writer = {
-            let stop = std::sync::Arc::clone(&stop);
-            let db = app.db();
-            std::thread::spawn(move || {
-                let mut committed = Vec::new();
-                let mut n = trial * 1_000_000;
-                while !stop.load(Ordering::SeqCst) {
-                    n += 1;
-                    // A new connection each time, as an app that reconnects
-                    // per request; never one that creates the file.
-                    if let Ok(conn) = rusqlite::Connection::open_with_flags(
-                        &db,
-                        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
-                    ) {
-                        conn.busy_timeout(std::time::Duration::from_millis(5))
-                            .unwrap();
-                        if conn
-                            .execute("INSERT INTO ticks (n) VALUES (?1)", [n])
-                            .is_ok()
-                        {
-                            committed.push(n);
-                        }
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                committed
-            })
-        };
+        let writer = Writer::start(app.db(), trial * 1_000_000);
         std::thread::sleep(std::time::Duration::from_millis(100));
         let out = t.run(&[
             "backup",
@@ -455,9 +475,7 @@ fn a_writer_that_reconnects_during_a_restore_loses_no_committed_row() {
             "--force",
             "--json",
         ]);
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        stop.store(true, Ordering::SeqCst);
-        let committed = writer.join().unwrap();
+        let committed = writer.stop();
         out.code(0);
         let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
         let kept = std::path::PathBuf::from(v["pre_restore_backup"].as_str().unwrap());
@@ -486,6 +504,66 @@ fn a_writer_that_reconnects_during_a_restore_loses_no_committed_row() {
             committed.len() > 10,
             "trial {trial}: the writer committed only {} rows",
             committed.len()
+        );
+    }
+}
+
+/// The same writer through option 2, which restores the pre-migration
+/// backup and carries the uploads back: every row it committed is in the
+/// live database or in a backup the run kept, whose manifest matches it.
+#[test]
+fn a_writer_that_reconnects_during_option_2_loses_no_committed_row() {
+    let pb = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/rollback-option-2.yaml"
+    );
+    for trial in 0..3i64 {
+        let t = Test::new();
+        let app = Install::new(&t.path().join("app"), 3000, 2000);
+        app.conn()
+            .execute_batch("CREATE TABLE ticks (n INTEGER PRIMARY KEY)")
+            .unwrap();
+        app.legacy_backup("20240101-000000");
+        app.migrate().unwrap();
+        app.upload("after.png", "image");
+        let writer = Writer::start(app.db(), trial * 1_000_000);
+        let out = t.run(&["run", pb, "--var", "root=app"]);
+        let committed = writer.stop();
+        out.code(0);
+        let mut kept = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(t.path().join("app/backups")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("runbook-") && name.ends_with(".db") {
+                let manifest: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(format!("{}.json", path.display())).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(manifest["sha256"], sha256_of(&path), "{name}");
+                kept.extend(ticks(&path));
+            }
+        }
+        let live = ticks(&app.db());
+        let lost: Vec<i64> = committed
+            .iter()
+            .filter(|n| !live.contains(n) && !kept.contains(n))
+            .copied()
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "trial {trial}: {} of {} committed rows are in neither the live database nor a kept backup: {lost:?}",
+            lost.len(),
+            committed.len()
+        );
+        assert!(
+            committed.len() > 10,
+            "trial {trial}: the writer hardly wrote"
+        );
+        assert!(!app.has_table("media"));
+        assert_eq!(
+            app.count("images"),
+            3001,
+            "trial {trial}: the backup's images and the upload"
         );
     }
 }
