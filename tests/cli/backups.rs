@@ -484,28 +484,50 @@ fn a_writer_that_reconnects_during_a_restore_loses_no_committed_row() {
         } else {
             t.path().join(kept)
         };
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(format!("{}.json", kept.display())).unwrap())
-                .unwrap();
-        assert_eq!(manifest["sha256"], sha256_of(&kept), "trial {trial}");
-        let (live, before) = (ticks(&app.db()), ticks(&kept));
-        let lost: Vec<i64> = committed
-            .iter()
-            .filter(|n| !live.contains(n) && !before.contains(n))
-            .copied()
-            .collect();
-        assert!(
-            lost.is_empty(),
-            "trial {trial}: {} of {} committed rows are in neither the live database nor the pre-restore backup: {lost:?}",
-            lost.len(),
-            committed.len()
-        );
-        assert!(
-            committed.len() > 10,
-            "trial {trial}: the writer committed only {} rows",
-            committed.len()
-        );
+        let before = kept_ticks(&kept);
+        assert_none_lost(&committed, &ticks(&app.db()), &before, trial);
     }
+}
+
+/// The numbers in a backup's `ticks`, once its checksum is checked against
+/// its manifest: a row is kept only in a backup that is what it says.
+fn kept_ticks(backup: &std::path::Path) -> std::collections::BTreeSet<i64> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.json", backup.display())).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["sha256"],
+        sha256_of(backup),
+        "{} does not match its manifest",
+        backup.display()
+    );
+    ticks(backup)
+}
+
+/// Every committed row is in the live database or in a kept backup.
+#[track_caller]
+fn assert_none_lost(
+    committed: &[i64],
+    live: &std::collections::BTreeSet<i64>,
+    kept: &std::collections::BTreeSet<i64>,
+    trial: i64,
+) {
+    let lost: Vec<i64> = committed
+        .iter()
+        .filter(|n| !live.contains(n) && !kept.contains(n))
+        .copied()
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "trial {trial}: {} of {} committed rows are in neither the live database nor a kept backup: {lost:?}",
+        lost.len(),
+        committed.len()
+    );
+    assert!(
+        committed.len() > 10,
+        "trial {trial}: the writer committed only {} rows",
+        committed.len()
+    );
 }
 
 /// The same writer through option 2, which restores the pre-migration
@@ -535,30 +557,10 @@ fn a_writer_that_reconnects_during_option_2_loses_no_committed_row() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if name.starts_with("runbook-") && name.ends_with(".db") {
-                let manifest: serde_json::Value = serde_json::from_slice(
-                    &std::fs::read(format!("{}.json", path.display())).unwrap(),
-                )
-                .unwrap();
-                assert_eq!(manifest["sha256"], sha256_of(&path), "{name}");
-                kept.extend(ticks(&path));
+                kept.extend(kept_ticks(&path));
             }
         }
-        let live = ticks(&app.db());
-        let lost: Vec<i64> = committed
-            .iter()
-            .filter(|n| !live.contains(n) && !kept.contains(n))
-            .copied()
-            .collect();
-        assert!(
-            lost.is_empty(),
-            "trial {trial}: {} of {} committed rows are in neither the live database nor a kept backup: {lost:?}",
-            lost.len(),
-            committed.len()
-        );
-        assert!(
-            committed.len() > 10,
-            "trial {trial}: the writer hardly wrote"
-        );
+        assert_none_lost(&committed, &ticks(&app.db()), &kept, trial);
         assert!(!app.has_table("media"));
         assert_eq!(
             app.count("images"),

@@ -43,6 +43,29 @@ pub fn runbook(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// The emergency rollback as an operator starts it on the install under
+/// `app/` (nothing to stop, start or probe here), with `extra` arguments.
+pub fn emergency(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "run".into(),
+        format!("{PLAYBOOKS}/emergency_rollback.yaml"),
+        "--yes".into(),
+    ];
+    for var in [
+        "root=app",
+        "reason=media broken",
+        "stop_command=true",
+        "start_command=true",
+        "probe=off",
+        "notify_to=lead@example.com",
+    ] {
+        v.push("--var".into());
+        v.push(var.into());
+    }
+    v.extend(extra.iter().map(|s| (*s).to_owned()));
+    v
+}
+
 /// Every row of the tables that matter, as text: two databases with the
 /// same dump hold the same data.
 pub fn dump(db: &Path) -> BTreeMap<String, Vec<String>> {

@@ -8,27 +8,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::gofastcdn::Install;
-use crate::{assert_integrity, copy_tree, dump, runbook, scale, Rng, PLAYBOOKS};
-
-fn emergency(extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = vec![
-        "run".into(),
-        format!("{PLAYBOOKS}/emergency_rollback.yaml"),
-        "--yes".into(),
-    ];
-    for var in [
-        "root=app",
-        "reason=media broken",
-        "stop_command=true",
-        "start_command=true",
-        "probe=off",
-    ] {
-        v.push("--var".into());
-        v.push(var.into());
-    }
-    v.extend(extra.iter().map(|s| (*s).to_owned()));
-    v
-}
+use crate::{assert_integrity, copy_tree, dump, emergency, runbook, scale, Rng};
 
 fn template(dir: &Path) {
     let app = Install::new(&dir.join("app"), 600, 300);

@@ -9,25 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::gofastcdn::Install;
-use crate::{assert_integrity, copy_tree, dump, runbook, scale, Rng, PLAYBOOKS};
-
-/// The run an operator starts, on the install under `app/`.
-fn emergency() -> Vec<String> {
-    let pb = format!("{PLAYBOOKS}/emergency_rollback.yaml");
-    let mut v: Vec<String> = vec!["run".into(), pb, "--yes".into()];
-    for var in [
-        "root=app",
-        "reason=media broken",
-        "stop_command=true",
-        "start_command=true",
-        "probe=off",
-        "notify_to=lead@example.com",
-    ] {
-        v.push("--var".into());
-        v.push(var.into());
-    }
-    v
-}
+use crate::{assert_integrity, copy_tree, dump, emergency, runbook, scale, Rng};
 
 /// A migrated install with `uploads` images and half as many docs uploaded
 /// since the migration, and a video, which only the salvage file can keep.
@@ -108,7 +90,7 @@ fn journal(dir: &Path) -> Vec<serde_json::Value> {
 /// The uninterrupted run: its end state and its journal.
 fn reference(template: &Path, whole: &Path) -> (EndState, Vec<serde_json::Value>) {
     copy_tree(template, whole);
-    let args = emergency();
+    let args = emergency(&[]);
     let status = runbook(whole, &args.iter().map(String::as_str).collect::<Vec<_>>())
         .status()
         .unwrap();
@@ -130,7 +112,7 @@ fn reference(template: &Path, whole: &Path) -> (EndState, Vec<serde_json::Value>
 /// resumes it; returns the run's exit code and the end state.
 fn kill_then_resume(template: &Path, dir: &Path, fault: &[(&str, String); 2]) -> (i32, EndState) {
     copy_tree(template, dir);
-    let args = emergency();
+    let args = emergency(&[]);
     let mut run = runbook(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
     for (k, v) in fault {
         run.env(k, v);
@@ -236,7 +218,7 @@ fn killed_inside_option_1s_commit_then_resumed_ends_as_an_uninterrupted_run() {
         // Over the second half of the window and a little past it, where
         // the commit and the verify check after it are.
         let delay = (window as f64 * (0.5 + rng.fraction() * 0.7)) as u64;
-        let args = emergency();
+        let args = emergency(&[]);
         runbook(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
             .env("RUNBOOK_FAULT_AT", at.to_string())
             .env("RUNBOOK_FAULT_DELAY_MS", delay.to_string())
