@@ -224,36 +224,67 @@ impl Sink for Locks {
 }
 
 /// Whether a run holds the lock of `target` now, and who, without taking it
-/// and without creating anything (a dry run or a rehearsal only looks):
-/// the kernel's table of locks (`/proc/locks`) names the file's inode.
+/// and without creating anything (a dry run or a rehearsal only looks).
 pub fn holder_of(target: &Path) -> Option<Holder> {
-    use std::os::unix::fs::MetadataExt;
     let f = File::open(file_for(target)).ok()?;
-    let meta = f.metadata().ok()?;
-    // /proc/locks writes the device as major:minor in hex, then the inode.
-    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
-    let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-    let table = std::fs::read_to_string("/proc/locks").ok()?;
-    let held = table.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.contains(&"FLOCK") && fields.contains(&id.as_str())
-    });
-    held.then(|| read_holder(&f).unwrap_or_default())
+    lock_owner(&f)?;
+    read_holder(&f)
 }
 
-/// The holder named in a lock file; it may be mid-rewrite, so a few reads.
+/// The process holding a `flock` on `f`, from the kernel's table of locks
+/// (`/proc/locks`, which names the file by device and inode): never by
+/// trying the lock, which could make a real taker's attempt fail.
+fn lock_owner(f: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = f.metadata().ok()?;
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let table = lock_table()?;
+    table.lines().find_map(|line| {
+        // `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF`; a waiter's
+        // line has `->` after the number.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, "FLOCK", _, _, pid, file, ..] if *file == id => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// `/proc/locks` in one read: read piecewise, entries that change between
+/// two reads can be skipped, and a held lock go unseen.
+fn lock_table() -> Option<String> {
+    let mut f = File::open("/proc/locks").ok()?;
+    let mut buf = vec![0u8; 1 << 20];
+    let n = f.read(&mut buf).ok()?;
+    buf.truncate(n);
+    String::from_utf8(buf).ok()
+}
+
+/// Who holds the lock on `f`: the name its holder wrote, once the holder
+/// the kernel names has written it (a taker writes just after it takes the
+/// lock, over what a killed holder may have left). Without a lock, none.
 fn read_holder(f: &File) -> Option<Holder> {
-    for _ in 0..10 {
+    let mut last = None;
+    for _ in 0..25 {
+        let owner = lock_owner(f)?;
         let mut text = String::new();
         let mut reader = f;
         if reader.rewind().is_ok() && reader.read_to_string(&mut text).is_ok() {
-            if let Ok(h) = serde_json::from_str(&text) {
-                return Some(h);
+            if let Ok(h) = serde_json::from_str::<Holder>(&text) {
+                if h.pid == owner {
+                    return Some(h);
+                }
             }
         }
+        last = Some(owner);
         std::thread::sleep(Duration::from_millis(20));
     }
-    None
+    last.map(|pid| Holder {
+        pid,
+        command: "(it has not written its name yet)".to_owned(),
+        ..Holder::default()
+    })
 }
 
 /// Takes an exclusive `flock` on an open file if no one else has it:
