@@ -227,7 +227,7 @@ impl Human {
                 let what = match (status, recovered_by, detail) {
                     (Status::Recovered, Some(by), _) => format!("recovered by {by}"),
                     (_, Some(by), Some(d)) => format!("{d}; {by} would take over"),
-                    (Status::Ok, _, _) => String::new(),
+                    (Status::Ok, _, None) => String::new(),
                     (_, _, Some(d)) => d.clone(),
                     (s, _, None) => s.as_str().to_owned(),
                 };
