@@ -135,6 +135,8 @@ impl Locks {
                 file: file.clone(),
                 source,
             };
+            // Refusals whose holder let go before it could be named.
+            let mut gone = 0;
             let f = loop {
                 let f = OpenOptions::new()
                     .read(true)
@@ -151,12 +153,16 @@ impl Locks {
                     Ok(false) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(20));
                     }
-                    Ok(false) => {
-                        return Err(Error::Held {
-                            target,
-                            holder: read_holder(&f).map(Box::new),
-                        })
-                    }
+                    Ok(false) => match read_holder(&f) {
+                        // Free again by now (its holder just finished): try again.
+                        None if gone < 5 => gone += 1,
+                        holder => {
+                            return Err(Error::Held {
+                                target,
+                                holder: holder.map(Box::new),
+                            })
+                        }
+                    },
                     Err(e) => return Err(io(e)),
                 }
             };

@@ -138,6 +138,7 @@ fn two_resumes_at_once_one_finishes_the_run_the_other_is_refused() {
     let expected = rolled_back(&tpl, t.path());
     let mut rng = Rng::new(0x2e5);
     let n = 20 * scale();
+    let mut refused = 0;
     for trial in 0..n {
         let dir = t.path().join(format!("t{trial}"));
         copy_tree(&tpl, &dir);
@@ -161,6 +162,11 @@ fn two_resumes_at_once_one_finishes_the_run_the_other_is_refused() {
         for (code, stderr) in &results {
             match code {
                 0 => ok += 1,
+                4 => refused += 1,
+                _ => {}
+            }
+            match code {
+                0 => {}
                 4 => assert!(
                     stderr.contains("another operator holds")
                         && pids.iter().any(|p| stderr.contains(&format!("pid {p},")))
@@ -177,4 +183,5 @@ fn two_resumes_at_once_one_finishes_the_run_the_other_is_refused() {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+    eprintln!("two resumes at once: {n} trials, {refused} resumes refused with exit 4");
 }
