@@ -36,12 +36,7 @@ fn with_blocks(dir: &Path, blocks: u64, args: &str) -> std::process::Output {
 }
 
 fn only_legacy_backup(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("app/backups"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    files_in(&dir.join("app/backups"))
 }
 
 #[test]
