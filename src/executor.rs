@@ -628,7 +628,7 @@ impl Executor<'_, '_> {
                         Ok(other) => other.to_string(),
                         Err(err) => return failed(format!("confirm: {}", render_error(&err))),
                     };
-                    match confirm::ask(&question, self.options.yes) {
+                    match confirm::ask(&step.id, &question, self.options.yes) {
                         Ok(()) => {}
                         Err(Failure::Declined(msg)) => {
                             return (
@@ -753,6 +753,7 @@ impl Executor<'_, '_> {
         let secrets = &self.plan.secrets;
         let redact = |text: &str| event::redact_text(text, secrets);
         f(&action::Context {
+            step: &step.id,
             dry_run: self.options.dry_run,
             yes: self.options.yes,
             timeout: step.timeout,

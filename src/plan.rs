@@ -111,6 +111,23 @@ impl Plan {
         out
     }
 
+    /// The steps that put a question to the operator: a `confirm:` on the
+    /// step, the `confirm` action, or a `backup.delete` not forced.
+    pub fn questions(&self) -> Vec<&PlanStep> {
+        self.all_steps()
+            .into_iter()
+            .filter(|step| {
+                step.confirm.is_some()
+                    || match &step.body {
+                        Body::Action { action, args, .. } => {
+                            action == "confirm" || (action == "backup.delete" && !forced(args))
+                        }
+                        Body::Include { .. } => false,
+                    }
+            })
+            .collect()
+    }
+
     /// The databases and backup directories the plan's mutating steps act
     /// on, as far as their variables alone tell (a path that depends on an
     /// earlier step's outputs cannot be known before the run): what the
@@ -146,5 +163,15 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+/// Whether arguments say `force: true` as written (not as a template).
+fn forced(args: &TValue) -> bool {
+    match args {
+        TValue::Map(entries) => entries
+            .iter()
+            .any(|(k, v)| k == "force" && matches!(v, TValue::Const(Json::Bool(true)))),
+        _ => false,
     }
 }

@@ -2,7 +2,9 @@
 //! transaction), for the terminal view's bar. Actions report; the view, when
 //! there is a terminal, listens; otherwise reports go nowhere, at the cost
 //! of one atomic load. It is a hook rather than an event because it is for
-//! eyes only: the journal and `--json` would only be flooded by it.
+//! eyes only: the journal and `--json` would only be flooded by it. A
+//! question put to the operator takes the screen from the bar for as long
+//! as it waits for the answer ([`suspended`]).
 
 use std::sync::OnceLock;
 
@@ -23,6 +25,37 @@ static HOOK: OnceLock<Hook> = OnceLock::new();
 /// Installs the listener (the terminal view); the first one stays.
 pub fn listen(hook: Hook) {
     let _ = HOOK.set(hook);
+}
+
+/// Runs its argument with the bar off the screen.
+type Suspender = Box<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+
+static SUSPEND: OnceLock<Suspender> = OnceLock::new();
+
+/// Installs how the view takes its bar off the screen; the first one stays.
+pub fn on_suspend(suspender: Suspender) {
+    let _ = SUSPEND.set(suspender);
+}
+
+/// Runs `f` — a question and the wait for its answer — with the bar off the
+/// screen and kept off until `f` returns, so that nothing draws over it.
+pub fn suspended<T>(f: impl FnOnce() -> T) -> T {
+    let mut f = Some(f);
+    let mut out = None;
+    if let Some(suspend) = SUSPEND.get() {
+        suspend(&mut || {
+            if let Some(f) = f.take() {
+                out = Some(f());
+            }
+        });
+    }
+    match (out, f) {
+        (Some(out), _) => out,
+        (None, Some(f)) => f(),
+        // The suspender ran it but it returned nothing: it cannot happen,
+        // as `out` is set whenever `f` is taken.
+        (None, None) => unreachable!("the suspended function ran without a result"),
+    }
 }
 
 thread_local! {

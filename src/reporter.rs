@@ -53,6 +53,8 @@ impl Human {
                 }
                 None => gauge.set_prefix(format!("{} ({}M steps)", u.what, u.done)),
             }));
+            let held = bar.clone();
+            crate::progress::on_suspend(Box::new(move |f: &mut dyn FnMut()| held.suspend(f)));
             bar
         });
         Human {

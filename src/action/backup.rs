@@ -217,6 +217,7 @@ impl Action for Delete {
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         if !self.force {
             confirm::ask(
+                ctx.step,
                 &format!("Delete the backup {}?", self.backup.display()),
                 ctx.yes,
             )?;

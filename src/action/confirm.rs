@@ -30,15 +30,16 @@ impl Action for Confirm {
     }
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
-        ask(&self.message, ctx.yes)?;
+        ask(ctx.step, &self.message, ctx.yes)?;
         let mut out = Outputs::new();
         out.insert("confirmed".into(), true.into());
         Ok(out)
     }
 }
 
-/// Puts a yes/no question to the operator.
-pub fn ask(question: &str, yes: bool) -> Result<(), Failure> {
+/// Puts a yes/no question to the operator, naming the step (or command)
+/// that asks it.
+pub fn ask(asker: &str, question: &str, yes: bool) -> Result<(), Failure> {
     if yes {
         return Ok(());
     }
@@ -47,15 +48,25 @@ pub fn ask(question: &str, yes: bool) -> Result<(), Failure> {
             "needs confirmation, but there is no terminal to ask on: {question} (pass --yes to confirm in advance)"
         )));
     }
-    let mut stderr = std::io::stderr();
-    // A failed prompt write is not a reason to skip the question: we still read the answer.
-    let _ = write!(stderr, "{question} [y/N] ");
-    let _ = stderr.flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|err| Failure::failed(format!("cannot read the answer: {err}")))?;
+    // The spinner stays off the screen until the answer is in: a question
+    // drawn over by "step still running" is one nobody answers.
+    let answer = crate::progress::suspended(|| {
+        let mut stderr = std::io::stderr();
+        // A failed prompt write is not a reason to skip the question: we still read the answer.
+        let _ = write!(
+            stderr,
+            "{} {}: {question} [y/N] ",
+            console::style("?").yellow().bold(),
+            console::style(asker).bold()
+        );
+        let _ = stderr.flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map(|_| answer)
+    })
+    .map_err(|err| Failure::failed(format!("cannot read the answer: {err}")))?;
     match answer.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => Ok(()),
         _ => Err(Failure::Declined(format!(

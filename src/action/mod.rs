@@ -200,6 +200,8 @@ pub trait Action: fmt::Debug {
 
 /// What the executor lends an action for one attempt.
 pub struct Context<'a> {
+    /// The step's full id, for what the operator is shown.
+    pub step: &'a str,
     pub dry_run: bool,
     /// `--yes`: manual confirmations are given in advance.
     pub yes: bool,

@@ -64,7 +64,7 @@ fn need<'a>(value: Option<&'a PathBuf>, flag: &str, op: &str) -> Result<&'a Path
 }
 
 fn ask(question: &str, force: bool) -> Result<(), Problem> {
-    confirm::ask(question, force).map_err(|e| match e {
+    confirm::ask("runbook backup", question, force).map_err(|e| match e {
         Failure::Declined(m) => Problem::Declined(m),
         other => Problem::Failed(format!("{other}; pass --force to go ahead without asking")),
     })

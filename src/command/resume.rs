@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::cli::RunRef;
-use crate::event::{Event, RunStatus};
+use crate::event::{Event, RunStatus, Status};
 use crate::exit::Exit;
 use crate::{analyzer, executor, journal, reporter};
 
@@ -70,6 +70,15 @@ pub fn resume(
             which.run
         );
         return Exit::Invalid;
+    }
+    let answered = |id: &str| {
+        events.iter().any(|e| {
+            matches!(e, Event::StepFinished { step, status, .. }
+                if step == id && matches!(status, Status::Ok | Status::Skipped | Status::Recovered))
+        })
+    };
+    if let Err(exit) = super::run::unaskable(&plan, yes, answered) {
+        return exit;
     }
     let mut locks = match crate::lock::Locks::acquire(&plan.changes(), wait) {
         Ok(locks) => locks,

@@ -21,6 +21,11 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
     if let Err(exit) = check_fail_targets(&plan, &args.fail) {
         return exit;
     }
+    if !args.dry_run {
+        if let Err(exit) = unaskable(&plan, args.yes, |_| false) {
+            return exit;
+        }
+    }
     let locks = if args.dry_run || args.rehearse {
         tell_holders(&plan);
         None
@@ -99,6 +104,37 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         args.json,
         terminal,
     )
+}
+
+/// A run that will ask the operator something, with no terminal to ask on
+/// and no `--yes`, is refused before its first step: failing at the first
+/// question would leave the "rollback initiated" mail sent and the app
+/// stopped for nothing. `done` tells the steps a resumed run will not ask again.
+pub(crate) fn unaskable(
+    plan: &crate::plan::Plan,
+    yes: bool,
+    done: impl Fn(&str) -> bool,
+) -> Result<(), Exit> {
+    use std::io::IsTerminal;
+    if yes || std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    let asking: Vec<&str> = plan
+        .questions()
+        .into_iter()
+        .map(|s| s.id.as_str())
+        .filter(|id| !done(id))
+        .collect();
+    if asking.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "error: {} asks the operator to confirm (steps {}), but there is no terminal to ask on and no --yes\n  \
+         help: nothing was done; run it on a terminal, or pass --yes to confirm them in advance",
+        plan.file.display(),
+        asking.join(", ")
+    );
+    Err(Exit::Invalid)
 }
 
 /// A dry run or a rehearsal takes no lock, but says when a run holds one:

@@ -15,4 +15,5 @@ mod lock;
 mod resume;
 mod rollback;
 mod semantics;
+mod terminal;
 mod views;

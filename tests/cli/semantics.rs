@@ -300,30 +300,62 @@ steps:
     );
 }
 
+/// Without a terminal and without --yes, a run that would ask is refused
+/// before its first step: nothing runs, no run directory, no e-mail.
 #[test]
-fn a_manual_step_without_a_terminal_or_yes_fails_at_once() {
+fn a_run_that_would_ask_without_a_terminal_or_yes_is_refused_before_its_first_step() {
     let t = Test::new().file(
         "pb.yaml",
-        "steps:\n  - id: assess\n    action: confirm\n    with: {message: Have you assessed the impact?}\n",
+        "steps:\n  - id: first\n    action: shell\n    with: {command: [touch, first]}\n  - id: assess\n    action: confirm\n    with: {message: Have you assessed the impact?}\n  - id: drop\n    confirm: Really drop it?\n    action: shell\n    with: {command: [touch, dropped]}\n",
     );
-    t.run(&["run", "pb.yaml"]).code(1).stdout_has(
-        "no terminal to ask on: Have you assessed the impact? (pass --yes to confirm in advance)",
+    t.run(&["run", "pb.yaml"]).code(2).stderr_is(
+        "error: pb.yaml asks the operator to confirm (steps assess, drop), but there is no terminal to ask on and no --yes\n  \
+         help: nothing was done; run it on a terminal, or pass --yes to confirm them in advance\n",
     );
-    t.run(&["run", "pb.yaml", "--yes"]).code(0);
-}
-
-#[test]
-fn a_step_with_confirm_asks_before_its_action() {
-    let t = Test::new().file(
-        "pb.yaml",
-        "steps:\n  - id: drop\n    confirm: Really drop it?\n    action: shell\n    with: {command: [touch, dropped]}\n",
+    assert!(!t.path().join("first").exists(), "a step ran");
+    assert!(
+        !t.path().join(".runbook").exists(),
+        "a run directory was made"
     );
-    t.run(&["run", "pb.yaml"])
-        .code(1)
-        .stdout_has("Really drop it?");
-    assert!(!t.path().join("dropped").exists());
+    // A dry run asks nothing, so it needs neither.
+    t.run(&["run", "pb.yaml", "--dry-run"]).code(0);
     t.run(&["run", "pb.yaml", "--yes"]).code(0);
     assert!(t.path().join("dropped").exists());
+}
+
+/// The emergency rollback without --yes, no terminal: refused before the
+/// "rollback initiated" mail, with nothing stopped and nobody told.
+#[test]
+fn the_emergency_rollback_without_a_terminal_or_yes_tells_nobody_anything() {
+    let t = Test::new();
+    let app = crate::gofastcdn::Install::new(&t.path().join("app"), 5, 5);
+    app.legacy_backup("20240501-120000");
+    app.migrate().unwrap();
+    let before = app.bytes();
+    let pb = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/emergency_rollback.yaml"
+    );
+    t.run(&[
+        "run",
+        pb,
+        "--var",
+        "root=app",
+        "--var",
+        "reason=x",
+        "--var",
+        "notify_to=lead@example.com",
+        "--var",
+        "stop_command=touch stopped",
+    ])
+    .code(2)
+    .stderr_has("asks the operator to confirm (steps assess)");
+    assert!(
+        !t.path().join(".runbook").exists(),
+        "a run directory (and outbox) was made"
+    );
+    assert!(!t.path().join("stopped").exists(), "the app was stopped");
+    assert_eq!(app.bytes(), before);
 }
 
 /// `script` gives the child a real terminal, so the prompt is really asked.

@@ -1,0 +1,109 @@
+//! What a person at a real terminal sees: tmux runs runbook in a pty and
+//! the test reads the screen, as an operator would, at moments of its
+//! choosing. Needs `tmux` (`.ci/run` installs it); without it the test says
+//! it was skipped, loudly.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::Test;
+
+/// A tmux server of the test's own, on its own socket, killed on drop.
+struct Screen {
+    socket: String,
+}
+
+impl Screen {
+    /// Starts `command` in a 120x30 terminal; `None` without tmux.
+    fn start(dir: &Path, command: &str) -> Option<Screen> {
+        Command::new("tmux").arg("-V").output().ok()?;
+        let socket = format!("runbook-test-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "120", "-y", "30"])
+            .arg(format!(
+                "cd '{}' && {command}; echo EXIT=$?; sleep 60",
+                dir.display()
+            ))
+            .env_remove("NO_COLOR")
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux could not start");
+        Some(Screen { socket })
+    }
+
+    /// What the screen shows now.
+    fn text(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[track_caller]
+    fn wait_for(&self, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "`{needle}` never appeared; the screen:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys"])
+            .args(keys)
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+#[test]
+fn the_question_stays_on_screen_until_answered_and_y_goes_on() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: stop-app\n    action: shell\n    with: {command: [sleep, '0.3']}\n  - id: assess\n    action: confirm\n    with: {message: Have you called the development lead?}\n  - id: after\n    action: shell\n    with: {command: [touch, answered]}\n",
+    );
+    let command = format!("{} run pb.yaml", env!("CARGO_BIN_EXE_runbook"));
+    let Some(screen) = Screen::start(t.path(), &command) else {
+        eprintln!("SKIPPED: tmux is not installed, so no terminal test ran (apt-get install tmux)");
+        return;
+    };
+    let question = "? assess: Have you called the development lead? [y/N]";
+    screen.wait_for(question);
+    for second in 1..=3 {
+        std::thread::sleep(Duration::from_secs(1));
+        let text = screen.text();
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        assert!(
+            last.starts_with(question),
+            "{second} s after the question, the screen's last line is `{last}`:\n{text}"
+        );
+        assert!(!t.path().join("answered").exists());
+    }
+    screen.keys(&["y", "Enter"]);
+    let text = screen.wait_for("EXIT=");
+    assert!(text.contains("EXIT=0"), "{text}");
+    assert!(text.contains("✓ assess"), "{text}");
+    assert!(t.path().join("answered").exists(), "the run did not go on");
+}
