@@ -101,6 +101,10 @@ pub enum Event {
         /// for `runbook run --expect-plan`.
         #[serde(default)]
         fingerprint: Option<String>,
+        /// What ran but fell short, one `step: why` each (the steps whose
+        /// own action warned, not the steps that include them).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
     },
 }
 
@@ -126,6 +130,9 @@ impl Phase {
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
+    /// Ran, but did not achieve what its name promises (nobody to tell, a
+    /// mail only written to the outbox, an optional probe that failed).
+    Warning,
     Skipped,
     Failed,
     /// Failed, then a fallback succeeded in its place.
@@ -140,6 +147,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
+            Status::Warning => "warning",
             Status::Skipped => "skipped",
             Status::Failed => "failed",
             Status::Recovered => "recovered",
@@ -275,6 +283,7 @@ mod tests {
             error: None,
             deadline_met: Some(true),
             fingerprint: None,
+            warnings: vec!["probe: no answer".into()],
         };
         let back: Event =
             serde_json::from_str(&serde_json::to_string(&e).expect("json")).expect("parse");

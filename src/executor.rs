@@ -87,6 +87,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         state: sha2::Digest::new(),
         descriptions: std::collections::HashMap::new(),
         unsure_checks: false,
+        warnings: Vec::new(),
     };
     ex.run()
 }
@@ -141,6 +142,8 @@ struct Executor<'a, 's> {
     /// Dry run: a check of the step being looked at could not be decided,
     /// or holds only on the state before the steps ahead of it run.
     unsure_checks: bool,
+    /// `step: why` for each action that ran but fell short, in order.
+    warnings: Vec<String>,
 }
 
 impl Executor<'_, '_> {
@@ -307,6 +310,7 @@ impl Executor<'_, '_> {
             error,
             deadline_met: self.plan.deadline.map(|d| started.elapsed() <= d),
             fingerprint: fingerprint.clone(),
+            warnings: self.warnings.clone(),
         };
         // The record is written first; if it could not be, the views say
         // so in the run's last line rather than "run succeeded".
@@ -420,13 +424,17 @@ impl Executor<'_, '_> {
                 error: last.clone(),
                 fallback: fallback.id.clone(),
             });
+            let warned = self.warnings.len();
             match self.step(fallback) {
                 StepResult::Done => {
                     let mut outputs = outputs;
                     outputs.insert("recovered_by".into(), fallback.local_id.clone().into());
                     outputs.insert("error".into(), err.clone().into());
+                    // A fallback that itself fell short rescued nothing whole.
                     let status = if self.options.dry_run {
                         status
+                    } else if self.warnings.len() > warned {
+                        Status::Warning
                     } else {
                         Status::Recovered
                     };
@@ -469,6 +477,13 @@ impl Executor<'_, '_> {
         outputs: &Map<String, Json>,
     ) {
         self.record(step, status, outputs);
+        // A step rescued by a fallback that fell short: the fallback's
+        // warning is the one that says why.
+        if let (Status::Warning, Body::Action { .. }, Some(why), None) =
+            (status, &step.body, &detail, &recovered_by)
+        {
+            self.warnings.push(format!("{}: {why}", step.id));
+        }
         if self.options.dry_run {
             self.observe(step, status, detail.as_deref(), outputs);
         }
@@ -490,7 +505,10 @@ impl Executor<'_, '_> {
     /// so the steps after it see what they would have seen.
     fn done_before(&mut self, step: &PlanStep, started: Instant) -> Option<StepResult> {
         let (status, outputs) = self.options.previous.as_ref()?.get(&step.id)?.clone();
-        if !matches!(status, Status::Ok | Status::Skipped | Status::Recovered) {
+        if !matches!(
+            status,
+            Status::Ok | Status::Warning | Status::Skipped | Status::Recovered
+        ) {
             return None;
         }
         self.record(step, status, &outputs);
@@ -609,7 +627,17 @@ impl Executor<'_, '_> {
                 steps,
                 always,
                 ..
-            } => self.include(*scope, steps, always),
+            } => {
+                let warned = self.warnings.len();
+                let attempt = self.include(*scope, steps, always);
+                // Nothing in it applied: the include's own shortfall.
+                if let (Status::Warning, Some(why)) = (attempt.0, &attempt.2) {
+                    if self.warnings.len() == warned {
+                        self.warnings.push(format!("{}: {why}", step.id));
+                    }
+                }
+                attempt
+            }
             Body::Action {
                 action,
                 args,
@@ -672,7 +700,14 @@ impl Executor<'_, '_> {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => return (Status::Ok, StepResult::Done, None, outputs),
+                // An action that did its work but fell short says why.
+                Ok(()) => match outputs.get(action::WARNING).and_then(Json::as_str) {
+                    Some(why) => {
+                        let why = why.to_owned();
+                        return (Status::Warning, StepResult::Done, Some(why), outputs);
+                    }
+                    None => return (Status::Ok, StepResult::Done, None, outputs),
+                },
                 Err(Failure::Declined(msg)) => {
                     return (
                         Status::Failed,
@@ -818,13 +853,16 @@ impl Executor<'_, '_> {
 
     fn include(&mut self, scope: usize, steps: &[PlanStep], always: &[PlanStep]) -> Attempt {
         let mut result = StepResult::Done;
+        let warned = self.warnings.len();
+        let mut applied = 0;
         for s in steps {
             if self.stopping() {
                 result = StepResult::Interrupted;
                 break;
             }
             match self.step(s) {
-                StepResult::Done | StepResult::NotApplicable => {}
+                StepResult::Done => applied += 1,
+                StepResult::NotApplicable => {}
                 other => {
                     result = other;
                     break;
@@ -851,17 +889,42 @@ impl Executor<'_, '_> {
             .iter()
             .find_map(|s| self.descriptions.get(&s.id))
             .cloned();
-        match result {
-            StepResult::Done | StepResult::NotApplicable => (
-                if self.options.dry_run {
-                    Status::WouldRun
-                } else {
-                    Status::Ok
-                },
-                StepResult::Done,
-                first_change,
-                outputs,
+        // An include achieved what its name promises only if something in
+        // it applied, and nothing in it fell short.
+        let short = match self.warnings.len() - warned {
+            _ if self.options.dry_run => None,
+            _ if applied == 0 && !steps.is_empty() => Some(
+                "nothing was done: none of its steps applied (each one's `when` was false)"
+                    .to_owned(),
             ),
+            0 => None,
+            n => {
+                // The steps that warned; what each said is on its own line.
+                let who: Vec<&str> = self.warnings[warned..]
+                    .iter()
+                    .map(|w| w.split_once(": ").map_or(w.as_str(), |(id, _)| id))
+                    .collect();
+                Some(format!(
+                    "{n} warning{} ({})",
+                    if n == 1 { "" } else { "s" },
+                    who.join(", ")
+                ))
+            }
+        };
+        match result {
+            StepResult::Done | StepResult::NotApplicable => match short {
+                Some(why) => (Status::Warning, StepResult::Done, Some(why), outputs),
+                None => (
+                    if self.options.dry_run {
+                        Status::WouldRun
+                    } else {
+                        Status::Ok
+                    },
+                    StepResult::Done,
+                    first_change,
+                    outputs,
+                ),
+            },
             StepResult::Failed(e) => (
                 Status::Failed,
                 StepResult::Failed(e.clone()),
@@ -969,6 +1032,7 @@ impl Executor<'_, '_> {
 fn status_key(status: Status) -> &'static str {
     match status {
         Status::Ok => "ok",
+        Status::Warning => "warning",
         Status::Skipped => "skipped",
         Status::Failed => "failed",
         Status::Recovered => "recovered",

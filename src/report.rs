@@ -271,6 +271,7 @@ pub fn render(events: &[Event]) -> String {
             error,
             deadline_met,
             fingerprint,
+            warnings,
         }) => {
             let _ = writeln!(out, "- Finished: {at}");
             let _ = writeln!(out, "- Duration: {}", seconds(*duration_ms));
@@ -281,6 +282,9 @@ pub fn render(events: &[Event]) -> String {
             let _ = writeln!(out);
             if let Some(e) = error {
                 let _ = writeln!(out, "- Error: {}", quote_inline(e));
+            }
+            for w in warnings {
+                let _ = writeln!(out, "- Warning: {}", quote_inline(w));
             }
             if let Some(met) = deadline_met {
                 let _ = writeln!(
@@ -416,8 +420,10 @@ pub fn summary(events: &[Event]) -> Json {
                 failed_step,
                 error,
                 deadline_met,
+                warnings,
                 ..
             } => {
+                out.insert("warnings".into(), warnings.clone().into());
                 out.insert("finished_at".into(), at.clone().into());
                 out.insert("status".into(), json!(status));
                 out.insert("duration_ms".into(), (*duration_ms).into());

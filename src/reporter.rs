@@ -221,6 +221,7 @@ impl Human {
                 self.depth = self.depth.saturating_sub(1);
                 let mark = match status {
                     Status::Ok => style("✓").green(),
+                    Status::Warning => style("⚠").yellow(),
                     Status::Skipped => style("-").dim(),
                     Status::Failed | Status::WouldFail => style("✗").red(),
                     Status::Recovered => style("↺").yellow(),
@@ -228,6 +229,9 @@ impl Human {
                 };
                 let what = match (status, recovered_by, detail) {
                     (Status::Recovered, Some(by), _) => format!("recovered by {by}"),
+                    (Status::Warning, Some(by), Some(err)) => {
+                        format!("{err}; {by} let the run go on")
+                    }
                     (_, Some(by), Some(d)) => format!("{d}; {by} would take over"),
                     (Status::Ok, _, None) => String::new(),
                     (_, _, Some(d)) => d.clone(),
@@ -284,6 +288,7 @@ impl Human {
                 error,
                 deadline_met,
                 fingerprint,
+                warnings,
                 ..
             } => {
                 if let Some(bar) = self.spinner.take() {
@@ -301,7 +306,15 @@ impl Human {
                         "dry run finished in {secs:.1}s; nothing was changed"
                     ))
                     .green(),
-                    RunStatus::Succeeded => style(format!("run succeeded in {secs:.1}s")).green(),
+                    RunStatus::Succeeded if warnings.is_empty() => {
+                        style(format!("run succeeded in {secs:.1}s")).green()
+                    }
+                    RunStatus::Succeeded => style(format!(
+                        "run succeeded with {} in {secs:.1}s: {}",
+                        count(warnings.len(), "warning"),
+                        warnings.join("; ")
+                    ))
+                    .yellow(),
                     RunStatus::Failed | RunStatus::Aborted | RunStatus::Interrupted => {
                         let at = failed_step
                             .as_deref()
@@ -387,4 +400,13 @@ fn ignore_broken_pipe(r: io::Result<()>) -> io::Result<()> {
 fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} {msg} {prefix} {elapsed}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+/// `1 warning`, `2 warnings`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

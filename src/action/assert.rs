@@ -13,6 +13,10 @@ pub struct Assert {
     /// What to say when it is false.
     #[serde(default)]
     message: Option<String>,
+    /// When it holds, end the step as a warning (⚠) saying this: for a
+    /// fallback that lets the run go on without what the step promised.
+    #[serde(default)]
+    warning: Option<String>,
 }
 
 impl Action for Assert {
@@ -33,6 +37,9 @@ impl Action for Assert {
         if truthy(&value) {
             let mut out = Outputs::new();
             out.insert("value".into(), value);
+            if let Some(w) = &self.warning {
+                out.insert(super::WARNING.into(), w.clone().into());
+            }
             Ok(out)
         } else {
             Err(Failure::Failed(match &self.message {

@@ -18,6 +18,10 @@ pub mod notify;
 pub mod shell;
 pub mod sqlite;
 
+/// The output by which an action that did its work says it fell short of
+/// what its step promises: the step ends as a warning (⚠), with this text.
+pub const WARNING: &str = "warning";
+
 /// What an action produced; later steps read it as `steps.<id>.<key>`.
 pub type Outputs = Map<String, Json>;
 

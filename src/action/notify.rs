@@ -255,6 +255,12 @@ impl Action for Email {
         );
         match delivery {
             Ok(how) => {
+                if self.transport == TransportKind::File {
+                    out.insert(
+                        super::WARNING.into(),
+                        "not sent: written to the outbox only (transport: file)".into(),
+                    );
+                }
                 out.insert("delivery".into(), how.into());
                 Ok(out)
             }

@@ -126,9 +126,5 @@ fn run(dir: &Path) -> Exit {
         wait: None,
         runs: dir.join(".runbook/runs"),
     };
-    let exit = super::run::run_playbook(&args);
-    if let Ok(run) = crate::run_dir::locate("latest", &args.runs) {
-        println!("outbox: {}", run.join("outbox").display());
-    }
-    exit
+    super::run::run_playbook(&args)
 }

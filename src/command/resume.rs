@@ -74,7 +74,7 @@ pub fn resume(
     let answered = |id: &str| {
         events.iter().any(|e| {
             matches!(e, Event::StepFinished { step, status, .. }
-                if step == id && matches!(status, Status::Ok | Status::Skipped | Status::Recovered))
+                if step == id && matches!(status, Status::Ok | Status::Warning | Status::Skipped | Status::Recovered))
         })
     };
     if let Err(exit) = super::run::unaskable(&plan, yes, answered) {

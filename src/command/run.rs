@@ -215,6 +215,13 @@ pub(crate) fn execute(
             println!("report: {}", dir.join(report::FILE_NAME).display());
         }
     }
+    // Mail written there is mail someone may have to send by hand.
+    if let (Some(dir), false) = (&run_dir, json) {
+        let outbox = dir.join("outbox");
+        if std::fs::read_dir(&outbox).is_ok_and(|mut d| d.next().is_some()) {
+            println!("outbox: {}", outbox.display());
+        }
+    }
     match outcome.status {
         RunStatus::Succeeded => Exit::Success,
         RunStatus::Failed => Exit::Failed,

@@ -418,7 +418,14 @@ fn an_app_that_does_not_answer_is_a_warning_when_the_probe_is_optional() {
         .port();
     let url = format!("app_url=http://127.0.0.1:{port}");
     let out = emergency(&t, "probe", &["--var", "probe=optional", "--var", &url]);
-    out.code(0).stdout_has("recovered by probe-skipped");
+    // Not a ✓ nor a plain recovery: the app did not answer, and the run says so.
+    out.code(0)
+        .stdout_has("⚠ probe The app's read endpoints answer: GET ")
+        .stdout_has("; probe-skipped let the run go on")
+        .stdout_has("run succeeded with ")
+        .stdout_has("probe-skipped: the app did not answer on http://127.0.0.1:");
+    assert_eq!(out.finished("probe")["status"], "warning");
+    assert_eq!(out.finished("probe-skipped")["status"], "warning");
     let required = emergency(&t, "probe", &["--var", "probe=required", "--var", &url]);
     required.code(1).stdout_has("run failed at step probe");
 }
@@ -657,4 +664,51 @@ fn a_wrecked_database_is_kept_and_replaced_by_option_3() {
         .to_owned();
     assert!(kept.ends_with("-emergency-raw.db"), "{kept}");
     assert_eq!(std::fs::read(t.path().join(&kept)).unwrap(), bytes);
+}
+
+/// Nobody to tell: the alert and the report did nothing their names
+/// promise, so they are ⚠, never ✓, and the last line counts them.
+#[test]
+fn with_no_recipient_the_alert_and_the_report_are_warnings_not_ticks() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let out = emergency(&t, "no one", &["--var", "notify_to="]);
+    out.code(0)
+        .stdout_has("⚠ alert Alert the team - rollback initiated: nothing was done: none of its steps applied")
+        .stdout_has("⚠ report Notify - rollback completed or failed: nothing was done")
+        .stdout_has("run succeeded with 2 warnings in ")
+        .stdout_has("alert: nothing was done");
+    assert!(!out.stdout.contains("✓ alert"), "{}", out.stdout);
+    assert!(!out.stdout.contains("outbox: "), "no mail, no outbox line");
+    assert_eq!(out.finished("alert")["status"], "warning");
+    let last: serde_json::Value = out.journal().last().cloned().unwrap();
+    assert_eq!(last["status"], "succeeded");
+    assert_eq!(last["warnings"].as_array().unwrap().len(), 2, "{last}");
+}
+
+/// `transport: file` (the default) only writes the outbox: the mail steps
+/// say "not sent", and the outbox is named at the end for whoever sends it.
+#[test]
+fn mail_only_written_to_the_outbox_is_a_warning_and_the_outbox_is_named() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let out = emergency(&t, "file only", &[]);
+    out.code(0)
+        .stdout_has("⚠ alert.initiated E-mail: rollback initiated: not sent: written to the outbox only (transport: file)")
+        .stdout_has("⚠ alert Alert the team - rollback initiated: 1 warning (alert.initiated)")
+        .stdout_has("run succeeded with 2 warnings in ");
+    let outbox_line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("outbox: "))
+        .expect("the outbox is named");
+    assert!(out
+        .dir
+        .join(outbox_line.trim_start_matches("outbox: "))
+        .is_dir());
+    assert_eq!(out.finished("alert.initiated")["status"], "warning");
+    assert_eq!(
+        out.finished("alert.initiated")["outputs"]["delivered"],
+        false
+    );
 }
