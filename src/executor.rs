@@ -16,8 +16,8 @@ use crate::event::{self, Event, Phase, RunStatus, Sink, Status};
 use crate::plan::{Body, CheckKind, Plan, PlanCheck, PlanStep};
 use crate::template::{self, render_error, TValue};
 
-/// Steps a run finished, by full id: their status and outputs.
-pub type Finished = std::collections::HashMap<String, (Status, Map<String, Json>)>;
+/// Steps a run finished, by full id: their status, outputs and detail.
+pub type Finished = std::collections::HashMap<String, (Status, Map<String, Json>, Option<String>)>;
 
 #[derive(Debug, Default)]
 pub struct Options {
@@ -37,6 +37,10 @@ pub struct Options {
     pub previous: Option<Finished>,
     /// Set by Ctrl-C: stop at the next step boundary.
     pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// `resume`: when the run first started (RFC 3339). The incident's
+    /// clock — elapsed time, the deadline — counts from there, not from the
+    /// resume.
+    pub first_started: Option<String>,
 }
 
 impl Options {
@@ -81,7 +85,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         all: Records::default(),
         finishing: false,
         run: BTreeMap::new(),
-        started: Instant::now(),
+        started: origin(options.first_started.as_deref()),
         sink_error: None,
         uncertain: false,
         state: sha2::Digest::new(),
@@ -180,7 +184,7 @@ impl Executor<'_, '_> {
         self.run.insert("id".into(), run_id.into());
         let (deadline, deadline_at) = match self.plan.deadline {
             Some(deadline) => {
-                let at = time::OffsetDateTime::now_utc() + deadline;
+                let at = time::OffsetDateTime::now_utc() - self.started.elapsed() + deadline;
                 let format = time::macros::format_description!(
                     "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
                 );
@@ -197,8 +201,14 @@ impl Executor<'_, '_> {
         }
         self.run
             .insert("playbook".into(), self.plan.name.clone().into());
-        self.run
-            .insert("started_at".into(), started_at.clone().into());
+        self.run.insert(
+            "started_at".into(),
+            self.options
+                .first_started
+                .clone()
+                .unwrap_or_else(|| started_at.clone())
+                .into(),
+        );
         self.run
             .insert("dry_run".into(), self.options.dry_run.into());
         self.run.insert("status".into(), "running".into());
@@ -504,7 +514,7 @@ impl Executor<'_, '_> {
     /// `verify` checks still hold; its status and outputs are those it had,
     /// so the steps after it see what they would have seen.
     fn done_before(&mut self, step: &PlanStep, started: Instant) -> Option<StepResult> {
-        let (status, outputs) = self.options.previous.as_ref()?.get(&step.id)?.clone();
+        let (status, outputs, said) = self.options.previous.as_ref()?.get(&step.id)?.clone();
         if !matches!(
             status,
             Status::Ok | Status::Warning | Status::Skipped | Status::Recovered
@@ -517,11 +527,21 @@ impl Executor<'_, '_> {
                 return None;
             }
         }
-        let detail = if step.verify.is_empty() {
+        let mut detail = if step.verify.is_empty() {
             "done before the interruption".to_owned()
         } else {
             "done before the interruption; its verify checks still hold".to_owned()
         };
+        // A shortfall then is still one now: the run's warnings span resumes.
+        if let (Status::Warning, Some(said)) = (status, said) {
+            // Said by a run that was itself resumed: the reason after our words.
+            let said = match said.strip_prefix("done before the interruption") {
+                Some(rest) => rest.split_once(": ").map_or(rest, |(_, r)| r).to_owned(),
+                None => said,
+            };
+            self.warnings.push(format!("{}: {said}", step.id));
+            detail = format!("{detail}: {said}");
+        }
         // Its own status and outputs, as the interrupted run recorded them:
         // a check after it must see what an uninterrupted run would see.
         self.finish(step, status, started, Some(detail), None, &outputs);
@@ -1039,6 +1059,22 @@ fn status_key(status: Status) -> &'static str {
         Status::WouldRun => "would_run",
         Status::WouldFail => "would_fail",
     }
+}
+
+/// The instant the run's clock counts from: now, or for a resumed run the
+/// moment it first started, as far back as the clock allows.
+fn origin(first_started: Option<&str>) -> Instant {
+    let now = Instant::now();
+    let Some(first) = first_started.and_then(|at| {
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
+    }) else {
+        return now;
+    };
+    let ago = time::OffsetDateTime::now_utc() - first;
+    Duration::try_from(ago)
+        .ok()
+        .and_then(|ago| now.checked_sub(ago))
+        .unwrap_or(now)
 }
 
 /// A short rendering of a check's result for messages.

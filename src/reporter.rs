@@ -117,9 +117,25 @@ impl Human {
                 self.dry_run = *dry_run;
                 self.line(&format!("{} {playbook} ({file})", style("▶").bold()))?;
                 if let (Some(d), Some(at)) = (deadline, deadline_at) {
-                    self.deadline = humantime::parse_duration(d)
-                        .ok()
-                        .map(|d| std::time::Instant::now() + d);
+                    // From when it falls, not from now: a resumed run's
+                    // deadline is the one the incident started with.
+                    self.deadline = time::PrimitiveDateTime::parse(
+                        at,
+                        time::macros::format_description!(
+                            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+                        ),
+                    )
+                    .ok()
+                    .and_then(|at| {
+                        let left = at.assume_utc() - time::OffsetDateTime::now_utc();
+                        let now = std::time::Instant::now();
+                        match std::time::Duration::try_from(left) {
+                            Ok(left) => now.checked_add(left),
+                            Err(_) => std::time::Duration::try_from(-left)
+                                .ok()
+                                .and_then(|ago| now.checked_sub(ago)),
+                        }
+                    });
                     self.line(&format!("  deadline: {d}, by {at}"))?;
                 }
                 if *rehearsal {

@@ -24,6 +24,7 @@ pub fn resume(
     };
     let journal_path = dir.join(journal::FILE_NAME);
     let Some(Event::RunStarted {
+        at: first_started,
         file,
         cli_vars,
         plan: recorded,
@@ -105,10 +106,11 @@ pub fn resume(
             step,
             status,
             outputs,
+            detail,
             ..
         } = e
         {
-            previous.insert(step.clone(), (*status, outputs.clone()));
+            previous.insert(step.clone(), (*status, outputs.clone(), detail.clone()));
         }
     }
     // The always steps speak of the outcome, which is not known yet: they run again.
@@ -144,6 +146,7 @@ pub fn resume(
         cli_vars,
         previous: Some(previous),
         interrupt: Some(super::run::interrupt_flag()),
+        first_started: Some(first_started),
         ..executor::Options::default()
     };
     super::run::execute(

@@ -94,6 +94,7 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         cli_vars: args.vars.clone(),
         previous: None,
         interrupt: Some(interrupt_flag()),
+        first_started: None,
     };
     execute(
         &plan,

@@ -342,3 +342,68 @@ fn the_always_steps_run_again_on_resume() {
         "failed\nsucceeded\n"
     );
 }
+
+/// The incident's clock does not restart on resume: the same deadline, the
+/// time since the first start, in the terminal, the journal and the mail.
+#[test]
+fn a_resumed_run_keeps_the_incidents_clock() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 10, 10);
+    app.legacy_backup("20240501-120000");
+    app.migrate().unwrap();
+    let a = args(&[]);
+    // Killed just after it started stopping the app.
+    let killed = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(&a)
+        .current_dir(t.path())
+        .env("RUNBOOK_FAULT_AT", "12")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!killed.success());
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = t.run(&["resume", "latest", "--yes"]);
+    out.code(0);
+    let events = out.journal();
+    let starts: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "run_started")
+        .collect();
+    assert_eq!(starts.len(), 2);
+    assert_eq!(
+        starts[1]["deadline_at"], starts[0]["deadline_at"],
+        "the resume set a new deadline"
+    );
+    let finished = events.last().unwrap();
+    assert!(
+        finished["duration_ms"].as_u64().unwrap() >= 2000,
+        "the run's time restarted: {finished}"
+    );
+    let deadline = starts[0]["deadline_at"].as_str().unwrap();
+    out.stdout_has(&format!("deadline: 15m, by {deadline}"));
+    assert!(
+        !out.stdout.contains("run succeeded in 0."),
+        "{}",
+        out.stdout
+    );
+    // The outcome mail counts from the first start too.
+    let outbox = out.run_dir().join("outbox");
+    let mail = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("completed"))
+        .expect("the outcome mail");
+    let raw = std::fs::read(mail).unwrap();
+    let parsed = mailparse::parse_mail(&raw).unwrap();
+    let body = parsed
+        .subparts
+        .first()
+        .map_or_else(|| parsed.get_body().unwrap(), |p| p.get_body().unwrap());
+    let elapsed: u64 = body
+        .split("elapsed ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no elapsed time in the mail:\n{body}"));
+    assert!(elapsed >= 2, "the mail says elapsed {elapsed}s:\n{body}");
+}
