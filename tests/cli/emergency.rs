@@ -140,7 +140,7 @@ fn option_1_succeeds_and_the_team_is_told() {
     assert!(
         mail[1]
             .1
-            .contains("Uploads carried back (option-1.rollback): 1 images"),
+            .contains("Uploads made since the migration, carried back: 1 images, 0 documents; rows of other types kept in the salvage file: 1"),
         "{}",
         mail[1].1
     );
@@ -710,5 +710,196 @@ fn mail_only_written_to_the_outbox_is_a_warning_and_the_outbox_is_named() {
     assert_eq!(
         out.finished("alert.initiated")["outputs"]["delivered"],
         false
+    );
+}
+
+/// The outcome and the notice (to everyone) of a run, as their bodies.
+fn mails(out: &Output) -> (String, Option<String>) {
+    let mail = outbox(out);
+    let outcome = mail
+        .iter()
+        .find(|(subject, _, _)| subject.starts_with("Media Migration Rollback "))
+        .map(|(_, body, _)| body.clone())
+        .expect("an outcome mail");
+    let notice = mail
+        .iter()
+        .find(|(subject, _, _)| subject.starts_with("go-fast-cdn: "))
+        .map(|(_, body, _)| body.clone());
+    (outcome, notice)
+}
+
+#[track_caller]
+fn says(body: &str, yes: &[&str], no: &[&str]) {
+    for s in yes {
+        assert!(body.contains(s), "the mail does not say `{s}`:\n{body}");
+    }
+    for s in no {
+        assert!(
+            !body.contains(s),
+            "the mail says `{s}`, which is not true:\n{body}"
+        );
+    }
+}
+
+/// Option 1, the app answering: everything the mails say happened did.
+#[test]
+fn after_option_1_with_the_app_answering_the_mails_say_the_uploads_were_kept() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let server = app_server(t.path());
+    let url = format!("app_url=http://127.0.0.1:{}", server.port);
+    let out = emergency(
+        &t,
+        "truth",
+        &[
+            "--var",
+            "probe=required",
+            "--var",
+            &url,
+            "--var",
+            "notify_wide_to=all@example.com",
+        ],
+    );
+    out.code(0);
+    let (outcome, notice) = mails(&out);
+    says(
+        &outcome,
+        &[
+            "Rollback method: option 1, the built-in rollback",
+            "Application: restarted, and it answers its read endpoints",
+            "carried back: 1 images, 0 documents",
+        ],
+        &["NOT", "never stopped"],
+    );
+    says(
+        &notice.expect("a notice"),
+        &[
+            "The service is available again.",
+            "Media uploaded since the migration has been kept.",
+        ],
+        &["not back yet"],
+    );
+}
+
+/// Option 3 restores a backup as it is: no mail may say the uploads were kept.
+#[test]
+fn after_option_3_no_mail_says_the_uploads_were_kept() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let out = emergency(
+        &t,
+        "truth",
+        &[
+            "--rehearse",
+            "--fail",
+            "option-1",
+            "--fail",
+            "option-2",
+            "--var",
+            "notify_wide_to=all@example.com",
+        ],
+    );
+    out.code(0);
+    assert!(out.finished("option-1")["recovered_by"]
+        .as_str()
+        .is_some_and(|b| b.contains("option-3")));
+    let (outcome, notice) = mails(&out);
+    says(
+        &outcome,
+        &["Uploads made since the migration were NOT carried back: option 3 restores a backup as it is"],
+        &["Uploads made since the migration, carried back"],
+    );
+    says(
+        &notice.expect("a notice"),
+        &["Media uploaded since the migration is not back yet"],
+        &["has been kept"],
+    );
+}
+
+/// The app did not answer its (optional) probe: the run succeeds with a
+/// warning, and no mail says the service is available.
+#[test]
+fn after_a_failed_probe_no_mail_says_the_service_is_available() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("app_url=http://127.0.0.1:{port}");
+    let out = emergency(
+        &t,
+        "truth",
+        &[
+            "--var",
+            "probe=optional",
+            "--var",
+            &url,
+            "--var",
+            "notify_wide_to=all@example.com",
+        ],
+    );
+    out.code(0);
+    let (outcome, notice) = mails(&out);
+    says(
+        &outcome,
+        &["Application: restarted, but it did NOT answer its read endpoints: check it by hand"],
+        &["answers its read endpoints"],
+    );
+    says(
+        &notice.expect("a notice"),
+        &["did not answer our check yet"],
+        &["available again"],
+    );
+}
+
+/// Stopped at the assessment (the operator said no): nothing was rolled
+/// back, the app was never stopped, and no deadline was met.
+#[test]
+fn after_a_stop_at_assess_the_mail_claims_no_deadline_and_no_stopped_app() {
+    let t = Test::new();
+    let app = migrated(&t);
+    let command = format!(
+        "{} run {EMERGENCY} --var root=app --var reason=truth --var 'stop_command=touch stopped' \
+         --var 'notify_to=lead@example.com' --var probe=off",
+        env!("CARGO_BIN_EXE_runbook")
+    );
+    let Some(ran) = t.run_on_terminal(&command, "n\n") else {
+        panic!("`script` (util-linux) is needed for this test: apt-get install bsdutils");
+    };
+    assert_eq!(
+        ran.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&ran.stdout)
+    );
+    assert!(!t.path().join("stopped").exists());
+    assert!(app.has_table("media"));
+    let run = std::fs::read_dir(t.path().join(".runbook/runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = Output {
+        code: 3,
+        stdout: format!("  run directory: {}\n", run.display()),
+        stderr: String::new(),
+        dir: t.path().to_path_buf(),
+    };
+    let (outcome, notice) = mails(&out);
+    assert!(notice.is_none(), "a notice went to everyone");
+    says(
+        &outcome,
+        &[
+            "has FAILED",
+            "Failed at step: assess",
+            "Rollback method: none; the run stopped before the rollback",
+            "not met, the rollback did not complete",
+            "Application: never stopped by this run",
+            "The application was not stopped by this run",
+        ],
+        &["): met", "Keep the application stopped"],
     );
 }
