@@ -298,3 +298,31 @@ fn option_2_after_a_restore_already_done_carries_back_from_the_first_pre_restore
     let salvage = std::fs::read_to_string(out.run_dir().join("media-salvage.jsonl")).unwrap();
     assert!(salvage.contains("clip.mp4"));
 }
+
+/// With no pre-migration backup at all, a good option-1 rollback is not a
+/// failed run: verify checks what it can and says, with ⚠, what it could
+/// not. The same with only a corrupt backup.
+#[test]
+fn a_good_rollback_with_no_backup_to_compare_with_is_verified_with_a_warning() {
+    for corrupt in [false, true] {
+        let t = Test::new();
+        let app = Install::new(&t.path().join("app"), 20, 10);
+        if corrupt {
+            let backup = app.legacy_backup("20240501-120000");
+            let mut bytes = std::fs::read(&backup).unwrap();
+            bytes[4096..8192].fill(0xff);
+            std::fs::write(&backup, bytes).unwrap();
+        }
+        app.migrate().unwrap();
+        app.upload("after.png", "image");
+        let rolled = run(&t, "rollback-option-1", &[]);
+        rolled.code(0);
+        let out = run(&t, "verify", &[]);
+        out.code(0)
+            .stdout_has("⚠ no-baseline Verify without a pre-migration backup: no verified pre-migration backup in app/backups to compare with")
+            .stdout_has("run succeeded with 1 warning");
+        assert_eq!(out.finished("compare")["status"], "skipped");
+        assert_eq!(out.finished("media-absent")["status"], "ok");
+        assert_eq!(app.count("images"), 21);
+    }
+}
