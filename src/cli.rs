@@ -51,6 +51,9 @@ pub enum Command {
         /// Print one JSON event per line instead of the human view
         #[arg(long)]
         json: bool,
+        /// Show every included step, fallback and condition, and lines in full
+        #[arg(long, short = 'v')]
+        verbose: bool,
         /// If another run holds the install, wait up to this long for it (e.g. 10m) instead of refusing
         #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
         wait: Option<std::time::Duration>,
@@ -119,6 +122,9 @@ pub struct RunArgs {
     /// Print one JSON event per line instead of the human view
     #[arg(long)]
     pub json: bool,
+    /// Show every included step, fallback and condition, and lines in full
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     /// If another run holds the install, wait up to this long for it (e.g. 10m) instead of refusing
     #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
     pub wait: Option<std::time::Duration>,

@@ -534,18 +534,39 @@ impl Executor<'_, '_> {
         };
         // A shortfall then is still one now: the run's warnings span resumes.
         if let (Status::Warning, Some(said)) = (status, said) {
-            // Said by a run that was itself resumed: the reason after our words.
-            let said = match said.strip_prefix("done before the interruption") {
-                Some(rest) => rest.split_once(": ").map_or(rest, |(_, r)| r).to_owned(),
-                None => said,
-            };
-            self.warnings.push(format!("{}: {said}", step.id));
+            let said = reason(&said);
+            let warned = self.warnings.len();
+            self.carry_warnings(step);
+            if self.warnings.len() == warned {
+                self.warnings.push(format!("{}: {said}", step.id));
+            }
             detail = format!("{detail}: {said}");
         }
         // Its own status and outputs, as the interrupted run recorded them:
         // a check after it must see what an uninterrupted run would see.
         self.finish(step, status, started, Some(detail), None, &outputs);
         Some(StepResult::Done)
+    }
+
+    /// The warnings the interrupted run recorded for the actions inside a
+    /// step taken as done (its included steps, its fallbacks), as it said them.
+    fn carry_warnings(&mut self, step: &PlanStep) {
+        let mut inside: Vec<&PlanStep> = step.fallback.iter().collect();
+        if let Body::Include { steps, always, .. } = &step.body {
+            inside.extend(steps.iter().chain(always));
+        }
+        for s in inside {
+            let said = self
+                .options
+                .previous
+                .as_ref()
+                .and_then(|p| p.get(&s.id))
+                .and_then(|(status, _, said)| (*status == Status::Warning).then(|| said.clone()));
+            if let (Body::Action { .. }, Some(Some(said))) = (&s.body, said) {
+                self.warnings.push(format!("{}: {}", s.id, reason(&said)));
+            }
+            self.carry_warnings(s);
+        }
     }
 
     /// Dry run: remembers what a step would do, and folds what the
@@ -913,10 +934,9 @@ impl Executor<'_, '_> {
         // it applied, and nothing in it fell short.
         let short = match self.warnings.len() - warned {
             _ if self.options.dry_run => None,
-            _ if applied == 0 && !steps.is_empty() => Some(
-                "nothing was done: none of its steps applied (each one's `when` was false)"
-                    .to_owned(),
-            ),
+            _ if applied == 0 && !steps.is_empty() => {
+                Some("nothing done: no step applied".to_owned())
+            }
             0 => None,
             n => {
                 // The steps that warned; what each said is on its own line.
@@ -1058,6 +1078,14 @@ fn status_key(status: Status) -> &'static str {
         Status::Recovered => "recovered",
         Status::WouldRun => "would_run",
         Status::WouldFail => "would_fail",
+    }
+}
+
+/// What a step said, without the words a resume put before it.
+fn reason(said: &str) -> String {
+    match said.strip_prefix("done before the interruption") {
+        Some(rest) => rest.split_once(": ").map_or(rest, |(_, r)| r).to_owned(),
+        None => said.to_owned(),
     }
 }
 

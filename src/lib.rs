@@ -92,8 +92,9 @@ where
             force,
             yes,
             json,
+            verbose,
             wait,
-        } => command::resume::resume(&which, force, yes, json, wait),
+        } => command::resume::resume(&which, force, yes, json, verbose, wait),
     };
     exit.into()
 }

@@ -18,8 +18,23 @@ pub fn setup_colours() -> bool {
     term
 }
 
+/// How the run is shown: `--json` or lines for people, on a terminal or
+/// not, and with `-v` every included step and every condition.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ViewOptions {
+    pub json: bool,
+    pub terminal: bool,
+    pub verbose: bool,
+}
+
+/// The widest a step's line may be without `-v`: what is cut is in the
+/// report and the journal.
+const WIDTH: usize = 100;
+
 pub struct Human {
     spinner: Option<ProgressBar>,
+    /// `-v`: included steps, fallbacks' own lines and conditions in full.
+    verbose: bool,
     depth: usize,
     dry_run: bool,
     /// When the severity's deadline falls.
@@ -29,7 +44,7 @@ pub struct Human {
 }
 
 impl Human {
-    pub fn new(terminal: bool) -> Human {
+    pub fn new(terminal: bool, verbose: bool) -> Human {
         // On a terminal, one bar: a spinner while a step runs, a gauge while
         // an action reports how far it has got.
         let spinner = terminal.then(|| {
@@ -59,6 +74,7 @@ impl Human {
         });
         Human {
             spinner,
+            verbose,
             depth: 0,
             dry_run: false,
             deadline: None,
@@ -79,6 +95,46 @@ impl Human {
 
     fn indent(&self) -> String {
         "  ".repeat(self.depth)
+    }
+
+    /// Whether what happens at the current depth is shown: the top-level
+    /// steps and their own checks, retries and fallbacks; everything inside
+    /// an included playbook only with `-v` or in a dry run.
+    fn shown(&self, depth: usize) -> bool {
+        // A dry run is a review: every step it would take is the point.
+        self.verbose || self.dry_run || depth <= 1
+    }
+
+    /// `text` in lines of at most `WIDTH` columns, broken between words
+    /// (without `-v`): a verdict is not cut, only folded.
+    fn wrapped(&self, text: &str) -> Vec<String> {
+        if self.verbose || console::measure_text_width(text) <= WIDTH {
+            return vec![text.to_owned()];
+        }
+        let mut lines = vec![String::new()];
+        for word in text.split(' ') {
+            let last = lines.len() - 1;
+            let width = console::measure_text_width(&lines[last]);
+            if width > 0 && width + 1 + console::measure_text_width(word) > WIDTH - 2 {
+                lines.push(word.to_owned());
+            } else {
+                if width > 0 {
+                    lines[last].push(' ');
+                }
+                lines[last].push_str(word);
+            }
+        }
+        lines
+    }
+
+    /// `text` cut to fit `WIDTH` columns after `used` (without `-v`).
+    fn fit(&self, text: &str, used: usize) -> String {
+        // A dry run's resolved arguments are what the reviewer reads.
+        if self.verbose || self.dry_run {
+            return text.to_owned();
+        }
+        let room = WIDTH.saturating_sub(used).max(20);
+        console::truncate_str(text, room, "…").into_owned()
     }
 }
 
@@ -172,7 +228,8 @@ impl Human {
                 detail,
                 ..
             } => {
-                if self.dry_run || (!passed && *phase != Phase::SkipIf) {
+                if self.shown(self.depth) && (self.dry_run || (!passed && *phase != Phase::SkipIf))
+                {
                     let mark = if *passed {
                         style("passed").green()
                     } else {
@@ -195,13 +252,14 @@ impl Human {
                 error,
                 retry_in_ms,
                 ..
-            } => {
+            } if self.shown(self.depth) => {
                 self.line(&format!(
                     "{}  attempt {attempt}/{of} failed: {error}; retrying in {}",
                     self.indent(),
                     humantime::format_duration(Duration::from_millis(*retry_in_ms))
                 ))?;
             }
+            Event::AttemptFailed { .. } => {}
             Event::FallbackStarted {
                 step,
                 after,
@@ -209,11 +267,18 @@ impl Human {
                 fallback,
                 ..
             } => {
-                // A fallback that failed has had its own line; the step's comes after its fallbacks.
-                if after == step || after.is_empty() {
+                if !self.shown(self.depth) {
+                    return Ok(());
+                }
+                // A fallback that failed has had its own line (with -v); the
+                // step's comes after its fallbacks.
+                if after == step || after.is_empty() || !self.verbose {
+                    let failed = if after.is_empty() { step } else { after };
                     let verb = if self.dry_run { "would fail" } else { "failed" };
+                    let head = format!("{}  ✗ {failed} {verb}: ", self.indent());
+                    let error = self.fit(error, console::measure_text_width(&head));
                     self.line(&format!(
-                        "{}  {} {step} {verb}: {error}",
+                        "{}  {} {failed} {verb}: {error}",
                         self.indent(),
                         style("✗").red()
                     ))?;
@@ -243,10 +308,17 @@ impl Human {
                     Status::Recovered => style("↺").yellow(),
                     Status::WouldRun => style("·").cyan(),
                 };
+                if !self.shown(self.depth + 1) {
+                    return Ok(());
+                }
                 let what = match (status, recovered_by, detail) {
+                    // A condition in full is for -v; the reason it was skipped is enough.
+                    (Status::Skipped, _, Some(d)) if !self.verbose && d.starts_with("when: ") => {
+                        "does not apply (-v: why)".to_owned()
+                    }
                     (Status::Recovered, Some(by), _) => format!("recovered by {by}"),
                     (Status::Warning, Some(by), Some(err)) => {
-                        format!("{err}; {by} let the run go on")
+                        format!("{by} let the run go on: {err}")
                     }
                     (_, Some(by), Some(d)) => format!("{d}; {by} would take over"),
                     (Status::Ok, _, None) => String::new(),
@@ -283,6 +355,11 @@ impl Human {
                     }
                     _ => String::new(),
                 };
+                let used = console::measure_text_width(&format!(
+                    "{}{mark} {title}{sep} {time}{left}",
+                    self.indent()
+                ));
+                let what = self.fit(&what, used);
                 self.line(&format!(
                     "{}{mark} {title}{sep}{what} {time}{left}",
                     self.indent()
@@ -326,9 +403,8 @@ impl Human {
                         style(format!("run succeeded in {secs:.1}s")).green()
                     }
                     RunStatus::Succeeded => style(format!(
-                        "run succeeded with {} in {secs:.1}s: {}",
-                        count(warnings.len(), "warning"),
-                        warnings.join("; ")
+                        "run succeeded with {} in {secs:.1}s:",
+                        count(warnings.len(), "warning")
                     ))
                     .yellow(),
                     RunStatus::Failed | RunStatus::Aborted | RunStatus::Interrupted => {
@@ -358,7 +434,16 @@ impl Human {
                         style(format!("{lead}{at}{why}")).red()
                     }
                 };
-                self.line(&text.to_string())?;
+                for (i, part) in self.wrapped(&text.to_string()).iter().enumerate() {
+                    let indent = if i == 0 { "" } else { "  " };
+                    self.line(&format!("{indent}{part}"))?;
+                }
+                if *status == RunStatus::Succeeded {
+                    for w in warnings {
+                        let w = self.fit(w, 4);
+                        self.line(&format!("  {} {w}", style("⚠").yellow()))?;
+                    }
+                }
                 match (
                     deadline_met,
                     self.dry_run || *status != RunStatus::Succeeded,

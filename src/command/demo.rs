@@ -123,6 +123,7 @@ fn run(dir: &Path) -> Exit {
         fail: Vec::new(),
         yes: true,
         json: false,
+        verbose: false,
         wait: None,
         runs: dir.join(".runbook/runs"),
     };

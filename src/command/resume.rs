@@ -16,6 +16,7 @@ pub fn resume(
     force: bool,
     yes: bool,
     json: bool,
+    verbose: bool,
     wait: Option<std::time::Duration>,
 ) -> Exit {
     let (dir, events) = match super::recorded_run(which) {
@@ -155,8 +156,11 @@ pub fn resume(
         Some(journal),
         Some(locks),
         events,
-        json,
-        terminal,
+        reporter::ViewOptions {
+            json,
+            terminal,
+            verbose,
+        },
     )
 }
 

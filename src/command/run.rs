@@ -102,8 +102,11 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         journal,
         locks,
         Vec::new(),
-        args.json,
-        terminal,
+        reporter::ViewOptions {
+            json: args.json,
+            terminal,
+            verbose: args.verbose,
+        },
     )
 }
 
@@ -173,15 +176,15 @@ pub(crate) fn execute(
     mut journal: Option<journal::Journal>,
     mut locks: Option<lock::Locks>,
     earlier: Vec<crate::event::Event>,
-    json: bool,
-    terminal: bool,
+    view: reporter::ViewOptions,
 ) -> Exit {
+    let json = view.json;
     let run_dir = options.run_dir.clone();
     let mut report = run_dir
         .as_ref()
         .map(|d| report::Report::new(d.join(report::FILE_NAME), earlier));
     // With --json nothing draws the bar, so nothing should feed it.
-    let mut human = reporter::Human::new(terminal && !json);
+    let mut human = reporter::Human::new(view.terminal && !json, view.verbose);
     let mut json_view = reporter::JsonLines;
     let mut sinks: Vec<&mut dyn Sink> = Vec::new();
     if let Some(j) = journal.as_mut() {

@@ -317,7 +317,7 @@ fn a_good_rollback_with_no_backup_to_compare_with_is_verified_with_a_warning() {
         app.upload("after.png", "image");
         let rolled = run(&t, "rollback-option-1", &[]);
         rolled.code(0);
-        let out = run(&t, "verify", &[]);
+        let out = run(&t, "verify", &["-v"]);
         out.code(0)
             .stdout_has("⚠ no-baseline Verify without a pre-migration backup: no verified pre-migration backup in app/backups to compare with")
             .stdout_has("run succeeded with 1 warning");

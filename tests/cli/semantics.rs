@@ -106,7 +106,8 @@ steps:
         with: {command: [sh, -c, "echo b failed >&2; exit 4"]}
 "#,
     );
-    t.run(&["run", "pb.yaml"])
+    // -v: the verdict on one line, as it is in the journal and report.
+    t.run(&["run", "pb.yaml", "-v"])
         .code(1)
         .stdout_has("every fallback failed too (last: `sh` exited with code 4: b failed)");
 }
@@ -268,7 +269,10 @@ steps:
     with: {command: [touch, paged]}
 "#,
     );
-    let out = t.run(&["run", "pb.yaml"]);
+    t.run(&["run", "pb.yaml"])
+        .code(0)
+        .stdout_has("- page: does not apply (-v: why)");
+    let out = t.run(&["run", "pb.yaml", "-v"]);
     out.code(0)
         .stdout_has("when: `severity == 'critical'` is false");
     assert!(!t.path().join("paged").exists());

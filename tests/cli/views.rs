@@ -365,3 +365,56 @@ fn a_backup_copy_draws_a_progress_bar_on_a_terminal() {
         "no progress bar drawn:\n{screen}"
     );
 }
+
+/// Without -v a run shows its top-level steps, each line within 100
+/// columns, the failing options named on their own lines; -v shows every
+/// included step and every condition.
+#[test]
+fn the_run_view_is_collapsed_and_fits_100_columns_unless_verbose() {
+    let t = Test::new();
+    let app = crate::gofastcdn::Install::new(&t.path().join("app"), 10, 10);
+    app.migrate().unwrap();
+    // images lost and no backup: every option fails, with long errors.
+    app.conn().execute_batch("DROP TABLE images").unwrap();
+    let pb = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/emergency_rollback.yaml"
+    );
+    let args = [
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "root=app",
+        "--var",
+        "reason=a reason long enough to make the lines of this run wider than they should be",
+        "--var",
+        "stop_command=true",
+        "--var",
+        "start_command=true",
+        "--var",
+        "probe=off",
+    ];
+    let out = t.run(&args);
+    out.code(1)
+        .stdout_has("✗ option-1 failed: require failed: images and docs tables present")
+        .stdout_has("↳ falling back to option-2")
+        .stdout_has("✗ option-2 failed: there are no backups in app/backups");
+    assert!(!out.stdout.contains("option-1.before"), "{}", out.stdout);
+    for line in out.stdout.lines() {
+        let path_line = ["▶ ", "  run directory: ", "report: ", "outbox: "]
+            .iter()
+            .any(|p| line.starts_with(p));
+        assert!(
+            path_line || console::measure_text_width(line) <= 100,
+            "{} columns: {line}",
+            console::measure_text_width(line)
+        );
+    }
+    let mut verbose = args.to_vec();
+    verbose.push("-v");
+    t.run(&verbose)
+        .code(1)
+        .stdout_has("✓ option-1.before Read the database's state")
+        .stdout_has("- alert.initiated E-mail: rollback initiated: when: `notify_to and ");
+}
