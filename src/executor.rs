@@ -62,8 +62,10 @@ type Records = Arc<BTreeMap<String, minijinja::Value>>;
 pub struct Outcome {
     pub status: RunStatus,
     pub sink_error: Option<std::io::Error>,
-    /// Dry run: the fingerprint of the plan and of the state it saw.
+    /// Dry run: the fingerprint of the plan and of the path it predicts.
     pub fingerprint: Option<String>,
+    /// Dry run: each top-level step and what it would do, for people.
+    pub path: Vec<String>,
 }
 
 pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> Outcome {
@@ -92,6 +94,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         descriptions: std::collections::HashMap::new(),
         unsure_checks: false,
         warnings: Vec::new(),
+        path: Vec::new(),
     };
     ex.run()
 }
@@ -148,6 +151,8 @@ struct Executor<'a, 's> {
     unsure_checks: bool,
     /// `step: why` for each action that ran but fell short, in order.
     warnings: Vec<String>,
+    /// Dry run: each top-level step and what it would do.
+    path: Vec<String>,
 }
 
 impl Executor<'_, '_> {
@@ -353,6 +358,7 @@ impl Executor<'_, '_> {
             status,
             sink_error: self.sink_error.take(),
             fingerprint,
+            path: std::mem::take(&mut self.path),
         }
     }
 
@@ -495,7 +501,7 @@ impl Executor<'_, '_> {
             self.warnings.push(format!("{}: {why}", step.id));
         }
         if self.options.dry_run {
-            self.observe(step, status, detail.as_deref(), outputs);
+            self.observe(step, status, detail.as_deref());
         }
         self.emit(&Event::StepFinished {
             at: event::now(),
@@ -569,28 +575,30 @@ impl Executor<'_, '_> {
         }
     }
 
-    /// Dry run: remembers what a step would do, and folds what the
-    /// read-only ones saw of the state into the state fingerprint.
-    fn observe(
-        &mut self,
-        step: &PlanStep,
-        status: Status,
-        detail: Option<&str>,
-        outputs: &Map<String, Json>,
-    ) {
+    /// Dry run: remembers what a step would do, and folds the path into
+    /// the fingerprint `--expect-plan` compares: which steps would run, fail
+    /// or be skipped, and what each change would do with its arguments
+    /// resolved. What the reads saw (row counts, sizes) is not in it: an
+    /// upload between the review and the incident changes no decision.
+    fn observe(&mut self, step: &PlanStep, status: Status, detail: Option<&str>) {
         use sha2::Digest;
         if let (Status::WouldRun, Some(d)) = (status, detail) {
             self.descriptions.insert(step.id.clone(), d.to_owned());
         }
-        let stable = match &step.body {
-            Body::Action { action, .. } => action::outputs_are_state(action),
-            Body::Include { .. } => false,
-        };
-        if stable && status == Status::Ok {
-            self.state.update(step.id.as_bytes());
-            self.state
-                .update(serde_json::to_vec(outputs).unwrap_or_default());
+        let top = self.plan.steps.iter().chain(&self.plan.always);
+        if top.clone().any(|s| std::ptr::eq(s, step)) {
+            self.path.push(format!(
+                "{}: {}",
+                step.id,
+                detail.unwrap_or(status.as_str())
+            ));
         }
+        let what = match (status, &step.body) {
+            (Status::WouldRun, Body::Action { .. }) => detail.unwrap_or_default(),
+            _ => "",
+        };
+        self.state
+            .update(format!("{}\0{}\0{what}\0", step.id, status.as_str()));
     }
 
     /// The step itself, without fallbacks: (status, result, detail, outputs).

@@ -456,7 +456,7 @@ impl Human {
                 }
                 if let Some(fp) = fingerprint {
                     self.line(&format!(
-                        "plan fingerprint: {fp} (run with --expect-plan {fp} to refuse if the playbooks, variables or databases change before then)"
+                        "plan fingerprint: {fp} (--expect-plan {fp} refuses to run if a step, the path or an argument changes)"
                     ))?;
                 }
             }

@@ -89,14 +89,6 @@ pub const NAMES: &[&str] = &[
     "confirm",
 ];
 
-/// Whether an action's outputs are a reading of the state (a database, a
-/// backup, a value of the run), the same each time while the state is:
-/// a dry run's fingerprint folds them in. A command's, a probe's, a
-/// question's and an e-mail's vary from one moment to the next.
-pub fn outputs_are_state(name: &str) -> bool {
-    name.starts_with("sqlite.") || name.starts_with("backup.") || name == "assert"
-}
-
 impl Call {
     /// Builds a call from an action name and its (rendered) arguments.
     pub fn new(action: &str, with: Json) -> Result<Call, ArgumentError> {

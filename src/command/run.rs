@@ -310,15 +310,23 @@ fn check_fingerprint(plan: &crate::plan::Plan, args: &RunArgs, expected: &str) -
         dry_run: true,
         ..executor::Options::default()
     };
-    let now = executor::execute(plan, &options, &mut [])
-        .fingerprint
-        .unwrap_or_default();
+    let outcome = executor::execute(plan, &options, &mut []);
+    let now = outcome.fingerprint.unwrap_or_default();
     if now == expected.trim() {
         return Ok(());
     }
+    // What the run would do now, for the reviewer to hold against what
+    // they approved.
+    let path: Vec<String> = outcome
+        .path
+        .iter()
+        .map(|p| format!("\n    {}", crate::action::ellipsize(p, 160)))
+        .collect();
     eprintln!(
-        "error: the plan or the state it runs on changed since the review: expected fingerprint {expected}, now {now}\n  \
+        "error: what the run would do changed since the review (a step, the path or an argument): expected fingerprint {expected}, now {now}\n  \
+         now it would:{}\n  \
          help: review it again: runbook run {} --dry-run (with the same --var flags)",
+        path.concat(),
         args.playbook.display()
     );
     Err(Exit::Invalid)

@@ -522,8 +522,12 @@ fn fingerprint_of(out: &Output) -> String {
         .to_owned()
 }
 
+/// `--expect-plan` holds the run to what was reviewed — the path and every
+/// argument — not to row counts: an upload after the review changes no
+/// decision, so the run goes ahead; a change of path refuses it, and says
+/// what the run would do now.
 #[test]
-fn expect_plan_refuses_to_start_after_the_database_changed_since_the_review() {
+fn expect_plan_refuses_a_changed_path_but_not_an_upload_made_since_the_review() {
     let t = Test::new();
     let app = migrated(&t);
     let reviewed = fingerprint_of(emergency(&t, "review", &["--dry-run"]).code(0));
@@ -532,20 +536,42 @@ fn expect_plan_refuses_to_start_after_the_database_changed_since_the_review() {
         reviewed,
         "not stable"
     );
-    app.upload("late.png", "image");
+    // A different variable is a different plan.
+    let other =
+        fingerprint_of(emergency(&t, "review", &["--dry-run", "--var", "severity=major"]).code(0));
+    assert_ne!(other, reviewed);
+
+    // The images table is lost since the review: option 1 can no longer run.
+    app.conn()
+        .execute_batch("ALTER TABLE images RENAME TO images_gone")
+        .unwrap();
     let before = app.bytes();
     emergency(&t, "review", &["--expect-plan", &reviewed])
         .code(2)
-        .stderr_has(&format!("error: the plan or the state it runs on changed since the review: expected fingerprint {reviewed}, now "));
+        .stderr_has(&format!("error: what the run would do changed since the review (a step, the path or an argument): expected fingerprint {reviewed}, now "))
+        .stderr_has("  now it would:\n")
+        .stderr_has("    option-1: require failed: images and docs tables present");
     assert_eq!(app.bytes(), before);
     assert!(!t.path().join("stopped").exists(), "a step ran");
-    let again = fingerprint_of(emergency(&t, "review", &["--dry-run"]).code(0));
-    assert_ne!(again, reviewed);
-    emergency(&t, "review", &["--expect-plan", &again]).code(0);
-    // A different variable is a different plan too.
-    let other =
-        fingerprint_of(emergency(&t, "review", &["--dry-run", "--var", "severity=major"]).code(0));
-    assert_ne!(other, again);
+    app.conn()
+        .execute_batch("ALTER TABLE images_gone RENAME TO images")
+        .unwrap();
+
+    // An upload made since the review: the same path, the same arguments.
+    app.upload("late.png", "image");
+    emergency(&t, "review", &["--expect-plan", &reviewed]).code(0);
+    assert!(!app.has_table("media"));
+    assert_eq!(
+        app.conn()
+            .query_row(
+                "SELECT count(*) FROM images WHERE file_name = 'late.png'",
+                [],
+                |r| r.get::<_, i64>(0)
+            )
+            .unwrap(),
+        1,
+        "the late upload was carried back"
+    );
 }
 
 /// The top-level lines of a dry run's "predicted path", by step.
