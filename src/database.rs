@@ -144,15 +144,26 @@ pub fn open_immutable(path: &Path) -> Result<Connection, Error> {
 }
 
 /// Opens a database to read. In WAL mode even a read-only connection
-/// creates `-wal` and `-shm` files; a dry run must write nothing, so when
-/// there is no `-wal` file (nothing un-checkpointed to read) it reads the
-/// main file alone, as immutable.
+/// writes the `-shm` index (and creates `-wal` and `-shm` files); a dry run
+/// must write nothing. With no `-wal` file (nothing un-checkpointed to
+/// read) it reads the main file alone, as immutable; with one, through
+/// SQLite's read-only shared memory (`readonly_shm`), which reads the index
+/// without writing it — every committed row, and not a byte changed.
 pub fn open_for_reading(path: &Path, dry_run: bool) -> Result<Connection, Error> {
-    if dry_run && is_wal(path) && !sidecar(path, "-wal").exists() {
-        open_immutable(path)
-    } else {
-        open_read_only(path)
+    if !(dry_run && is_wal(path)) {
+        return open_read_only(path);
     }
+    if !sidecar(path, "-wal").exists() {
+        return open_immutable(path);
+    }
+    check_header(path)?;
+    Connection::open_with_flags(
+        format!("file:{}?mode=ro&readonly_shm=1", uri_path(path)),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite(path))
 }
 
 /// A path as the path part of an SQLite URI: `%`, `?` and `#` escaped.

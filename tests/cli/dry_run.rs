@@ -118,3 +118,151 @@ fn a_dry_run_opens_databases_read_only() {
         .stdout_has("✓ q");
     assert_eq!(t.snapshot(), before);
 }
+
+/// Installs built like the app's, in the states an incident finds them in.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    LegacyBackupOnly,
+    NoBackup,
+    ImagesLostWithBackup,
+    EveryBackupCorrupt,
+    /// WAL mode, uploads still in the `-wal` file, the app's connection open.
+    WalWithUploads,
+}
+
+/// Builds `kind` under `dir/app`.
+fn build(dir: &std::path::Path, kind: Kind) {
+    let app = crate::gofastcdn::Install::new(&dir.join("app"), 30, 15);
+    if !matches!(kind, Kind::NoBackup) {
+        let backup = app.legacy_backup("20240501-120000");
+        if matches!(kind, Kind::EveryBackupCorrupt) {
+            let mut bytes = std::fs::read(&backup).unwrap();
+            bytes[4096..8192].fill(0xff);
+            std::fs::write(&backup, bytes).unwrap();
+        }
+    }
+    app.migrate().unwrap();
+    app.upload("after.png", "image");
+    app.upload("clip.mp4", "video");
+    match kind {
+        Kind::ImagesLostWithBackup => {
+            app.conn().execute_batch("DROP TABLE images").unwrap();
+        }
+        Kind::WalWithUploads => {
+            // The app switched to WAL and died with an upload only in the
+            // -wal file: a process that exits without closing leaves it.
+            let status = std::process::Command::new("python3")
+                .arg("-c")
+                .arg(
+                    "import os, sqlite3, sys\n\
+                     c = sqlite3.connect(sys.argv[1])\n\
+                     c.execute('PRAGMA journal_mode = WAL')\n\
+                     c.execute('PRAGMA wal_autocheckpoint = 0')\n\
+                     c.execute(\"INSERT INTO media (file_name, checksum, type) VALUES ('late.png', x'01', 'image')\")\n\
+                     c.commit()\n\
+                     os._exit(0)",
+                )
+                .arg(app.db())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            assert!(dir.join("app/db_data/main.db-wal").exists());
+            assert!(dir.join("app/db_data/main.db-shm").exists());
+        }
+        _ => {}
+    }
+}
+
+/// Every file under `dir` with its bytes and modification time.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
+                out.push((p.clone(), std::fs::read(&p).unwrap(), modified));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Which option the run took, from its journal.
+fn taken(out: &crate::support::Output) -> String {
+    let option_1 = out.finished("option-1");
+    match option_1["status"].as_str() {
+        Some("ok") => "option-1".to_owned(),
+        Some("recovered") => option_1["recovered_by"].as_str().unwrap().to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The dry run on one copy and the real run on another: the same verdict,
+/// the same option predicted as taken, and the dry run changed no byte and
+/// no modification time of any file, WAL `-shm` included.
+#[test]
+fn the_dry_runs_verdict_is_the_real_runs_on_installs_built_like_the_apps() {
+    let pb = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/emergency_rollback.yaml"
+    );
+    let vars = [
+        "--var",
+        "root=app",
+        "--var",
+        "reason=review",
+        "--var",
+        "stop_command=true",
+        "--var",
+        "start_command=true",
+        "--var",
+        "probe=off",
+    ];
+    for kind in [
+        Kind::LegacyBackupOnly,
+        Kind::NoBackup,
+        Kind::ImagesLostWithBackup,
+        Kind::EveryBackupCorrupt,
+        Kind::WalWithUploads,
+    ] {
+        let (dry, real) = (Test::new(), Test::new());
+        build(dry.path(), kind);
+        build(real.path(), kind);
+        let before = files(dry.path());
+        let mut args = vec!["run", pb, "--dry-run"];
+        args.extend_from_slice(&vars);
+        let predicted = dry.run(&args);
+        assert!(
+            files(dry.path()) == before,
+            "{kind:?}: the dry run changed a file"
+        );
+        let mut args = vec!["run", pb, "--yes"];
+        args.extend_from_slice(&vars);
+        let ran = real.run(&args);
+        assert_eq!(
+            predicted.code, ran.code,
+            "{kind:?}: the dry run said {} and the run {}\n--- dry run:\n{}\n--- run:\n{}",
+            predicted.code, ran.code, predicted.stdout, ran.stdout
+        );
+        let option_line = predicted
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("  option-1: "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{kind:?}: no prediction for option-1:\n{}",
+                    predicted.stdout
+                )
+            });
+        let predicted_option = option_line
+            .rsplit_once("; ")
+            .and_then(|(_, tail)| tail.strip_suffix(" would take over"))
+            .unwrap_or("option-1");
+        assert_eq!(predicted_option, taken(&ran), "{kind:?}: {option_line}");
+    }
+}
