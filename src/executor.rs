@@ -498,7 +498,7 @@ impl Executor<'_, '_> {
         if let (Status::Warning, Body::Action { .. }, Some(why), None) =
             (status, &step.body, &detail, &recovered_by)
         {
-            self.warnings.push(format!("{}: {why}", step.id));
+            self.warnings.push(format!("{}: {}", step.id, reason(why)));
         }
         if self.options.dry_run {
             self.observe(step, status, detail.as_deref());
@@ -538,19 +538,27 @@ impl Executor<'_, '_> {
         } else {
             "done before the interruption; its verify checks still hold".to_owned()
         };
+        let recovered_by = outputs
+            .get("recovered_by")
+            .and_then(Json::as_str)
+            .map(str::to_owned);
         // A shortfall then is still one now: the run's warnings span resumes.
+        // An action's own is counted by `finish`; the ones inside an include
+        // or a fallback are carried here, as they were said.
         if let (Status::Warning, Some(said)) = (status, said) {
             let said = reason(&said);
-            let warned = self.warnings.len();
-            self.carry_warnings(step);
-            if self.warnings.len() == warned {
-                self.warnings.push(format!("{}: {said}", step.id));
+            if !matches!(step.body, Body::Action { .. }) || recovered_by.is_some() {
+                let warned = self.warnings.len();
+                self.carry_warnings(step);
+                if self.warnings.len() == warned {
+                    self.warnings.push(format!("{}: {said}", step.id));
+                }
             }
             detail = format!("{detail}: {said}");
         }
         // Its own status and outputs, as the interrupted run recorded them:
         // a check after it must see what an uninterrupted run would see.
-        self.finish(step, status, started, Some(detail), None, &outputs);
+        self.finish(step, status, started, Some(detail), recovered_by, &outputs);
         Some(StepResult::Done)
     }
 

@@ -379,6 +379,16 @@ fn a_resumed_run_keeps_the_incidents_clock() {
         finished["duration_ms"].as_u64().unwrap() >= 2000,
         "the run's time restarted: {finished}"
     );
+    // The alert written to the outbox before the kill is still a warning,
+    // once, in its own words; the outcome mail's is the resumed run's own.
+    assert_eq!(
+        finished["warnings"],
+        serde_json::json!([
+            "alert.initiated: not sent: written to the outbox only (transport: file)",
+            "report.outcome: not sent: written to the outbox only (transport: file)"
+        ]),
+        "{finished}"
+    );
     let deadline = starts[0]["deadline_at"].as_str().unwrap();
     out.stdout_has(&format!("deadline: 15m, by {deadline}"));
     assert!(
