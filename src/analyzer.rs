@@ -58,6 +58,7 @@ fn analyze_parsed(
         cli_used: HashSet::new(),
         declared: BTreeSet::new(),
         stack: vec![canonical(path)],
+        facts: Vec::new(),
     };
     let scope = a.scope(&top, &Map::new(), None);
     let (steps, always) = a.playbook_steps(&top, scope, "");
@@ -105,6 +106,7 @@ fn analyze_parsed(
         scopes: a.scopes,
         secrets,
         deadline,
+        facts: a.facts,
     })
 }
 
@@ -146,6 +148,9 @@ struct Analyzer<'o> {
     declared: BTreeSet<String>,
     /// The include chain being analyzed, for cycle detection.
     stack: Vec<PathBuf>,
+    /// The facts declared so far, outermost first: the top playbook's win
+    /// over an included one's of the same name (its default).
+    facts: Vec<plan::Fact>,
 }
 
 /// What an include passes down: its `vars:` and the scope they are rendered in.
@@ -351,6 +356,7 @@ impl Analyzer<'_> {
         let mut seen: HashSet<String> = HashSet::new();
         self.check_unique(&pb.steps, &mut seen);
         self.check_unique(&pb.always, &mut seen);
+        self.declare_facts(pb, scope, &ids);
         let mut plan = |steps: &[Step]| -> Vec<PlanStep> {
             steps
                 .iter()
@@ -647,6 +653,29 @@ impl Analyzer<'_> {
         }
     }
 
+    /// A playbook's `facts:`, checked like any expression over its steps;
+    /// a name an outer playbook declared already keeps the outer one.
+    fn declare_facts(&mut self, pb: &Playbook, scope: usize, ids: &[String]) {
+        let ctx = Ctx {
+            scope,
+            ids,
+            extra: &[],
+        };
+        for (name, expr) in &pb.facts {
+            if !self.expression(expr, &ctx) {
+                continue;
+            }
+            if self.facts.iter().any(|f| f.name == name.value) {
+                continue;
+            }
+            self.facts.push(plan::Fact {
+                name: name.value.clone(),
+                expression: expr.value.clone(),
+                scope,
+            });
+        }
+    }
+
     fn expression(&mut self, expr: &Located<String>, ctx: &Ctx<'_>) -> bool {
         match self.templates.expression_variables(&expr.value) {
             Ok(used) => self.check_names(&used, &expr.span, ctx),
@@ -694,7 +723,24 @@ impl Analyzer<'_> {
                         );
                     }
                 }
-            } else if root != RUN && !vars.contains_key(root) && !ctx.extra.contains(&root) {
+            } else if root == RUN {
+                // `run.facts.NAME`: a fact this playbook, or one including it, declares.
+                if let (Some("facts"), Some(fact)) = (parts.next(), parts.next()) {
+                    if !self.facts.iter().any(|f| f.name == fact) {
+                        let known: Vec<&str> = self.facts.iter().map(|f| f.name.as_str()).collect();
+                        let d = Diagnostic::at(span, format!("no fact `{fact}` is declared"))
+                            .suggest(fact, known.iter().copied());
+                        let d = if d.help.is_none() {
+                            d.help(format!(
+                                "declare it under `facts:` in this playbook (a default) or in the one that includes it: `{fact}: EXPRESSION`"
+                            ))
+                        } else {
+                            d
+                        };
+                        problems.push(d);
+                    }
+                }
+            } else if !vars.contains_key(root) && !ctx.extra.contains(&root) {
                 let candidates: Vec<&str> = vars
                     .keys()
                     .map(String::as_str)

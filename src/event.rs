@@ -105,6 +105,10 @@ pub enum Event {
         /// own action warned, not the steps that include them).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         warnings: Vec<String>,
+        /// The facts the playbook declares, as they stood when the steps
+        /// were over (`null` where one could not be evaluated).
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        facts: Map<String, Json>,
     },
 }
 
@@ -284,6 +288,7 @@ mod tests {
             deadline_met: Some(true),
             fingerprint: None,
             warnings: vec!["probe: no answer".into()],
+            facts: Map::new(),
         };
         let back: Event =
             serde_json::from_str(&serde_json::to_string(&e).expect("json")).expect("parse");

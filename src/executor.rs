@@ -95,6 +95,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         unsure_checks: false,
         warnings: Vec::new(),
         path: Vec::new(),
+        facts: Map::new(),
     };
     ex.run()
 }
@@ -153,6 +154,8 @@ struct Executor<'a, 's> {
     warnings: Vec<String>,
     /// Dry run: each top-level step and what it would do.
     path: Vec<String>,
+    /// The playbook's facts, once the steps are over.
+    facts: Map<String, Json>,
 }
 
 impl Executor<'_, '_> {
@@ -217,6 +220,18 @@ impl Executor<'_, '_> {
         self.run
             .insert("dry_run".into(), self.options.dry_run.into());
         self.run.insert("status".into(), "running".into());
+        // Declared from the start, known when the steps are over: a template
+        // read before then (the "initiated" mail) sees each as none.
+        self.facts = self
+            .plan
+            .facts
+            .iter()
+            .map(|f| (f.name.clone(), Json::Null))
+            .collect();
+        self.run
+            .insert("facts".into(), template::value(&self.facts));
+        self.run
+            .insert("warnings".into(), template::value(&self.warnings));
         self.run.insert("failed_step".into(), ().into());
         self.run.insert("error".into(), ().into());
         self.run.insert(
@@ -285,6 +300,7 @@ impl Executor<'_, '_> {
                 }
             }
         }
+        self.establish_facts();
         self.run.insert("status".into(), status.as_str().into());
         self.run
             .insert("failed_step".into(), failed_step.clone().into());
@@ -326,6 +342,7 @@ impl Executor<'_, '_> {
             deadline_met: self.plan.deadline.map(|d| started.elapsed() <= d),
             fingerprint: fingerprint.clone(),
             warnings: self.warnings.clone(),
+            facts: self.facts.clone(),
         };
         // The record is written first; if it could not be, the views say
         // so in the run's last line rather than "run succeeded".
@@ -360,6 +377,25 @@ impl Executor<'_, '_> {
             fingerprint,
             path: std::mem::take(&mut self.path),
         }
+    }
+
+    /// Evaluates the playbook's facts over what the steps recorded. One
+    /// that cannot be evaluated (a step it reads did not run) is none: a
+    /// template states nothing for it.
+    fn establish_facts(&mut self) {
+        for fact in &self.plan.facts {
+            let ctx = self.context(fact.scope, None);
+            let value = self
+                .plan
+                .templates
+                .eval(&fact.expression, &ctx)
+                .unwrap_or(Json::Null);
+            self.facts.insert(fact.name.clone(), value);
+        }
+        self.run
+            .insert("facts".into(), template::value(&self.facts));
+        self.run
+            .insert("warnings".into(), template::value(&self.warnings));
     }
 
     /// The template context of a scope: its variables, `run`, and `steps`.

@@ -28,6 +28,17 @@ pub struct Plan {
     /// SHA-256 of everything the plan was made from: the playbook files,
     /// template files and resolved variables.
     pub fingerprint: String,
+    /// The run's named facts, the top playbook's first.
+    pub facts: Vec<Fact>,
+}
+
+/// A fact the playbook declares about its run (`facts:`): evaluated when the
+/// steps are over, in its playbook's scope; templates read `run.facts.NAME`.
+#[derive(Debug)]
+pub struct Fact {
+    pub name: String,
+    pub expression: String,
+    pub scope: usize,
 }
 
 #[derive(Debug)]

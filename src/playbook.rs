@@ -25,6 +25,10 @@ pub struct Playbook {
     pub vars: Vec<VarDecl>,
     pub steps: Vec<Step>,
     pub always: Vec<Step>,
+    /// Named facts about the run, each an expression over its steps'
+    /// outputs, evaluated when the steps are over: what e-mails and the
+    /// report state, declared by the playbook rather than known to the engine.
+    pub facts: Vec<(Located<String>, Located<String>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -89,7 +93,7 @@ pub enum CheckKind {
     },
 }
 
-pub const PLAYBOOK_KEYS: &[&str] = &["name", "description", "vars", "steps", "always"];
+pub const PLAYBOOK_KEYS: &[&str] = &["name", "description", "vars", "steps", "always", "facts"];
 pub const STEP_KEYS: &[&str] = &[
     "id",
     "name",
@@ -299,6 +303,7 @@ impl<'a> Reader<'a> {
             vars: Vec::new(),
             steps: Vec::new(),
             always: Vec::new(),
+            facts: Vec::new(),
         };
         let Some(mut f) = self.fields(root, "a playbook") else {
             return playbook;
@@ -322,8 +327,38 @@ impl<'a> Reader<'a> {
         if let Some((_, v)) = f.take("always") {
             playbook.always = self.steps(v, "`always`");
         }
+        if let Some((_, v)) = f.take("facts") {
+            playbook.facts = self.facts(v);
+        }
         self.finish(f, "a playbook", PLAYBOOK_KEYS);
         playbook
+    }
+
+    /// `facts:`: a mapping of names to expressions.
+    fn facts(&mut self, node: &Node) -> Vec<(Located<String>, Located<String>)> {
+        let Value::Map(entries) = &node.value else {
+            let kind = node.value.kind();
+            self.error(
+                node.pos,
+                format!("`facts` must be a mapping of names to expressions, found {kind}"),
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<(Located<String>, Located<String>)> = Vec::new();
+        for (key, value) in entries {
+            if out.iter().any(|(n, _)| n.value == key.name) {
+                self.error(key.pos, format!("fact `{}` is declared twice", key.name));
+                continue;
+            }
+            let name = Located {
+                value: key.name.clone(),
+                span: self.span(key.pos),
+            };
+            if let Some(expr) = self.string(value, &format!("fact `{}`", key.name)) {
+                out.push((name, expr));
+            }
+        }
+        out
     }
 
     fn vars(&mut self, node: &Node) -> Vec<VarDecl> {

@@ -272,6 +272,7 @@ pub fn render(events: &[Event]) -> String {
             deadline_met,
             fingerprint,
             warnings,
+            facts,
         }) => {
             let _ = writeln!(out, "- Finished: {at}");
             let _ = writeln!(out, "- Duration: {}", seconds(*duration_ms));
@@ -285,6 +286,14 @@ pub fn render(events: &[Event]) -> String {
             }
             for w in warnings {
                 let _ = writeln!(out, "- Warning: {}", quote_inline(w));
+            }
+            for (name, value) in facts {
+                let value = match value {
+                    Json::Null => "not established".to_owned(),
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let _ = writeln!(out, "- Fact `{name}`: {}", quote_inline(&value));
             }
             if let Some(met) = deadline_met {
                 let _ = writeln!(
@@ -421,9 +430,11 @@ pub fn summary(events: &[Event]) -> Json {
                 error,
                 deadline_met,
                 warnings,
+                facts,
                 ..
             } => {
                 out.insert("warnings".into(), warnings.clone().into());
+                out.insert("facts".into(), Json::Object(facts.clone()));
                 out.insert("finished_at".into(), at.clone().into());
                 out.insert("status".into(), json!(status));
                 out.insert("duration_ms".into(), (*duration_ms).into());

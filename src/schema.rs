@@ -135,7 +135,12 @@ pub fn playbook_schema() -> Json {
             "description": {"type": "string"},
             "vars": {"type": "object", "additionalProperties": {"$ref": "#/definitions/variable"}},
             "steps": {"type": "array", "items": {"$ref": "#/definitions/step"}},
-            "always": {"type": "array", "items": {"$ref": "#/definitions/step"}}
+            "always": {"type": "array", "items": {"$ref": "#/definitions/step"}},
+            "facts": {
+                "type": "object",
+                "description": "named facts about the run, each an expression over the steps' outputs; templates read run.facts.NAME",
+                "additionalProperties": {"type": "string"}
+            }
         },
         "definitions": definitions
     })

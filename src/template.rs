@@ -290,7 +290,16 @@ fn subscripted_steps(source: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = source;
     while let Some(i) = rest.find("steps[") {
+        // `x.steps[…]` is an attribute of something else (an included
+        // playbook's record), not the `steps` variable.
+        let attribute = rest[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c == '.' || c == '_' || c.is_alphanumeric());
         rest = &rest[i + "steps[".len()..];
+        if attribute {
+            continue;
+        }
         let trimmed = rest.trim_start();
         let Some(quote) = trimmed.chars().next().filter(|c| *c == '\'' || *c == '"') else {
             continue;

@@ -160,3 +160,69 @@ fn a_step_named_by_subscript_must_exist_too() {
         .stderr_has("error: pb.yaml:6:11: no step `option-l` in this playbook")
         .stderr_has("did you mean `option-1`?");
 }
+
+/// Facts are what mails and reports state: `check` refuses a template that
+/// reads one nobody declares, and a fact that reads a step that does not
+/// exist; a run records each fact's value, none where it could not be had.
+#[test]
+fn facts_are_checked_before_the_run_and_recorded_by_it() {
+    let t = Test::new()
+        .file("mail.txt", "Done: {{ run.facts.dnoe }}\n")
+        .file(
+            "bad.yaml",
+            r#"steps:
+  - id: a
+    action: shell
+    with: {command: ["true"]}
+  - id: mail
+    action: notify.email
+    with: {template: mail.txt, subject: s, to: a@example.com, from: b@example.com}
+facts:
+  done: "steps.a.status == 'ok'"
+  other: "steps.b.status == 'ok'"
+"#,
+        );
+    let out = t.run(&["check", "bad.yaml"]);
+    out.code(2);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:") || l.trim_start().starts_with("help:"))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "error: bad.yaml:7:11: no fact `dnoe` is declared",
+            "  help: did you mean `done`?",
+            "error: bad.yaml:10:10: no step `b` in this playbook",
+        ],
+        "{}",
+        out.stderr
+    );
+
+    let t = t.file(
+        "good.yaml",
+        r#"steps:
+  - id: a
+    action: shell
+    with: {command: ["true"]}
+  - id: b
+    when: "false"
+    action: shell
+    with: {command: ["true"]}
+facts:
+  done: "steps.a.status == 'ok'"
+  b_code: "steps.b.code"
+"#,
+    );
+    let out = t.run(&["run", "good.yaml"]);
+    out.code(0);
+    let finished = out.journal().last().cloned().unwrap();
+    assert_eq!(finished["facts"]["done"], true);
+    assert_eq!(
+        finished["facts"]["b_code"],
+        serde_json::Value::Null,
+        "{finished}"
+    );
+    assert!(out.report().contains("- Fact `b_code`: `not established`"));
+}

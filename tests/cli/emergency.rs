@@ -160,9 +160,9 @@ fn option_1_fails_and_option_2_restores() {
     assert_eq!(app.count("images"), 21);
     let mail = outbox(&out);
     assert!(
-        mail[1]
-            .1
-            .contains("Rollback method: option-2 (option 1 failed"),
+        mail[1].1.contains(
+            "Rollback method: option 2, the pre-migration backup restored (option 1 failed"
+        ),
         "{}",
         mail[1].1
     );
@@ -922,7 +922,7 @@ fn after_a_stop_at_assess_the_mail_claims_no_deadline_and_no_stopped_app() {
         &[
             "has FAILED",
             "Failed at step: assess",
-            "Rollback method: none; the run stopped before the rollback",
+            "Rollback method: none; the database was not rolled back",
             "not met, the rollback did not complete",
             "Application: never stopped by this run",
             "The application was not stopped by this run",
