@@ -125,6 +125,7 @@ enum Kind {
     LegacyBackupOnly,
     NoBackup,
     ImagesLostWithBackup,
+    ImagesLostNoBackup,
     EveryBackupCorrupt,
     /// WAL mode, uploads still in the `-wal` file, the app's connection open.
     WalWithUploads,
@@ -133,7 +134,7 @@ enum Kind {
 /// Builds `kind` under `dir/app`.
 fn build(dir: &std::path::Path, kind: Kind) {
     let app = crate::gofastcdn::Install::new(&dir.join("app"), 30, 15);
-    if !matches!(kind, Kind::NoBackup) {
+    if !matches!(kind, Kind::NoBackup | Kind::ImagesLostNoBackup) {
         let backup = app.legacy_backup("20240501-120000");
         if matches!(kind, Kind::EveryBackupCorrupt) {
             let mut bytes = std::fs::read(&backup).unwrap();
@@ -145,7 +146,7 @@ fn build(dir: &std::path::Path, kind: Kind) {
     app.upload("after.png", "image");
     app.upload("clip.mp4", "video");
     match kind {
-        Kind::ImagesLostWithBackup => {
+        Kind::ImagesLostWithBackup | Kind::ImagesLostNoBackup => {
             app.conn().execute_batch("DROP TABLE images").unwrap();
         }
         Kind::WalWithUploads => {
@@ -198,7 +199,8 @@ fn taken(out: &crate::support::Output) -> String {
     match option_1["status"].as_str() {
         Some("ok") => "option-1".to_owned(),
         Some("recovered") => option_1["recovered_by"].as_str().unwrap().to_owned(),
-        other => format!("{other:?}"),
+        // Failed, every fallback too: no option rolled back.
+        _ => "none".to_owned(),
     }
 }
 
@@ -227,6 +229,7 @@ fn the_dry_runs_verdict_is_the_real_runs_on_installs_built_like_the_apps() {
         Kind::LegacyBackupOnly,
         Kind::NoBackup,
         Kind::ImagesLostWithBackup,
+        Kind::ImagesLostNoBackup,
         Kind::EveryBackupCorrupt,
         Kind::WalWithUploads,
     ] {
@@ -259,10 +262,15 @@ fn the_dry_runs_verdict_is_the_real_runs_on_installs_built_like_the_apps() {
                     predicted.stdout
                 )
             });
-        let predicted_option = option_line
+        let takes_over = option_line
             .rsplit_once("; ")
-            .and_then(|(_, tail)| tail.strip_suffix(" would take over"))
-            .unwrap_or("option-1");
+            .and_then(|(_, tail)| tail.strip_suffix(" would take over"));
+        let predicted_option = match takes_over {
+            Some(option) => option,
+            // It would fail, and no fallback would take over.
+            None if predicted.code != 0 => "none",
+            None => "option-1",
+        };
         assert_eq!(predicted_option, taken(&ran), "{kind:?}: {option_line}");
     }
 }
