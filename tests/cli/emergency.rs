@@ -930,3 +930,100 @@ fn after_a_stop_at_assess_the_mail_claims_no_deadline_and_no_stopped_app() {
         &["): met", "Keep the application stopped"],
     );
 }
+
+/// Option 2 (option 1 failed on purpose, in a rehearsal): the backup was
+/// restored and the uploads carried back from the state before; the mails
+/// say exactly that.
+#[test]
+fn after_option_2_the_mails_say_what_was_restored_and_carried_back() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    let out = emergency(
+        &t,
+        "truth",
+        &[
+            "--rehearse",
+            "--fail",
+            "option-1",
+            "--var",
+            "notify_wide_to=all@example.com",
+        ],
+    );
+    out.code(0);
+    let (outcome, notice) = mails(&out);
+    says(
+        &outcome,
+        &[
+            "Rollback method: option 2, the pre-migration backup restored (option 1 failed: failed on purpose",
+            "Uploads made since the migration, carried back: 1 images, 0 documents; rows of other types kept in the salvage file: 1",
+            "db_backup_20240501-120000.db; the state before is kept in ",
+            "Verification: passed",
+        ],
+        &["NOT carried back"],
+    );
+    says(
+        &notice.expect("a notice"),
+        &["Media uploaded since the migration has been kept."],
+        &["not back yet"],
+    );
+}
+
+/// Killed just after option 1 finished, then resumed: the mail the resumed
+/// run sends states what the first run did, from the journal.
+#[test]
+fn after_a_resume_the_mail_states_what_the_interrupted_run_did() {
+    let t = Test::new();
+    let _app = migrated(&t);
+    // Where option 1 finishes, in a run like this one.
+    let probe = Test::new();
+    let _probe_app = migrated(&probe);
+    let whole = emergency(&probe, "truth", &[]);
+    whole.code(0);
+    let at = whole
+        .journal()
+        .iter()
+        .position(|e| e["event"] == "step_finished" && e["step"] == "option-1")
+        .unwrap()
+        + 1;
+    let args = [
+        "run",
+        EMERGENCY,
+        "--yes",
+        "--var",
+        "root=app",
+        "--var",
+        "reason=truth",
+        "--var",
+        "stop_command=touch stopped",
+        "--var",
+        "start_command=touch started",
+        "--var",
+        "probe=off",
+        "--var",
+        "notify_to=lead@example.com, devops@example.com",
+        "--var",
+        "mail_from=runbook@example.com",
+    ];
+    let killed = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(t.path())
+        .env("RUNBOOK_FAULT_AT", at.to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!killed.success(), "the run was not killed");
+    let out = t.run(&["resume", "latest", "--yes"]);
+    out.code(0);
+    let (outcome, _) = mails(&out);
+    says(
+        &outcome,
+        &[
+            "has COMPLETED",
+            "Rollback method: option 1, the built-in rollback",
+            "Uploads made since the migration, carried back: 1 images, 0 documents",
+            "Application: restarted (its endpoints were not checked)",
+            "Verification: passed",
+        ],
+        &["FAILED", "none"],
+    );
+}
