@@ -18,6 +18,26 @@ use crate::template::{CompileError, TValue, Templates};
 
 /// Names a template may read besides the playbook's variables.
 const RUN: &str = "run";
+/// What templates can read of `run` (docs/playbooks.md, "Templates").
+const RUN_FIELDS: &[&str] = &[
+    "id",
+    "playbook",
+    "started_at",
+    "dry_run",
+    "dir",
+    "elapsed",
+    "elapsed_s",
+    "deadline",
+    "deadline_at",
+    "deadline_met",
+    "time_left_s",
+    "steps",
+    "facts",
+    "status",
+    "failed_step",
+    "error",
+    "warnings",
+];
 const STEPS: &str = "steps";
 const RESULT: &str = "result";
 /// Prefix of environment variables that hold secret variables.
@@ -724,8 +744,16 @@ impl Analyzer<'_> {
                     }
                 }
             } else if root == RUN {
+                let field = parts.next();
+                if let Some(field) = field.filter(|f| !RUN_FIELDS.contains(f)) {
+                    problems.push(
+                        Diagnostic::at(span, format!("`run` has no field `{field}`"))
+                            .suggest(field, RUN_FIELDS.iter().copied()),
+                    );
+                    continue;
+                }
                 // `run.facts.NAME`: a fact this playbook, or one including it, declares.
-                if let (Some("facts"), Some(fact)) = (parts.next(), parts.next()) {
+                if let (Some("facts"), Some(fact)) = (field, parts.next()) {
                     if !self.facts.iter().any(|f| f.name == fact) {
                         let known: Vec<&str> = self.facts.iter().map(|f| f.name.as_str()).collect();
                         let d = Diagnostic::at(span, format!("no fact `{fact}` is declared"))

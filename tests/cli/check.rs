@@ -226,3 +226,16 @@ facts:
     );
     assert!(out.report().contains("- Fact `b_code`: `not established`"));
 }
+
+/// A field of `run` that does not exist is found by `check`, not at 3 a.m.
+#[test]
+fn an_unknown_field_of_run_is_an_error_with_a_suggestion() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: say\n    action: shell\n    with: {command: [echo, \"{{ run.statuss }}\"]}\n",
+    );
+    let out = t.run(&["check", "pb.yaml"]);
+    out.code(2)
+        .stderr_has("error: pb.yaml:4:28: `run` has no field `statuss`")
+        .stderr_has("help: did you mean `status`?");
+}
