@@ -37,6 +37,16 @@ fn emergency(t: &Test, reason: &str, extra: &[&str]) -> Output {
     t.run(&args)
 }
 
+/// A loopback port nothing listens on (bound, then let go): a server that
+/// does not answer.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The messages in a run's outbox, parsed, in the order written.
 fn outbox(out: &Output) -> Vec<(String, String, Vec<u8>)> {
     let dir = out.run_dir().join("outbox");
@@ -330,11 +340,7 @@ fn notifications_are_delivered_over_smtp_and_kept_in_the_outbox() {
 #[test]
 fn an_smtp_server_that_is_down_is_a_clear_error_and_the_message_stays_in_the_outbox() {
     let t = Test::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let out = notify_smtp(&t, port);
     out.code(1)
         .stdout_has(&format!("SMTP delivery to 127.0.0.1:{port} failed"))
@@ -411,11 +417,7 @@ fn the_probe_checks_the_apps_read_endpoints_after_the_restart() {
 fn an_app_that_does_not_answer_is_a_warning_when_the_probe_is_optional() {
     let t = Test::new();
     let _app = migrated(&t);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let url = format!("app_url=http://127.0.0.1:{port}");
     let out = emergency(&t, "probe", &["--var", "probe=optional", "--var", &url]);
     // Not a ✓ nor a plain recovery: the app did not answer, and the run says so.
@@ -849,11 +851,7 @@ fn after_option_3_no_mail_says_the_uploads_were_kept() {
 fn after_a_failed_probe_no_mail_says_the_service_is_available() {
     let t = Test::new();
     let _app = migrated(&t);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let url = format!("app_url=http://127.0.0.1:{port}");
     let out = emergency(
         &t,
