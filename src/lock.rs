@@ -138,17 +138,24 @@ impl Locks {
             // Refusals whose holder let go before it could be named.
             let mut gone = 0;
             let f = loop {
-                let f = OpenOptions::new()
+                let f = match OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create(true)
                     .truncate(false)
                     .open(&file)
-                    .map_err(io)?;
+                {
+                    Ok(f) => f,
+                    // No such directory: no database or backup there to keep
+                    // anyone from; what the run does there fails on its own,
+                    // with its own clearer error.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break None,
+                    Err(e) => return Err(io(e)),
+                };
                 match try_flock(&f, libc::LOCK_EX) {
                     // The holder before us removes the file as it lets go:
                     // a lock on a file no longer under that name is no lock.
-                    Ok(true) if same_file(&f, &file) => break f,
+                    Ok(true) if same_file(&f, &file) => break Some(f),
                     Ok(true) => {}
                     Ok(false) if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(20));
@@ -166,7 +173,9 @@ impl Locks {
                     Err(e) => return Err(io(e)),
                 }
             };
-            locks.held.push((file, f));
+            if let Some(f) = f {
+                locks.held.push((file, f));
+            }
         }
         locks.write().map_err(|source| Error::Io {
             target: targets.first().cloned().unwrap_or_default(),

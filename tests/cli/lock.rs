@@ -176,3 +176,18 @@ fn a_symlink_to_the_database_is_the_same_install() {
     .stderr_has("error: another operator holds ");
     release(&t, holder);
 }
+
+/// No such install: nothing to lock, and the run says what is wrong in its
+/// own words rather than a lock file's.
+#[test]
+fn a_run_on_an_install_that_does_not_exist_fails_at_its_first_step_not_at_the_lock() {
+    let t = Test::new();
+    let pb = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/rollback-option-1.yaml"
+    );
+    let out = t.run(&["run", pb, "--var", "root=nowhere"]);
+    out.code(1)
+        .stdout_has("database nowhere/db_data/main.db does not exist");
+    assert!(!out.stderr.contains("cannot lock"), "{}", out.stderr);
+}
