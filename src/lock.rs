@@ -12,7 +12,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -152,7 +151,7 @@ impl Locks {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break None,
                     Err(e) => return Err(io(e)),
                 };
-                match try_flock(&f, libc::LOCK_EX) {
+                match try_exclusive(&f) {
                     // The holder before us removes the file as it lets go:
                     // a lock on a file no longer under that name is no lock.
                     Ok(true) if same_file(&f, &file) => break Some(f),
@@ -302,31 +301,13 @@ fn read_holder(f: &File) -> Option<Holder> {
     })
 }
 
-/// Takes an exclusive `flock` on an open file if no one else has it:
-/// whether it was taken.
+/// Takes an exclusive lock (`flock`) on an open file if no one else has
+/// it: whether it was taken.
 pub fn try_exclusive(f: &File) -> io::Result<bool> {
-    try_flock(f, libc::LOCK_EX)
-}
-
-/// `flock(op | LOCK_NB)`: whether it was taken.
-fn try_flock(f: &File, op: libc::c_int) -> io::Result<bool> {
-    match flock(f, op | libc::LOCK_NB) {
+    match f.try_lock() {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-fn flock(f: &File, op: libc::c_int) -> io::Result<()> {
-    loop {
-        // SAFETY: flock on a descriptor this File owns; no memory is passed.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -353,41 +334,18 @@ fn command_line() -> String {
 
 /// The user's name from the password database, as `ps` would show it.
 fn user() -> String {
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; getpwuid_r writes the
-    // entry into `pwd` and its strings into `buf`, and sets `result` to
-    // `pwd` on success or to null.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            pwd.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return format!("uid {uid}");
+    let uid = nix::unistd::Uid::current();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {uid}"),
     }
-    // SAFETY: on success pw_name points at a NUL-terminated string in `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr((*result).pw_name) };
-    name.to_string_lossy().into_owned()
 }
 
 fn host() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or truncates, and we stop at the first NUL.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    if !ok {
-        return "unknown host".to_owned();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    nix::unistd::gethostname().map_or_else(
+        |_| "unknown host".to_owned(),
+        |h| h.to_string_lossy().into_owned(),
+    )
 }
 
 #[cfg(test)]
