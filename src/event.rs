@@ -236,6 +236,22 @@ pub fn now() -> String {
     now.format(&format).unwrap_or_else(|_| now.to_string())
 }
 
+/// Where a recorded UTC time (`2026-11-23T15:50:00Z`, as events write
+/// them) falls on this process's monotonic clock, past or future: the
+/// start of a resumed run, the deadline it started with.
+pub fn instant_of(at: &str) -> Option<std::time::Instant> {
+    let at =
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+    let from_now = at - time::OffsetDateTime::now_utc();
+    let now = std::time::Instant::now();
+    match std::time::Duration::try_from(from_now) {
+        Ok(ahead) => now.checked_add(ahead),
+        Err(_) => std::time::Duration::try_from(-from_now)
+            .ok()
+            .and_then(|ago| now.checked_sub(ago)),
+    }
+}
+
 /// Anything that consumes events: the journal, the report, a view.
 pub trait Sink {
     fn event(&mut self, event: &Event) -> std::io::Result<()>;

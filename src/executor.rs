@@ -87,7 +87,12 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         all: Records::default(),
         finishing: false,
         run: BTreeMap::new(),
-        started: origin(options.first_started.as_deref()),
+        // A resumed run's clock counts from its first start.
+        started: options
+            .first_started
+            .as_deref()
+            .and_then(event::instant_of)
+            .unwrap_or_else(Instant::now),
         sink_error: None,
         uncertain: false,
         state: sha2::Digest::new(),
@@ -1139,22 +1144,6 @@ fn reason(said: &str) -> String {
         Some(rest) => rest.split_once(": ").map_or(rest, |(_, r)| r).to_owned(),
         None => said.to_owned(),
     }
-}
-
-/// The instant the run's clock counts from: now, or for a resumed run the
-/// moment it first started, as far back as the clock allows.
-fn origin(first_started: Option<&str>) -> Instant {
-    let now = Instant::now();
-    let Some(first) = first_started.and_then(|at| {
-        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
-    }) else {
-        return now;
-    };
-    let ago = time::OffsetDateTime::now_utc() - first;
-    Duration::try_from(ago)
-        .ok()
-        .and_then(|ago| now.checked_sub(ago))
-        .unwrap_or(now)
 }
 
 /// A short rendering of a check's result for messages.

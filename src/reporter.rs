@@ -175,23 +175,7 @@ impl Human {
                 if let (Some(d), Some(at)) = (deadline, deadline_at) {
                     // From when it falls, not from now: a resumed run's
                     // deadline is the one the incident started with.
-                    self.deadline = time::PrimitiveDateTime::parse(
-                        at,
-                        time::macros::format_description!(
-                            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-                        ),
-                    )
-                    .ok()
-                    .and_then(|at| {
-                        let left = at.assume_utc() - time::OffsetDateTime::now_utc();
-                        let now = std::time::Instant::now();
-                        match std::time::Duration::try_from(left) {
-                            Ok(left) => now.checked_add(left),
-                            Err(_) => std::time::Duration::try_from(-left)
-                                .ok()
-                                .and_then(|ago| now.checked_sub(ago)),
-                        }
-                    });
+                    self.deadline = crate::event::instant_of(at);
                     self.line(&format!("  deadline: {d}, by {at}"))?;
                 }
                 if *rehearsal {
