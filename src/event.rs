@@ -148,6 +148,14 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether a step that ended so is done: a resume does not run it again.
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            Status::Ok | Status::Warning | Status::Skipped | Status::Recovered
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",

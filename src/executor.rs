@@ -53,6 +53,9 @@ impl Options {
 
 const INTERRUPTED: &str = "interrupted (Ctrl-C)";
 
+/// How a step taken as done on resume is described; [`reason`] reads past it.
+const DONE_BEFORE: &str = "done before the interruption";
+
 /// Step records as templates see them, converted once when recorded and
 /// shared with every later context rather than copied into each: a context
 /// costs the same at the thousandth step as at the first.
@@ -562,10 +565,7 @@ impl Executor<'_, '_> {
     /// so the steps after it see what they would have seen.
     fn done_before(&mut self, step: &PlanStep, started: Instant) -> Option<StepResult> {
         let (status, outputs, said) = self.options.previous.as_ref()?.get(&step.id)?.clone();
-        if !matches!(
-            status,
-            Status::Ok | Status::Warning | Status::Skipped | Status::Recovered
-        ) {
+        if !status.is_done() {
             return None;
         }
         self.record(step, status, &outputs);
@@ -575,9 +575,9 @@ impl Executor<'_, '_> {
             }
         }
         let mut detail = if step.verify.is_empty() {
-            "done before the interruption".to_owned()
+            DONE_BEFORE.to_owned()
         } else {
-            "done before the interruption; its verify checks still hold".to_owned()
+            format!("{DONE_BEFORE}; its verify checks still hold")
         };
         let recovered_by = outputs
             .get("recovered_by")
@@ -1140,7 +1140,7 @@ fn status_key(status: Status) -> &'static str {
 
 /// What a step said, without the words a resume put before it.
 fn reason(said: &str) -> String {
-    match said.strip_prefix("done before the interruption") {
+    match said.strip_prefix(DONE_BEFORE) {
         Some(rest) => rest.split_once(": ").map_or(rest, |(_, r)| r).to_owned(),
         None => said.to_owned(),
     }

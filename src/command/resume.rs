@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::cli::RunRef;
-use crate::event::{Event, RunStatus, Status};
+use crate::event::{Event, RunStatus};
 use crate::exit::Exit;
 use crate::{analyzer, executor, journal, reporter};
 
@@ -75,8 +75,7 @@ pub fn resume(
     }
     let answered = |id: &str| {
         events.iter().any(|e| {
-            matches!(e, Event::StepFinished { step, status, .. }
-                if step == id && matches!(status, Status::Ok | Status::Warning | Status::Skipped | Status::Recovered))
+            matches!(e, Event::StepFinished { step, status, .. } if step == id && status.is_done())
         })
     };
     if let Err(exit) = super::run::unaskable(&plan, yes, answered) {

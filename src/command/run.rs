@@ -26,7 +26,7 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
             return exit;
         }
     }
-    let locks = if args.dry_run || args.rehearse {
+    let mut locks = if args.dry_run || args.rehearse {
         tell_holders(&plan);
         None
     } else {
@@ -68,7 +68,6 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         _ => plan,
     };
 
-    let mut locks = locks;
     if let (Some(locks), Some(dir)) = (locks.as_mut(), &run_dir) {
         locks.set_run_dir(dir);
     }
