@@ -1,6 +1,6 @@
 //! `--dry-run`: read-only checks run for real, nothing changes anywhere.
 
-use crate::support::Test;
+use crate::support::{emergency_args, Test};
 
 const PLAYBOOK: &str = r#"
 vars:
@@ -209,22 +209,6 @@ fn taken(out: &crate::support::Output) -> String {
 /// no modification time of any file, WAL `-shm` included.
 #[test]
 fn the_dry_runs_verdict_is_the_real_runs_on_installs_built_like_the_apps() {
-    let pb = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/playbooks/emergency_rollback.yaml"
-    );
-    let vars = [
-        "--var",
-        "root=app",
-        "--var",
-        "reason=review",
-        "--var",
-        "stop_command=true",
-        "--var",
-        "start_command=true",
-        "--var",
-        "probe=off",
-    ];
     for kind in [
         Kind::LegacyBackupOnly,
         Kind::NoBackup,
@@ -237,16 +221,14 @@ fn the_dry_runs_verdict_is_the_real_runs_on_installs_built_like_the_apps() {
         build(dry.path(), kind);
         build(real.path(), kind);
         let before = files(dry.path());
-        let mut args = vec!["run", pb, "--dry-run"];
-        args.extend_from_slice(&vars);
-        let predicted = dry.run(&args);
+        let args = emergency_args("review", &["--dry-run"]);
+        let predicted = dry.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(
             files(dry.path()) == before,
             "{kind:?}: the dry run changed a file"
         );
-        let mut args = vec!["run", pb, "--yes"];
-        args.extend_from_slice(&vars);
-        let ran = real.run(&args);
+        let args = emergency_args("review", &["--yes"]);
+        let ran = real.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(
             predicted.code, ran.code,
             "{kind:?}: the dry run said {} and the run {}\n--- dry run:\n{}\n--- run:\n{}",

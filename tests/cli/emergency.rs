@@ -4,37 +4,30 @@
 use std::path::{Path, PathBuf};
 
 use crate::gofastcdn::Install;
-use crate::support::{LoopbackServer, Output, Test};
-
-const EMERGENCY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/playbooks/emergency_rollback.yaml"
-);
+use crate::support::{emergency_args, LoopbackServer, Output, Test, EMERGENCY};
 const NOTIFY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/notify.yaml");
 
-fn emergency(t: &Test, reason: &str, extra: &[&str]) -> Output {
-    let reason = format!("reason={reason}");
-    let mut args = vec![
-        "run",
-        EMERGENCY,
+/// The emergency rollback as these tests run it: the app "stopped" and
+/// "started" by touching files, two recipients, mail in the outbox.
+fn emergency_run(reason: &str, extra: &[&str]) -> Vec<String> {
+    let mut base = vec![
         "--yes",
-        "--var",
-        "root=app",
-        "--var",
-        &reason,
         "--var",
         "stop_command=touch stopped",
         "--var",
         "start_command=touch started",
         "--var",
-        "probe=off",
-        "--var",
         "notify_to=lead@example.com, devops@example.com",
         "--var",
         "mail_from=runbook@example.com",
     ];
-    args.extend_from_slice(extra);
-    t.run(&args)
+    base.extend_from_slice(extra);
+    emergency_args(reason, &base)
+}
+
+fn emergency(t: &Test, reason: &str, extra: &[&str]) -> Output {
+    let args = emergency_run(reason, extra);
+    t.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// A loopback port nothing listens on (bound, then let go): a server that
@@ -983,25 +976,7 @@ fn after_a_resume_the_mail_states_what_the_interrupted_run_did() {
         .position(|e| e["event"] == "step_finished" && e["step"] == "option-1")
         .unwrap()
         + 1;
-    let args = [
-        "run",
-        EMERGENCY,
-        "--yes",
-        "--var",
-        "root=app",
-        "--var",
-        "reason=truth",
-        "--var",
-        "stop_command=touch stopped",
-        "--var",
-        "start_command=touch started",
-        "--var",
-        "probe=off",
-        "--var",
-        "notify_to=lead@example.com, devops@example.com",
-        "--var",
-        "mail_from=runbook@example.com",
-    ];
+    let args = emergency_run("truth", &[]);
     let killed = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(args)
         .current_dir(t.path())

@@ -5,36 +5,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::gofastcdn::Install;
-use crate::support::Test;
-
-const EMERGENCY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/playbooks/emergency_rollback.yaml"
-);
+use crate::support::{emergency_args, Test};
 
 fn args(extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "run",
-        EMERGENCY,
-        "--yes",
-        "--var",
-        "root=app",
-        "--var",
-        "reason=media broken",
-        "--var",
-        "stop_command=true",
-        "--var",
-        "start_command=true",
-        "--var",
-        "probe=off",
-        "--var",
-        "notify_to=lead@example.com",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    v.extend(extra.iter().map(|s| (*s).to_owned()));
-    v
+    let mut base = vec!["--yes", "--var", "notify_to=lead@example.com"];
+    base.extend_from_slice(extra);
+    emergency_args("media broken", &base)
 }
 
 #[test]

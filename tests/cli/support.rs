@@ -11,6 +11,30 @@ use tempfile::TempDir;
 /// The database of an install built under `app/` (see gofastcdn.rs).
 pub const APP_DB: &str = "app/db_data/main.db";
 
+/// The shipped emergency rollback.
+pub const EMERGENCY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/playbooks/emergency_rollback.yaml"
+);
+
+/// `run EMERGENCY` on the install under `app/`, with nothing to stop, start
+/// or probe, for `reason`; then `extra`.
+pub fn emergency_args(reason: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["run".into(), EMERGENCY.into()];
+    for var in [
+        "root=app",
+        &format!("reason={reason}"),
+        "stop_command=true",
+        "start_command=true",
+        "probe=off",
+    ] {
+        args.push("--var".into());
+        args.push(var.to_owned());
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
 pub struct Test {
     dir: TempDir,
     env: Vec<(String, String)>,

@@ -376,25 +376,11 @@ fn the_run_view_is_collapsed_and_fits_100_columns_unless_verbose() {
     app.migrate().unwrap();
     // images lost and no backup: every option fails, with long errors.
     app.conn().execute_batch("DROP TABLE images").unwrap();
-    let pb = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/playbooks/emergency_rollback.yaml"
+    let args = crate::support::emergency_args(
+        "a reason long enough to make the lines of this run wider than they should be",
+        &["--yes"],
     );
-    let args = [
-        "run",
-        pb,
-        "--yes",
-        "--var",
-        "root=app",
-        "--var",
-        "reason=a reason long enough to make the lines of this run wider than they should be",
-        "--var",
-        "stop_command=true",
-        "--var",
-        "start_command=true",
-        "--var",
-        "probe=off",
-    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = t.run(&args);
     out.code(1)
         .stdout_has("✗ option-1 failed: require failed: images and docs tables present")
