@@ -18,26 +18,6 @@ use crate::template::{CompileError, TValue, Templates};
 
 /// Names a template may read besides the playbook's variables.
 const RUN: &str = "run";
-/// What templates can read of `run` (docs/playbooks.md, "Templates").
-const RUN_FIELDS: &[&str] = &[
-    "id",
-    "playbook",
-    "started_at",
-    "dry_run",
-    "dir",
-    "elapsed",
-    "elapsed_s",
-    "deadline",
-    "deadline_at",
-    "deadline_met",
-    "time_left_s",
-    "steps",
-    "facts",
-    "status",
-    "failed_step",
-    "error",
-    "warnings",
-];
 const STEPS: &str = "steps";
 const RESULT: &str = "result";
 /// Prefix of environment variables that hold secret variables.
@@ -82,6 +62,8 @@ fn analyze_parsed(
     };
     let scope = a.scope(&top, &Map::new(), None);
     let (steps, always) = a.playbook_steps(&top, scope, "");
+    // After the steps: the report may read the facts included playbooks declare.
+    let report = top.report.as_ref().map(|r| a.report_template(r));
     a.check_cli_vars();
     if !a.diagnostics.is_empty() {
         a.diagnostics.0.sort_by_key(|d| {
@@ -127,6 +109,7 @@ fn analyze_parsed(
         secrets,
         deadline,
         facts: a.facts,
+        report,
     })
 }
 
@@ -363,6 +346,42 @@ impl Analyzer<'_> {
             &span,
             format!("invalid template: {}", err.message),
         ));
+    }
+
+    /// `report:`: a template that reads only the run summary.
+    fn report_template(&mut self, report: &Located<String>) -> PathBuf {
+        let base = report.span.path().parent().unwrap_or_else(|| Path::new(""));
+        let path = base.join(&report.value);
+        match self.templates.compile_file(&path) {
+            Ok(used) => {
+                let (run, other): (BTreeSet<String>, BTreeSet<String>) = used
+                    .into_iter()
+                    .partition(|p| p.split('.').next() == Some(RUN));
+                for name in other {
+                    self.error(
+                        Diagnostic::at(
+                            &report.span,
+                            format!("the report template {} reads `{name}`", path.display()),
+                        )
+                        .help("a report reads only `run`, the run summary: `run.vars.NAME` for a variable, `run.facts.NAME` for a fact"),
+                    );
+                }
+                let ctx = Ctx {
+                    scope: 0,
+                    ids: &[],
+                    extra: &[],
+                };
+                self.check_names(&run, &report.span, &ctx);
+            }
+            Err(err) => self.error(
+                Diagnostic::at(
+                    &report.span,
+                    format!("template {}: {}", path.display(), err.message),
+                )
+                .help("the report template's path is relative to the playbook's directory"),
+            ),
+        }
+        path
     }
 
     /// A playbook's `steps` and `always`, with ids prefixed by the including step's.
@@ -745,10 +764,10 @@ impl Analyzer<'_> {
                 }
             } else if root == RUN {
                 let field = parts.next();
-                if let Some(field) = field.filter(|f| !RUN_FIELDS.contains(f)) {
+                if let Some(field) = field.filter(|f| !crate::summary::FIELDS.contains(f)) {
                     problems.push(
                         Diagnostic::at(span, format!("`run` has no field `{field}`"))
-                            .suggest(field, RUN_FIELDS.iter().copied()),
+                            .suggest(field, crate::summary::FIELDS.iter().copied()),
                     );
                     continue;
                 }

@@ -40,6 +40,10 @@ pub enum Event {
         /// This is `runbook resume` continuing the run.
         #[serde(default)]
         resumed: bool,
+        /// The report's template (`report:`), for `runbook report`; none
+        /// for the built-in one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<String>,
     },
     StepStarted {
         at: String,
@@ -77,6 +81,9 @@ pub enum Event {
         step: String,
         name: String,
         status: Status,
+        /// The action it ran (none for an include).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<String>,
         duration_ms: u64,
         /// Why it was skipped or failed, or what it would do (dry run).
         detail: Option<String>,
@@ -86,8 +93,20 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         deadline_missed: bool,
     },
-    /// The steps are over (or stopped); the `always` steps run next.
-    AlwaysStarted { at: String, status: RunStatus },
+    /// The steps are over (or stopped); the `always` steps run next, and
+    /// read how the steps ended from this.
+    AlwaysStarted {
+        at: String,
+        status: RunStatus,
+        #[serde(default)]
+        failed_step: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        facts: Map<String, Json>,
+    },
     RunFinished {
         at: String,
         status: RunStatus,
@@ -290,6 +309,7 @@ mod tests {
             step: "s".into(),
             name: "uses abc123".into(),
             status: Status::Ok,
+            action: Some("shell".into()),
             duration_ms: 1,
             detail: Some("abc123".into()),
             recovered_by: None,

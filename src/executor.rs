@@ -14,6 +14,7 @@ use serde_json::{Map, Value as Json};
 use crate::action::{self, confirm, Call, Failure};
 use crate::event::{self, Event, Phase, RunStatus, Sink, Status};
 use crate::plan::{Body, CheckKind, Plan, PlanCheck, PlanStep};
+use crate::summary::{Live, Summary};
 use crate::template::{self, render_error, TValue};
 
 /// Steps a run finished, by full id: their status, outputs and detail.
@@ -37,10 +38,10 @@ pub struct Options {
     pub previous: Option<Finished>,
     /// Set by Ctrl-C: stop at the next step boundary.
     pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    /// `resume`: when the run first started (RFC 3339). The incident's
-    /// clock — elapsed time, the deadline — counts from there, not from the
-    /// resume.
-    pub first_started: Option<String>,
+    /// `resume`: the events of the run it continues. The incident's clock
+    /// — elapsed time, the deadline — counts from its first start, and its
+    /// summary goes on from theirs.
+    pub earlier: Vec<Event>,
 }
 
 impl Options {
@@ -89,12 +90,15 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         outputs: vec![Records::default(); plan.scopes.len()],
         all: Records::default(),
         finishing: false,
-        run: BTreeMap::new(),
+        summary: Arc::new(Summary::from_events(&options.earlier)),
         // A resumed run's clock counts from its first start.
         started: options
-            .first_started
-            .as_deref()
-            .and_then(event::instant_of)
+            .earlier
+            .first()
+            .and_then(|e| match e {
+                Event::RunStarted { at, .. } => event::instant_of(at),
+                _ => None,
+            })
             .unwrap_or_else(Instant::now),
         sink_error: None,
         uncertain: false,
@@ -143,8 +147,9 @@ struct Executor<'a, 's> {
     /// Running the `always` steps, which Ctrl-C does not stop: they are
     /// what tells the team how the run ended.
     finishing: bool,
-    /// The `run` record templates see.
-    run: BTreeMap<String, minijinja::Value>,
+    /// The run's record so far, built from the events emitted; templates
+    /// read it as `run`.
+    summary: Arc<Summary>,
     started: Instant,
     sink_error: Option<std::io::Error>,
     /// Dry run: a mutating step has been described but not run, so what later
@@ -173,16 +178,23 @@ impl Executor<'_, '_> {
     }
 
     fn emit(&mut self, event: &Event) {
-        self.emit_where(event, |_| true);
+        let event = event.redacted(&self.plan.secrets);
+        // Contexts are dropped after use, so this updates in place.
+        Arc::make_mut(&mut self.summary).apply(&event);
+        self.send(&event, |_| true);
     }
 
     fn emit_where(&mut self, event: &Event, which: impl Fn(&dyn Sink) -> bool) {
         let event = event.redacted(&self.plan.secrets);
+        self.send(&event, which);
+    }
+
+    fn send(&mut self, event: &Event, which: impl Fn(&dyn Sink) -> bool) {
         for sink in self.sinks.iter_mut() {
             if !which(&**sink) {
                 continue;
             }
-            if let Err(err) = sink.event(&event) {
+            if let Err(err) = sink.event(event) {
                 self.sink_error.get_or_insert(err);
             }
         }
@@ -191,13 +203,6 @@ impl Executor<'_, '_> {
     fn run(&mut self) -> Outcome {
         let started = self.started;
         let started_at = event::now();
-        let run_id = self
-            .options
-            .run_dir
-            .as_ref()
-            .and_then(|d| d.file_name())
-            .map(|n| n.to_string_lossy().into_owned());
-        self.run.insert("id".into(), run_id.into());
         let (deadline, deadline_at) = match self.plan.deadline {
             Some(deadline) => {
                 let at = time::OffsetDateTime::now_utc() - self.started.elapsed() + deadline;
@@ -211,45 +216,6 @@ impl Executor<'_, '_> {
             }
             None => (None, None),
         };
-        if let (Some(deadline), Some(at)) = (&deadline, &deadline_at) {
-            self.run.insert("deadline".into(), deadline.as_str().into());
-            self.run.insert("deadline_at".into(), at.as_str().into());
-        }
-        self.run
-            .insert("playbook".into(), self.plan.name.clone().into());
-        self.run.insert(
-            "started_at".into(),
-            self.options
-                .first_started
-                .clone()
-                .unwrap_or_else(|| started_at.clone())
-                .into(),
-        );
-        self.run
-            .insert("dry_run".into(), self.options.dry_run.into());
-        self.run.insert("status".into(), "running".into());
-        // Declared from the start, known when the steps are over: a template
-        // read before then (the "initiated" mail) sees each as none.
-        self.facts = self
-            .plan
-            .facts
-            .iter()
-            .map(|f| (f.name.clone(), Json::Null))
-            .collect();
-        self.run
-            .insert("facts".into(), template::value(&self.facts));
-        self.run
-            .insert("warnings".into(), template::value(&self.warnings));
-        self.run.insert("failed_step".into(), ().into());
-        self.run.insert("error".into(), ().into());
-        self.run.insert(
-            "dir".into(),
-            self.options
-                .run_dir
-                .as_ref()
-                .map(|d| d.display().to_string())
-                .into(),
-        );
         self.emit(&Event::RunStarted {
             format: event::FORMAT,
             at: started_at,
@@ -272,6 +238,7 @@ impl Executor<'_, '_> {
             cli_vars: self.options.cli_vars.clone(),
             plan: self.plan.fingerprint.clone(),
             resumed: self.options.previous.is_some(),
+            report: self.plan.report.as_ref().map(|p| p.display().to_string()),
             deadline,
             deadline_at,
         });
@@ -309,14 +276,14 @@ impl Executor<'_, '_> {
             }
         }
         self.establish_facts();
-        self.run.insert("status".into(), status.as_str().into());
-        self.run
-            .insert("failed_step".into(), failed_step.clone().into());
-        self.run.insert("error".into(), error.clone().into());
         if !self.plan.always.is_empty() {
             self.emit(&Event::AlwaysStarted {
                 at: event::now(),
                 status,
+                failed_step: failed_step.clone(),
+                error: error.clone(),
+                warnings: self.warnings.clone(),
+                facts: self.facts.clone(),
             });
         }
         self.finishing = true;
@@ -400,38 +367,16 @@ impl Executor<'_, '_> {
                 .unwrap_or(Json::Null);
             self.facts.insert(fact.name.clone(), value);
         }
-        self.run
-            .insert("facts".into(), template::value(&self.facts));
-        self.run
-            .insert("warnings".into(), template::value(&self.warnings));
     }
 
     /// The template context of a scope: its variables, `run`, and `steps`.
     fn context(&self, scope: usize, result: Option<&Json>) -> minijinja::Value {
         let mut ctx = self.vars[scope].clone();
-        let mut run = self.run.clone();
-        let elapsed = self.started.elapsed();
-        run.insert("elapsed_s".into(), elapsed.as_secs().into());
-        run.insert(
-            "elapsed".into(),
-            humantime::format_duration(Duration::from_secs(elapsed.as_secs()))
-                .to_string()
-                .into(),
-        );
-        if let Some(deadline) = self.plan.deadline {
-            run.insert("deadline_met".into(), (elapsed <= deadline).into());
-            run.insert(
-                "time_left_s".into(),
-                deadline.saturating_sub(elapsed).as_secs().into(),
-            );
-        }
-        // Every step's record by full id, so an included playbook (the
-        // notification) can tell what the playbook that included it did.
-        run.insert(
-            "steps".into(),
-            minijinja::Value::from_dyn_object(self.all.clone()),
-        );
-        ctx.insert("run".into(), minijinja::Value::from(run));
+        let live = Live {
+            elapsed: self.started.elapsed(),
+            deadline: self.plan.deadline,
+        };
+        ctx.insert("run".into(), self.summary.view(Some(live)));
         ctx.insert(
             "steps".into(),
             minijinja::Value::from_dyn_object(self.outputs[scope].clone()),
@@ -552,6 +497,10 @@ impl Executor<'_, '_> {
             step: step.id.clone(),
             name: step.name.clone(),
             status,
+            action: match &step.body {
+                Body::Action { action, .. } => Some(action.clone()),
+                Body::Include { .. } => None,
+            },
             duration_ms: millis(started.elapsed()),
             detail,
             recovered_by,

@@ -31,6 +31,7 @@ pub mod reporter;
 pub mod run_dir;
 pub mod sample_install;
 pub mod schema;
+pub mod summary;
 pub mod template;
 
 use cli::{Cli, Command};

@@ -30,6 +30,8 @@ pub struct Plan {
     pub fingerprint: String,
     /// The run's named facts, the top playbook's first.
     pub facts: Vec<Fact>,
+    /// The template of report.md (`report:`); none for the built-in one.
+    pub report: Option<PathBuf>,
 }
 
 /// A fact the playbook declares about its run (`facts:`): evaluated when the

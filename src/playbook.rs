@@ -29,6 +29,8 @@ pub struct Playbook {
     /// outputs, evaluated when the steps are over: what e-mails and the
     /// report state, declared by the playbook rather than known to the engine.
     pub facts: Vec<(Located<String>, Located<String>)>,
+    /// `report:`: the template of the run's report.md, relative to the playbook.
+    pub report: Option<Located<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -93,7 +95,15 @@ pub enum CheckKind {
     },
 }
 
-pub const PLAYBOOK_KEYS: &[&str] = &["name", "description", "vars", "steps", "always", "facts"];
+pub const PLAYBOOK_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "vars",
+    "steps",
+    "always",
+    "facts",
+    "report",
+];
 pub const STEP_KEYS: &[&str] = &[
     "id",
     "name",
@@ -304,6 +314,7 @@ impl<'a> Reader<'a> {
             steps: Vec::new(),
             always: Vec::new(),
             facts: Vec::new(),
+            report: None,
         };
         let Some(mut f) = self.fields(root, "a playbook") else {
             return playbook;
@@ -329,6 +340,9 @@ impl<'a> Reader<'a> {
         }
         if let Some((_, v)) = f.take("facts") {
             playbook.facts = self.facts(v);
+        }
+        if let Some((_, v)) = f.take("report") {
+            playbook.report = self.string(v, "`report`");
         }
         self.finish(f, "a playbook", PLAYBOOK_KEYS);
         playbook

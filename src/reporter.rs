@@ -7,7 +7,8 @@ use std::time::Duration;
 use console::style;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::event::{Event, Phase, RunStatus, Sink, Status};
+use crate::event::{Event, Phase, Sink, Status};
+use crate::summary::{State, Summary};
 
 /// Whether stdout is a terminal that wants colour.
 pub fn setup_colours() -> bool {
@@ -39,8 +40,10 @@ pub struct Human {
     dry_run: bool,
     /// When the severity's deadline falls.
     deadline: Option<std::time::Instant>,
-    /// Dry run: each top-level step's predicted outcome, for the summary.
+    /// Dry run: each top-level step's predicted outcome, for the closing lines.
     predicted: Vec<String>,
+    /// The run's record: the closing lines say what it says.
+    summary: Summary,
 }
 
 impl Human {
@@ -79,6 +82,7 @@ impl Human {
             dry_run: false,
             deadline: None,
             predicted: Vec::new(),
+            summary: Summary::default(),
         }
     }
 
@@ -144,6 +148,7 @@ impl Sink for Human {
     }
 
     fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.summary.apply(event);
         let r = self.show(event);
         ignore_broken_pipe(r)
     }
@@ -358,92 +363,83 @@ impl Human {
                         .push(crate::action::ellipsize(&format!("{step}: {outcome}"), 160));
                 }
             }
-            Event::RunFinished {
-                status,
-                duration_ms,
-                failed_step,
-                error,
-                deadline_met,
-                fingerprint,
-                warnings,
-                ..
-            } => {
-                if let Some(bar) = self.spinner.take() {
-                    bar.finish_and_clear();
-                }
-                if self.dry_run && !self.predicted.is_empty() {
-                    self.line("predicted path:")?;
-                    for entry in &self.predicted {
-                        self.line(&format!("  {entry}"))?;
-                    }
-                }
-                let secs = *duration_ms as f64 / 1000.0;
-                let text = match status {
-                    RunStatus::Succeeded if self.dry_run => style(format!(
-                        "dry run finished in {secs:.1}s; nothing was changed"
-                    ))
-                    .green(),
-                    RunStatus::Succeeded if warnings.is_empty() => {
-                        style(format!("run succeeded in {secs:.1}s")).green()
-                    }
-                    RunStatus::Succeeded => style(format!(
-                        "run succeeded with {} in {secs:.1}s:",
-                        count(warnings.len(), "warning")
-                    ))
-                    .yellow(),
-                    RunStatus::Failed | RunStatus::Aborted | RunStatus::Interrupted => {
-                        let at = failed_step
-                            .as_deref()
-                            .map(|s| format!(" at step {s}"))
-                            .unwrap_or_default();
-                        let why = error
-                            .as_deref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default();
-                        let verb = match status {
-                            RunStatus::Failed => "failed",
-                            RunStatus::Interrupted => "was interrupted",
-                            _ => "was aborted",
-                        };
-                        let lead = if self.dry_run {
-                            "dry run: the run would fail"
-                        } else {
-                            "run "
-                        };
-                        let lead = if self.dry_run {
-                            lead.to_owned()
-                        } else {
-                            format!("{lead}{verb}")
-                        };
-                        style(format!("{lead}{at}{why}")).red()
+            Event::RunFinished { .. } => self.closing()?,
+        }
+        Ok(())
+    }
+
+    /// The run's last lines, from its summary: the verdict, each warning,
+    /// the deadline and, for a dry run, the path and fingerprint.
+    fn closing(&mut self) -> io::Result<()> {
+        if let Some(bar) = self.spinner.take() {
+            bar.finish_and_clear();
+        }
+        if self.dry_run && !self.predicted.is_empty() {
+            self.line("predicted path:")?;
+            for entry in &self.predicted {
+                self.line(&format!("  {entry}"))?;
+            }
+        }
+        let s = &self.summary;
+        let secs = s.duration_ms.unwrap_or_default() as f64 / 1000.0;
+        let text = match s.status {
+            State::Succeeded if self.dry_run => style(format!(
+                "dry run finished in {secs:.1}s; nothing was changed"
+            ))
+            .green(),
+            State::Succeeded if s.warnings.is_empty() => {
+                style(format!("run succeeded in {secs:.1}s")).green()
+            }
+            State::Succeeded => style(format!(
+                "run succeeded with {} in {secs:.1}s:",
+                count(s.warnings.len(), "warning")
+            ))
+            .yellow(),
+            State::Failed | State::Aborted | State::Interrupted | State::Running => {
+                let at = s
+                    .failed_step
+                    .as_deref()
+                    .map(|s| format!(" at step {s}"))
+                    .unwrap_or_default();
+                let why = s
+                    .error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                let lead = if self.dry_run {
+                    "dry run: the run would fail"
+                } else {
+                    match s.status {
+                        State::Failed => "run failed",
+                        State::Interrupted => "run was interrupted",
+                        _ => "run was aborted",
                     }
                 };
-                for (i, part) in self.wrapped(&text.to_string()).iter().enumerate() {
-                    let indent = if i == 0 { "" } else { "  " };
-                    self.line(&format!("{indent}{part}"))?;
-                }
-                if *status == RunStatus::Succeeded {
-                    for w in warnings {
-                        let w = self.fit(w, 4);
-                        self.line(&format!("  {} {w}", style("⚠").yellow()))?;
-                    }
-                }
-                match (
-                    deadline_met,
-                    self.dry_run || *status != RunStatus::Succeeded,
-                ) {
-                    (Some(true), false) => self.line("deadline met")?,
-                    (Some(false), _) if !self.dry_run => {
-                        self.line(&style("deadline MISSED").red().to_string())?
-                    }
-                    _ => {}
-                }
-                if let Some(fp) = fingerprint {
-                    self.line(&format!(
-                        "plan fingerprint: {fp} (--expect-plan {fp} refuses to run if a step, the path or an argument changes)"
-                    ))?;
-                }
+                style(format!("{lead}{at}{why}")).red()
             }
+        };
+        for (i, part) in self.wrapped(&text.to_string()).iter().enumerate() {
+            let indent = if i == 0 { "" } else { "  " };
+            self.line(&format!("{indent}{part}"))?;
+        }
+        let s = &self.summary;
+        if s.status == State::Succeeded {
+            for w in &s.warnings {
+                let w = self.fit(w, 4);
+                self.line(&format!("  {} {w}", style("⚠").yellow()))?;
+            }
+        }
+        match (s.deadline_met, self.dry_run || s.status != State::Succeeded) {
+            (Some(true), false) => self.line("deadline met")?,
+            (Some(false), _) if !self.dry_run => {
+                self.line(&style("deadline MISSED").red().to_string())?
+            }
+            _ => {}
+        }
+        if let Some(fp) = &s.fingerprint {
+            self.line(&format!(
+                "plan fingerprint: {fp} (--expect-plan {fp} refuses to run if a step, the path or an argument changes)"
+            ))?;
         }
         Ok(())
     }

@@ -140,6 +140,10 @@ pub fn playbook_schema() -> Json {
                 "type": "object",
                 "description": "named facts about the run, each an expression over the steps' outputs; templates read run.facts.NAME",
                 "additionalProperties": {"type": "string"}
+            },
+            "report": {
+                "type": "string",
+                "description": "the template of the run's report.md, relative to the playbook; it reads run, the run summary (default: the built-in templates/report.md)"
             }
         },
         "definitions": definitions

@@ -68,6 +68,21 @@ impl Templates {
         // Playbooks produce commands, SQL parameters, e-mails and Markdown: never HTML.
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.add_filter("words", words);
+        // For Markdown reports (templates/report.md), and any template.
+        env.add_filter("cell", |s: String| s.replace('|', "\\|").replace('\n', " "));
+        env.add_filter("quote", |s: String| {
+            s.lines()
+                .map(|l| format!("> {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        env.add_filter("seconds", |ms: u64| format!("{:.1}s", ms as f64 / 1000.0));
+        env.add_filter("clock", |at: String| {
+            at.split_once('T')
+                .map_or(at.as_str(), |(_, t)| t.trim_end_matches('Z'))
+                .to_owned()
+        });
+        env.add_filter("json", json);
         // Python's string and dict methods (`s.startswith(…)`, `d.items()`),
         // which playbook authors reach for first.
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -169,6 +184,29 @@ impl Templates {
             .get_template(&self.files[&key])
             .map_err(compile_error)?;
         Ok(self.without_globals(template.undeclared_variables(true)))
+    }
+
+    /// Compiles a template given as text under a name of its own (a
+    /// built-in one); returns the variable paths it reads.
+    pub fn compile_named(
+        &mut self,
+        name: &str,
+        source: &str,
+    ) -> Result<BTreeSet<String>, CompileError> {
+        self.env
+            .add_template_owned(name.to_owned(), source.to_owned())
+            .map_err(compile_error)?;
+        let template = self.env.get_template(name).map_err(compile_error)?;
+        Ok(self.without_globals(template.undeclared_variables(true)))
+    }
+
+    /// Renders a template compiled by [`Templates::compile_named`].
+    pub fn render_named(
+        &self,
+        name: &str,
+        ctx: &minijinja::Value,
+    ) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx)
     }
 
     /// The template files compiled, with their text, in path order.
@@ -327,6 +365,23 @@ fn single_expression(s: &str) -> Option<&str> {
 /// `{{ stop_command | words }}`: splits a command line into arguments the way
 /// a POSIX shell would, without running a shell, so a variable can hold a
 /// whole command and still reach the child process as argv.
+/// JSON, compact or indented by `indent` spaces; unlike `tojson`, not
+/// escaped for HTML, which no template here produces.
+fn json(value: minijinja::Value, indent: Option<usize>) -> Result<String, minijinja::Error> {
+    let failed = |e: serde_json::Error| {
+        minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
+    };
+    let Some(indent) = indent else {
+        return serde_json::to_string(&value).map_err(failed);
+    };
+    let pad = vec![b' '; indent];
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(&pad);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    serde::Serialize::serialize(&value, &mut ser).map_err(failed)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 fn words(value: String) -> Result<Vec<String>, minijinja::Error> {
     shell_words::split(&value).map_err(|err| {
         minijinja::Error::new(

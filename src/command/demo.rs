@@ -47,6 +47,7 @@ const FILES: &[(&str, &str)] = &[
         "templates/rollback-notice.txt",
         include_str!("../../templates/rollback-notice.txt"),
     ),
+    ("templates/report.md", crate::report::BUILT_IN),
 ];
 
 pub fn demo(dir: Option<&Path>, build_only: bool) -> Exit {

@@ -25,7 +25,6 @@ pub fn resume(
     };
     let journal_path = dir.join(journal::FILE_NAME);
     let Some(Event::RunStarted {
-        at: first_started,
         file,
         cli_vars,
         plan: recorded,
@@ -146,7 +145,7 @@ pub fn resume(
         cli_vars,
         previous: Some(previous),
         interrupt: Some(super::run::interrupt_flag()),
-        first_started: Some(first_started),
+        earlier: events,
         ..executor::Options::default()
     };
     super::run::execute(
@@ -154,7 +153,6 @@ pub fn resume(
         &options,
         Some(journal),
         Some(locks),
-        events,
         reporter::ViewOptions {
             json,
             terminal,

@@ -93,14 +93,13 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         cli_vars: args.vars.clone(),
         previous: None,
         interrupt: Some(interrupt_flag()),
-        first_started: None,
+        earlier: Vec::new(),
     };
     execute(
         &plan,
         &options,
         journal,
         locks,
-        Vec::new(),
         reporter::ViewOptions {
             json: args.json,
             terminal,
@@ -168,20 +167,30 @@ pub(crate) fn refused(err: &lock::Error) -> Exit {
 }
 
 /// Runs a plan with its journal, report and view attached; the report
-/// starts from `earlier` events (those of the run being resumed).
+/// starts from the events of the run being resumed, if any.
 pub(crate) fn execute(
     plan: &crate::plan::Plan,
     options: &executor::Options,
     mut journal: Option<journal::Journal>,
     mut locks: Option<lock::Locks>,
-    earlier: Vec<crate::event::Event>,
     view: reporter::ViewOptions,
 ) -> Exit {
     let json = view.json;
     let run_dir = options.run_dir.clone();
-    let mut report = run_dir
-        .as_ref()
-        .map(|d| report::Report::new(d.join(report::FILE_NAME), earlier));
+    let mut report = match &run_dir {
+        Some(d) => match report::Layout::load(plan.report.as_deref()) {
+            Ok(layout) => Some(report::Report::new(
+                d.join(report::FILE_NAME),
+                &options.earlier,
+                layout,
+            )),
+            Err(err) => {
+                eprintln!("error: the report template: {}", err.message);
+                return Exit::Invalid;
+            }
+        },
+        None => None,
+    };
     // With --json nothing draws the bar, so nothing should feed it.
     let mut human = reporter::Human::new(view.terminal && !json, view.verbose);
     let mut json_view = reporter::JsonLines;

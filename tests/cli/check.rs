@@ -224,7 +224,12 @@ facts:
         serde_json::Value::Null,
         "{finished}"
     );
-    assert!(out.report().contains("- Fact `b_code`: `not established`"));
+    let report = out.report();
+    assert!(
+        report.contains("- Fact `b_code`: not established"),
+        "{report}"
+    );
+    assert!(report.contains("- Fact `done`: `true`"), "{report}");
 }
 
 /// A field of `run` that does not exist is found by `check`, not at 3 a.m.
@@ -238,4 +243,67 @@ fn an_unknown_field_of_run_is_an_error_with_a_suggestion() {
     out.code(2)
         .stderr_has("error: pb.yaml:4:28: `run` has no field `statuss`")
         .stderr_has("help: did you mean `status`?");
+}
+
+/// `report:` makes report.md from the playbook's own template, which reads
+/// the run summary; `runbook report` renders it again from the journal.
+/// `check` finds a field that does not exist and a name that is not `run`.
+#[test]
+fn a_playbooks_report_template_renders_the_summary_and_is_checked() {
+    let t = Test::new()
+        .file(
+            "pb.yaml",
+            r#"report: templates/short.md
+steps:
+  - id: a
+    action: shell
+    with: {command: ["true"]}
+  - id: b
+    action: shell
+    with: {command: ["false"]}
+    fallback:
+      - id: c
+        action: shell
+        with: {command: ["true"]}
+facts:
+  two: "1 + 1"
+"#,
+        )
+        .file(
+            "templates/short.md",
+            "{{ run.playbook }}: {{ run.status }}; {{ run.steps|length }} steps; two={{ run.facts.two }}\n\
+             {% for r in run.recoveries %}{{ r.step }} by {{ r.by }}\n{% endfor %}",
+        );
+    t.run(&["check", "pb.yaml"]).code(0);
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0);
+    let written = out.report();
+    assert_eq!(written, "pb: succeeded; 3 steps; two=2\nb by c\n");
+    let again = t.run(&["report", "latest"]);
+    again.code(0);
+    assert_eq!(again.stdout, written);
+    let js = t.run(&["report", "latest", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
+    assert_eq!(v["recoveries"][0]["by"], "c");
+    assert_eq!(v["facts"]["two"], 2);
+
+    let t = t.file(
+        "templates/short.md",
+        "{{ run.stauts }} {{ run.facts.three }}",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:1:9: `run` has no field `stauts`")
+        .stderr_has("help: did you mean `status`?")
+        .stderr_has("no fact `three` is declared");
+    let t = t.file("templates/short.md", "{{ steps.a.code }}");
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("reads `steps.a.code`")
+        .stderr_has("a report reads only `run`");
+    let t = t.file("pb.yaml", "report: nowhere.md\nsteps:\n  - id: a\n    action: shell\n    with: {command: [\"true\"]}\n");
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:1:9: template ")
+        .stderr_has("nowhere.md: cannot read it");
 }

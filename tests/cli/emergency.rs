@@ -947,11 +947,38 @@ fn after_option_2_the_mails_say_what_was_restored_and_carried_back() {
         &[
             "Rollback method: option 2, the pre-migration backup restored (option 1 failed: failed on purpose",
             "Uploads made since the migration, carried back: 1 images, 0 documents; rows of other types kept in the salvage file: 1",
-            "db_backup_20240501-120000.db; the state before is kept in ",
+            "- Restored from the backup ",
+            "- Backup made by this run (pre-restore): ",
             "Verification: passed",
         ],
         &["NOT carried back"],
     );
+    assert!(
+        outcome
+            .lines()
+            .any(|l| l.starts_with("- Restored from the backup ")
+                && l.trim_end().ends_with("db_backup_20240501-120000.db")),
+        "{outcome}"
+    );
+    // The summary the mail was rendered from says the same, as data.
+    let js = t.run(&["report", "latest", "--format", "json"]);
+    js.code(0);
+    let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
+    assert_eq!(v["recoveries"][0]["step"], "option-1");
+    assert_eq!(v["recoveries"][0]["by"], "option-2");
+    let restored = v["backups_restored"][0]["backup"].as_str().unwrap();
+    assert!(restored.ends_with("db_backup_20240501-120000.db"), "{v}");
+    assert_eq!(v["backups_made"][0]["label"], "pre-restore", "{v}");
+    // Every backup the mail names exists, as the run left it.
+    for line in outcome.lines().filter(|l| {
+        l.starts_with("- Restored from the backup ") || l.starts_with("- Backup made by this run")
+    }) {
+        let path = line.trim_end().rsplit(' ').next().unwrap();
+        assert!(
+            std::path::Path::new(path).is_file() || t.path().join(path).is_file(),
+            "{line}: no such file"
+        );
+    }
     says(
         &notice.expect("a notice"),
         &["Media uploaded since the migration has been kept."],

@@ -41,10 +41,12 @@ fn report_rebuilds_the_report_from_the_journal_alone() {
     let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
     assert_eq!(v["status"], "succeeded");
     assert_eq!(v["deadline_met"], true);
-    assert_eq!(
-        v["evidence"]["option-1.rollback"]["changes_by_statement"][4],
-        0
-    );
+    let rollback = v["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == "option-1.rollback"))
+        .expect("the summary has option-1.rollback");
+    assert_eq!(rollback["outputs"]["changes_by_statement"][4], 0);
+    assert_eq!(rollback["action"], "sqlite.exec");
     t.run(&["report", "nope"])
         .code(2)
         .stderr_has("error: no run `nope`");
