@@ -113,6 +113,9 @@ pub struct RunArgs {
     /// In a rehearsal, make this step fail (repeatable), to prove its fallbacks
     #[arg(long = "fail", value_name = "STEP", requires = "rehearse")]
     pub fail: Vec<String>,
+    /// With --dry-run: keep what it saw beside the runs directory (reviews/FP.json), so that --expect-plan FP lists what changed since
+    #[arg(long, requires = "dry_run")]
+    pub save_review: bool,
     /// Refuse to start unless a dry run now gives this fingerprint (printed by the reviewed --dry-run)
     #[arg(long, value_name = "FP", conflicts_with = "dry_run")]
     pub expect_plan: Option<String>,

@@ -70,6 +70,8 @@ pub struct Outcome {
     pub fingerprint: Option<String>,
     /// Dry run: each top-level step and what it would do, for people.
     pub path: Vec<String>,
+    /// The run's record, as the views were told it.
+    pub summary: Arc<Summary>,
 }
 
 pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> Outcome {
@@ -340,6 +342,7 @@ impl Executor<'_, '_> {
         if let Event::RunFinished { status: s, .. } = &finished {
             status = *s;
         }
+        Arc::make_mut(&mut self.summary).apply(&finished.redacted(&self.plan.secrets));
         self.emit_where(&finished, |s| s.is_view());
         for sink in self.sinks.iter_mut().filter(|s| s.is_view()) {
             if let Err(err) = sink.finish() {
@@ -351,6 +354,7 @@ impl Executor<'_, '_> {
             sink_error: self.sink_error.take(),
             fingerprint,
             path: std::mem::take(&mut self.path),
+            summary: Arc::clone(&self.summary),
         }
     }
 

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod rehearsal;
 pub mod report;
 pub mod reporter;
+pub mod review;
 pub mod run_dir;
 pub mod sample_install;
 pub mod schema;

@@ -121,6 +121,7 @@ fn run(dir: &Path) -> Exit {
         dry_run: false,
         rehearse: false,
         expect_plan: None,
+        save_review: false,
         fail: Vec::new(),
         yes: true,
         json: false,

@@ -153,6 +153,7 @@ pub fn resume(
         &options,
         Some(journal),
         Some(locks),
+        None,
         reporter::ViewOptions {
             json,
             terminal,

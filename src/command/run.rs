@@ -4,6 +4,7 @@
 use crate::cli::RunArgs;
 use crate::event::{RunStatus, Sink};
 use crate::exit::Exit;
+use crate::review::{self, Review};
 use crate::{analyzer, executor, journal, lock, report, reporter, run_dir};
 
 pub fn run_playbook(args: &RunArgs) -> Exit {
@@ -95,11 +96,15 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         interrupt: Some(interrupt_flag()),
         earlier: Vec::new(),
     };
+    // `--save-review`: the dry run keeps what it saw, for `--expect-plan`
+    // to compare. Without it a dry run writes nothing at all.
+    let review = args.save_review.then(|| review::dir(&args.runs));
     execute(
         &plan,
         &options,
         journal,
         locks,
+        review,
         reporter::ViewOptions {
             json: args.json,
             terminal,
@@ -173,6 +178,7 @@ pub(crate) fn execute(
     options: &executor::Options,
     mut journal: Option<journal::Journal>,
     mut locks: Option<lock::Locks>,
+    review: Option<std::path::PathBuf>,
     view: reporter::ViewOptions,
 ) -> Exit {
     let json = view.json;
@@ -210,6 +216,20 @@ pub(crate) fn execute(
         sinks.push(&mut human);
     }
     let outcome = executor::execute(plan, options, &mut sinks);
+    if let (Some(dir), Some(seen)) = (review, Review::of(&outcome.summary)) {
+        match seen.save(&dir) {
+            Ok((path, true)) if !json => println!("review recorded: {}", path.display()),
+            Ok((path, false)) if !json => println!(
+                "review: {} (the first review of this plan is kept: --expect-plan compares with it)",
+                path.display()
+            ),
+            Ok(_) => {}
+            Err(err) => eprintln!(
+                "note: the review could not be recorded in {}: {err}; --expect-plan will compare the fingerprint only",
+                dir.display()
+            ),
+        }
+    }
     if let Some(err) = outcome.sink_error {
         // The last line: what failed, and how to get the report back.
         eprintln!(
@@ -312,29 +332,80 @@ fn rehearse(
     })
 }
 
-/// `--expect-plan`: a silent dry run now must see what the reviewed one saw.
+/// `--expect-plan`: a silent dry run now must take the path the reviewed
+/// one took, with the same arguments. What its checks read differently (an
+/// upload since) is said, and does not stop the run; a changed path or
+/// argument refuses it, and says what changed.
 fn check_fingerprint(plan: &crate::plan::Plan, args: &RunArgs, expected: &str) -> Result<(), Exit> {
     let options = executor::Options {
         dry_run: true,
         ..executor::Options::default()
     };
     let outcome = executor::execute(plan, &options, &mut []);
-    let now = outcome.fingerprint.unwrap_or_default();
-    if now == expected.trim() {
+    let fingerprint = outcome.fingerprint.clone().unwrap_or_default();
+    let expected = expected.trim();
+    let reviews = review::dir(&args.runs);
+    let compared = Review::load(&reviews, expected).zip(Review::of(&outcome.summary));
+    let readings = compared
+        .as_ref()
+        .map(|(was, now)| was.readings(now))
+        .unwrap_or_default();
+    let lines = |lines: &[String]| -> String {
+        lines
+            .iter()
+            .map(|l| format!("\n    {l}"))
+            .collect::<String>()
+    };
+    if fingerprint == expected {
+        if let (Some((was, _)), false) = (&compared, readings.is_empty()) {
+            eprintln!(
+                "note: the path and every argument are as reviewed at {}; what the steps read has changed since:{}",
+                was.at,
+                lines(&readings)
+            );
+        }
         return Ok(());
     }
-    // What the run would do now, for the reviewer to hold against what
-    // they approved.
-    let path: Vec<String> = outcome
-        .path
-        .iter()
-        .map(|p| format!("\n    {}", crate::action::ellipsize(p, 160)))
-        .collect();
+    let changed = match &compared {
+        Some((was, now)) => {
+            let mut decisions = was.decisions(now);
+            if decisions.is_empty() {
+                decisions.push(
+                    "the playbook, a template it uses or a variable changed since the review"
+                        .into(),
+                );
+            }
+            let mut text = format!(
+                "\n  changed since the review at {}:{}",
+                was.at,
+                lines(&decisions)
+            );
+            if !readings.is_empty() {
+                text.push_str(&format!(
+                    "\n  what the steps read has changed too:{}",
+                    lines(&readings)
+                ));
+            }
+            text
+        }
+        // Reviewed elsewhere: only the fingerprint can be compared, so say
+        // what the run would do now, for the reviewer to hold against it.
+        None => {
+            let path: Vec<String> = outcome
+                .path
+                .iter()
+                .map(|p| crate::action::ellipsize(p, 160))
+                .collect();
+            format!(
+                "\n  now it would:{}\n  (no record of that review in {}: a review made with --dry-run --save-review lists the differences)",
+                lines(&path),
+                reviews.display()
+            )
+        }
+    };
     eprintln!(
-        "error: what the run would do changed since the review (a step, the path or an argument): expected fingerprint {expected}, now {now}\n  \
-         now it would:{}\n  \
+        "error: what the run would do changed since the review (a step, the path or an argument): expected fingerprint {expected}, now {fingerprint}{changed}\n  \
          help: review it again: runbook run {} --dry-run (with the same --var flags)",
-        path.concat(),
         args.playbook.display()
     );
     Err(Exit::Invalid)

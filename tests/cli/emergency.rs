@@ -525,7 +525,11 @@ fn fingerprint_of(out: &Output) -> String {
 fn expect_plan_refuses_a_changed_path_but_not_an_upload_made_since_the_review() {
     let t = Test::new();
     let app = migrated(&t);
-    let reviewed = fingerprint_of(emergency(&t, "review", &["--dry-run"]).code(0));
+    let review = emergency(&t, "review", &["--dry-run", "--save-review"]);
+    let reviewed = fingerprint_of(review.code(0));
+    review.stdout_has(&format!(
+        "review recorded: .runbook/reviews/{reviewed}.json"
+    ));
     assert_eq!(
         fingerprint_of(emergency(&t, "review", &["--dry-run"]).code(0)),
         reviewed,
@@ -541,11 +545,27 @@ fn expect_plan_refuses_a_changed_path_but_not_an_upload_made_since_the_review() 
         .execute_batch("ALTER TABLE images RENAME TO images_gone")
         .unwrap();
     let before = app.bytes();
+    // The review was recorded here: what changed is listed, step by step.
     emergency(&t, "review", &["--expect-plan", &reviewed])
         .code(2)
         .stderr_has(&format!("error: what the run would do changed since the review (a step, the path or an argument): expected fingerprint {reviewed}, now "))
+        .stderr_has("  changed since the review at ")
+        .stderr_has("    option-1.rollback: would execute on app/db_data/main.db in one transaction")
+        .stderr_has(" → would fail: require failed: images and docs tables present")
+        .stderr_has("    option-2.restore: not in the review; now would verify app/backups/db_backup_20240501-120000.db")
+        .stderr_has("  what the steps read has changed too:\n")
+        .stderr_has("    option-1.before: tables[2] images → images_gone");
+    // Reviewed elsewhere: only the fingerprint can be compared, and the
+    // run says what it would do now.
+    let reviews = t.path().join(".runbook/reviews");
+    let aside = t.path().join("reviews-aside");
+    std::fs::rename(&reviews, &aside).unwrap();
+    emergency(&t, "review", &["--expect-plan", &reviewed])
+        .code(2)
         .stderr_has("  now it would:\n")
-        .stderr_has("    option-1: require failed: images and docs tables present");
+        .stderr_has("    option-1: require failed: images and docs tables present")
+        .stderr_has("(no record of that review in .runbook/reviews: a review made with --dry-run --save-review lists the differences)");
+    std::fs::rename(&aside, &reviews).unwrap();
     assert_eq!(app.bytes(), before);
     assert!(!t.path().join("stopped").exists(), "a step ran");
     app.conn()
@@ -553,8 +573,19 @@ fn expect_plan_refuses_a_changed_path_but_not_an_upload_made_since_the_review() 
         .unwrap();
 
     // An upload made since the review: the same path, the same arguments.
+    // The run goes ahead, and says what reads differently.
+    let media: i64 = app
+        .conn()
+        .query_row("SELECT count(*) FROM media", [], |r| r.get(0))
+        .unwrap();
     app.upload("late.png", "image");
-    emergency(&t, "review", &["--expect-plan", &reviewed]).code(0);
+    emergency(&t, "review", &["--expect-plan", &reviewed])
+        .code(0)
+        .stderr_has("note: the path and every argument are as reviewed at ")
+        .stderr_has(&format!(
+            "    option-1.before: counts.media {media} → {}\n",
+            media + 1
+        ));
     assert!(!app.has_table("media"));
     assert_eq!(
         app.conn()
