@@ -197,6 +197,9 @@ pub enum RunStatus {
     Aborted,
     /// Ctrl-C: stopped between steps.
     Interrupted,
+    /// Dry run: it cannot tell whether the run would succeed (a step whose
+    /// outcome depends on what it could not do or read beforehand).
+    Unpredictable,
 }
 
 impl RunStatus {
@@ -206,6 +209,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Aborted => "aborted",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Unpredictable => "unpredictable",
         }
     }
 }

@@ -14,6 +14,7 @@ use serde_json::{Map, Value as Json};
 use crate::action::{self, confirm, Call, Failure};
 use crate::event::{self, Event, Phase, RunStatus, Sink, Status};
 use crate::plan::{Body, CheckKind, Plan, PlanCheck, PlanStep};
+use crate::shadow::Shadow;
 use crate::summary::{Live, Summary};
 use crate::template::{self, render_error, TValue};
 
@@ -110,6 +111,17 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         warnings: Vec::new(),
         path: Vec::new(),
         facts: Map::new(),
+        // What the plan changes, copied, for the dry run to change instead.
+        shadow: if options.dry_run {
+            Shadow::prepare(&plan.changes())
+        } else {
+            None
+        },
+        simulating: false,
+        simulated: std::collections::HashSet::new(),
+        unknowable: Vec::new(),
+        failing_now: false,
+        foreseen: None,
     };
     ex.run()
 }
@@ -171,6 +183,20 @@ struct Executor<'a, 's> {
     path: Vec<String>,
     /// The playbook's facts, once the steps are over.
     facts: Map<String, Json>,
+    /// Dry run: the copies its changes are made on.
+    shadow: Option<Shadow>,
+    /// Dry run: a change is being made, for real, on the copies.
+    simulating: bool,
+    /// Dry run: the changes made on the copies, by full id. Later steps
+    /// see them as done (`ok`), as they will in the run.
+    simulated: std::collections::HashSet<String>,
+    /// Dry run: `step: why` for each step whose outcome it cannot know.
+    unknowable: Vec<String>,
+    /// Dry run: a check of the step being looked at fails now, on a state
+    /// the steps ahead of it will change.
+    failing_now: bool,
+    /// Dry run: the warning the step being finished will give in the run.
+    foreseen: Option<String>,
 }
 
 impl Executor<'_, '_> {
@@ -298,6 +324,19 @@ impl Executor<'_, '_> {
                 failed_step = Some(step.id.clone());
                 error = Some(err);
             }
+        }
+        // A prediction that rests on what the dry run could not know is no
+        // prediction: it says which step, and does not say "succeeded".
+        if let (true, RunStatus::Succeeded, Some(first)) =
+            (self.options.dry_run, status, self.unknowable.first())
+        {
+            status = RunStatus::Unpredictable;
+            let (step, why) = first.split_once(": ").unwrap_or((first.as_str(), ""));
+            failed_step = Some(step.to_owned());
+            error = Some(match self.unknowable.len() {
+                1 => why.to_owned(),
+                n => format!("{why} (and {} more steps)", n - 1),
+            });
         }
         let fingerprint = self.options.dry_run.then(|| {
             use sha2::Digest;
@@ -485,13 +524,20 @@ impl Executor<'_, '_> {
         recovered_by: Option<String>,
         outputs: &Map<String, Json>,
     ) {
-        self.record(step, status, outputs);
+        let recorded = if status == Status::WouldRun && self.simulated.contains(&step.id) {
+            Status::Ok
+        } else {
+            status
+        };
+        self.record(step, recorded, outputs);
         // A step rescued by a fallback that fell short: the fallback's
         // warning is the one that says why.
+        let foreseen = self.foreseen.take();
         if let (Status::Warning, Body::Action { .. }, Some(why), None) =
             (status, &step.body, &detail, &recovered_by)
         {
-            self.warnings.push(format!("{}: {}", step.id, reason(why)));
+            let why = foreseen.unwrap_or_else(|| reason(why));
+            self.warnings.push(format!("{}: {why}", step.id));
         }
         if self.options.dry_run {
             self.observe(step, status, detail.as_deref());
@@ -599,6 +645,11 @@ impl Executor<'_, '_> {
             (Status::WouldRun, Body::Action { .. }) => detail.unwrap_or_default(),
             _ => "",
         };
+        // A file the run will make is named when it makes it.
+        let what = self
+            .shadow
+            .as_ref()
+            .map_or_else(|| what.to_owned(), |s| s.without_made(what));
         self.state
             .update(format!("{}\0{}\0{what}\0", step.id, status.as_str()));
     }
@@ -695,6 +746,9 @@ impl Executor<'_, '_> {
                 mutates,
             } => {
                 if dry && *mutates {
+                    if self.simulable(step, action, args) {
+                        return self.simulate(step, action, args);
+                    }
                     return self.describe(step, action, args);
                 }
                 if let Some(question) = &step.confirm {
@@ -721,10 +775,14 @@ impl Executor<'_, '_> {
                     }
                 }
                 self.unsure_checks = false;
+                self.failing_now = false;
                 let attempt = self.attempts(step, action, args);
                 if dry && self.uncertain {
                     let now = match &attempt.1 {
                         StepResult::Failed(err) => format!(" (now: {err})"),
+                        _ if self.failing_now => {
+                            " (a check of it does not hold now, before those steps)".to_owned()
+                        }
                         _ if self.unsure_checks => {
                             " (its checks hold now, before those steps)".to_owned()
                         }
@@ -733,6 +791,7 @@ impl Executor<'_, '_> {
                     let detail = format!(
                         "cannot be predicted: it reads what earlier steps will change{now}"
                     );
+                    self.unknowable.push(format!("{}: {detail}", step.id));
                     return (Status::WouldRun, StepResult::Done, Some(detail), attempt.3);
                 }
                 attempt
@@ -803,11 +862,12 @@ impl Executor<'_, '_> {
         args: &TValue,
     ) -> (Result<(), Failure>, Map<String, Json>) {
         let ctx = self.context(step.scope, None);
-        let call = match self.build(action, args, &ctx) {
+        let call = match self.build_here(action, args, &ctx) {
             Ok(c) => c,
             Err(e) => return (Err(Failure::Failed(e)), Map::new()),
         };
-        match self.with_action_context(step, &ctx, |actx| call.action().run(actx)) {
+        let ran = self.with_action_context(step, &ctx, |actx| call.action().run(actx));
+        match self.as_planned(ran) {
             Ok(outputs) => {
                 // Later checks and steps see this attempt's outputs.
                 self.record(step, Status::Ok, &outputs);
@@ -838,16 +898,85 @@ impl Executor<'_, '_> {
         };
         let secrets = &self.plan.secrets;
         let redact = |text: &str| event::redact_text(text, secrets);
+        // A change a dry run makes on its copies is made as the run would.
+        let simulating = self.shadow.as_ref().filter(|_| self.simulating);
         f(&action::Context {
             step: &step.id,
-            dry_run: self.options.dry_run,
-            yes: self.options.yes,
+            dry_run: self.options.dry_run && simulating.is_none(),
+            yes: self.options.yes || simulating.is_some(),
             timeout: step.timeout,
-            run_dir: self.options.run_dir.clone(),
+            run_dir: simulating.map_or_else(|| self.options.run_dir.clone(), |s| Some(s.run_dir())),
             eval: &eval,
             render_file: &render_file,
             redact: &redact,
         })
+    }
+
+    /// The call as it runs here: in a dry run, on the copies of what the
+    /// plan changes, where there are copies.
+    fn build_here(
+        &self,
+        action: &str,
+        args: &TValue,
+        ctx: &minijinja::Value,
+    ) -> Result<Call, String> {
+        let mut call = self.build(action, args, ctx)?;
+        if let Some(shadow) = &self.shadow {
+            shadow.redirect(&mut call);
+        }
+        Ok(call)
+    }
+
+    /// What an action said, with the copies' paths named as the plan names them.
+    fn as_planned(
+        &self,
+        ran: Result<Map<String, Json>, Failure>,
+    ) -> Result<Map<String, Json>, Failure> {
+        let Some(shadow) = &self.shadow else {
+            return ran;
+        };
+        match ran {
+            Ok(outputs) => {
+                let mut value = Json::Object(outputs);
+                shadow.unredirect_json(&mut value);
+                match value {
+                    Json::Object(outputs) => Ok(outputs),
+                    _ => Ok(Map::new()),
+                }
+            }
+            Err(Failure::Failed(msg)) => Err(Failure::Failed(shadow.unredirect(&msg))),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Dry run: whether a change can be made on the copies — every file it
+    /// touches has one.
+    fn simulable(&self, step: &PlanStep, action: &str, args: &TValue) -> bool {
+        let Some(shadow) = &self.shadow else {
+            return false;
+        };
+        let ctx = self.context(step.scope, None);
+        let Ok(mut call) = self.build(action, args, &ctx) else {
+            return false;
+        };
+        !call.action_mut().files_mut().is_empty() && shadow.redirect(&mut call)
+    }
+
+    /// Dry run: makes a change on the copies, with its `verify`, so that
+    /// what later steps read is what they will read in the run. It is shown
+    /// as what it would do; if it fails, the run would fail there too.
+    fn simulate(&mut self, step: &PlanStep, action: &str, args: &TValue) -> Attempt {
+        let (detail, ..) = self.description(step, action, args);
+        self.simulating = true;
+        let (status, result, why, outputs) = self.attempts(step, action, args);
+        self.simulating = false;
+        match (status, &result) {
+            (_, StepResult::Failed(_)) => (Status::WouldFail, result, why, outputs),
+            _ => {
+                self.simulated.insert(step.id.clone());
+                (Status::WouldRun, result, Some(detail), outputs)
+            }
+        }
     }
 
     fn build(&self, action: &str, args: &TValue, ctx: &minijinja::Value) -> Result<Call, String> {
@@ -874,10 +1003,31 @@ impl Executor<'_, '_> {
 
     /// Dry run of a mutating action: what it would do, arguments resolved where they can be.
     fn describe(&mut self, step: &PlanStep, action: &str, args: &TValue) -> Attempt {
+        let (detail, invalidates, known) = self.description(step, action, args);
+        // What later checks read may differ from what the dry run sees now.
+        self.uncertain |= invalidates;
+        if !known {
+            self.unknowable.push(format!("{}: {detail}", step.id));
+        }
+        let ctx = self.context(step.scope, None);
+        let warning = self
+            .build(action, args, &ctx)
+            .ok()
+            .and_then(|call| call.action().foreseen_warning());
+        if let Some(warning) = warning {
+            self.foreseen = Some(warning.to_owned());
+            return (Status::Warning, StepResult::Done, Some(detail), Map::new());
+        }
+        (Status::WouldRun, StepResult::Done, Some(detail), Map::new())
+    }
+
+    /// What a mutating action would do, whether what checks read
+    /// afterwards may differ from now, and whether its arguments are known.
+    fn description(&self, step: &PlanStep, action: &str, args: &TValue) -> (String, bool, bool) {
         let ctx = self.context(step.scope, None);
         let built = self.build(action, args, &ctx);
-        // What later checks read may differ from what the dry run sees now.
-        self.uncertain |= built
+        let known = built.is_ok();
+        let invalidates = built
             .as_ref()
             .map_or(true, |call| call.action().invalidates_reads());
         let mut detail = match built {
@@ -899,7 +1049,10 @@ impl Executor<'_, '_> {
                 );
             }
         }
-        (Status::WouldRun, StepResult::Done, Some(detail), Map::new())
+        if let Some(shadow) = &self.shadow {
+            detail = shadow.marked(&detail);
+        }
+        (detail, invalidates, known)
     }
 
     fn include(&mut self, scope: usize, steps: &[PlanStep], always: &[PlanStep]) -> Attempt {
@@ -935,15 +1088,19 @@ impl Executor<'_, '_> {
             "steps".into(),
             serde_json::to_value(&*self.outputs[scope]).unwrap_or_default(),
         );
-        // A dry run says what the included playbook would do first.
+        // A dry run says what the included playbook would do first, or
+        // that it only reads, and every read passes.
         let first_change = steps
             .iter()
             .find_map(|s| self.descriptions.get(&s.id))
-            .cloned();
+            .cloned()
+            .or_else(|| {
+                (self.options.dry_run && applied > 0)
+                    .then(|| "would pass: each of its steps does".to_owned())
+            });
         // An include achieved what its name promises only if something in
         // it applied, and nothing in it fell short.
         let short = match self.warnings.len() - warned {
-            _ if self.options.dry_run => None,
             _ if applied == 0 && !steps.is_empty() => {
                 Some("nothing done: no step applied".to_owned())
             }
@@ -1011,6 +1168,7 @@ impl Executor<'_, '_> {
             CheckResult::NotPassed(d) => (false, Some(d.clone())),
             CheckResult::Unknown(d) => {
                 self.unsure_checks = true;
+                self.failing_now = true;
                 (false, Some(format!("unknown before the run: {d}")))
             }
         };
@@ -1054,16 +1212,16 @@ impl Executor<'_, '_> {
                 args,
                 expect,
             } => {
-                let call = match self.build(action, args, &ctx) {
+                let call = match self.build_here(action, args, &ctx) {
                     Ok(c) => c,
                     Err(err) => return unknown_or_not(err),
                 };
                 let templates = &self.plan.templates;
-                let outputs =
-                    match self.with_action_context(step, &ctx, |actx| call.action().run(actx)) {
-                        Ok(o) => Json::Object(o),
-                        Err(err) => return unknown_or_not(err.to_string()),
-                    };
+                let ran = self.with_action_context(step, &ctx, |actx| call.action().run(actx));
+                let outputs = match self.as_planned(ran) {
+                    Ok(o) => Json::Object(o),
+                    Err(err) => return unknown_or_not(err.to_string()),
+                };
                 let Some(expect) = expect else {
                     return CheckResult::Passed;
                 };

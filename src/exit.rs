@@ -14,6 +14,8 @@ pub enum Exit {
     Aborted,
     /// 4: another run holds the install; nothing was executed.
     Locked,
+    /// 5: a dry run cannot tell whether the run would succeed.
+    Unpredictable,
     /// 130: interrupted by Ctrl-C (stopped between steps, `always` steps run).
     Interrupted,
 }
@@ -26,6 +28,7 @@ impl From<Exit> for ExitCode {
             Exit::Invalid => 2,
             Exit::Aborted => 3,
             Exit::Locked => 4,
+            Exit::Unpredictable => 5,
             Exit::Interrupted => 130,
         })
     }

@@ -32,6 +32,7 @@ pub mod review;
 pub mod run_dir;
 pub mod sample_install;
 pub mod schema;
+pub mod shadow;
 pub mod summary;
 pub mod template;
 

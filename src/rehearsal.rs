@@ -92,7 +92,7 @@ fn holds_databases(dir: &Path) -> bool {
 }
 
 /// The regular files of `dir`, hard-linked (or copied) into `mirror`.
-fn mirror_dir(dir: &Path, mirror: &Path) -> std::io::Result<()> {
+pub(crate) fn mirror_dir(dir: &Path, mirror: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(mirror)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;

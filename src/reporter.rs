@@ -383,10 +383,15 @@ impl Human {
         let s = &self.summary;
         let secs = s.duration_ms.unwrap_or_default() as f64 / 1000.0;
         let text = match s.status {
-            State::Succeeded if self.dry_run => style(format!(
+            State::Succeeded if self.dry_run && s.warnings.is_empty() => style(format!(
                 "dry run finished in {secs:.1}s; nothing was changed"
             ))
             .green(),
+            State::Succeeded if self.dry_run => style(format!(
+                "dry run finished in {secs:.1}s; nothing was changed; the run would succeed with {}:",
+                count(s.warnings.len(), "warning")
+            ))
+            .yellow(),
             State::Succeeded if s.warnings.is_empty() => {
                 style(format!("run succeeded in {secs:.1}s")).green()
             }
@@ -395,6 +400,14 @@ impl Human {
                 count(s.warnings.len(), "warning")
             ))
             .yellow(),
+            State::Unpredictable => {
+                let at = s.failed_step.as_deref().unwrap_or("a step");
+                let why = s.error.as_deref().unwrap_or("");
+                style(format!(
+                    "dry run: cannot tell whether the run would succeed: {at}: {why}"
+                ))
+                .red()
+            }
             State::Failed | State::Aborted | State::Interrupted | State::Running => {
                 let at = s
                     .failed_step

@@ -58,6 +58,7 @@ pub enum State {
     Failed,
     Aborted,
     Interrupted,
+    Unpredictable,
 }
 
 impl From<RunStatus> for State {
@@ -67,6 +68,7 @@ impl From<RunStatus> for State {
             RunStatus::Failed => State::Failed,
             RunStatus::Aborted => State::Aborted,
             RunStatus::Interrupted => State::Interrupted,
+            RunStatus::Unpredictable => State::Unpredictable,
         }
     }
 }

@@ -103,6 +103,10 @@ fn entry_json(e: &backup::Entry) -> Json {
 }
 
 impl Action for Create {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.db, &mut self.dir]
+    }
+
     fn mutates(&self) -> bool {
         true
     }
@@ -121,6 +125,10 @@ impl Action for Create {
 }
 
 impl Action for List {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.dir]
+    }
+
     fn mutates(&self) -> bool {
         false
     }
@@ -139,6 +147,10 @@ impl Action for List {
 }
 
 impl Action for Select {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.dir]
+    }
+
     fn mutates(&self) -> bool {
         false
     }
@@ -167,6 +179,10 @@ impl Action for Select {
 }
 
 impl Action for Verify {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.backup]
+    }
+
     fn mutates(&self) -> bool {
         false
     }
@@ -184,6 +200,10 @@ impl Action for Verify {
 }
 
 impl Action for Restore {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.db, &mut self.backup, &mut self.dir]
+    }
+
     fn mutates(&self) -> bool {
         true
     }
@@ -206,6 +226,10 @@ impl Action for Restore {
 }
 
 impl Action for Delete {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.backup]
+    }
+
     fn mutates(&self) -> bool {
         true
     }

@@ -128,6 +128,26 @@ impl Call {
         })
     }
 
+    pub fn action_mut(&mut self) -> &mut dyn Action {
+        match self {
+            Call::Shell(a) => a,
+            Call::SqliteQuery(a) => a,
+            Call::SqliteExec(a) => a,
+            Call::SqliteQuiescent(a) => a,
+            Call::SqliteFingerprint(a) => a,
+            Call::BackupCreate(a) => a,
+            Call::BackupList(a) => a,
+            Call::BackupSelect(a) => a,
+            Call::BackupVerify(a) => a,
+            Call::BackupRestore(a) => a,
+            Call::BackupDelete(a) => a,
+            Call::HttpGet(a) => a,
+            Call::NotifyEmail(a) => a,
+            Call::Assert(a) => a,
+            Call::Confirm(a) => a,
+        }
+    }
+
     pub fn action(&self) -> &dyn Action {
         match self {
             Call::Shell(a) => a,
@@ -182,6 +202,19 @@ pub trait Action: fmt::Debug {
     /// directory); analysis compiles them and checks their variables.
     fn template_files(&self) -> Vec<&std::path::Path> {
         Vec::new()
+    }
+
+    /// Every file and directory it reads or writes (besides the run
+    /// directory), to be pointed elsewhere: a dry run runs a change for
+    /// real only when it can point each of them at a throwaway copy.
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        Vec::new()
+    }
+
+    /// What it will fall short of, known before it runs (an e-mail that
+    /// will only be written to the outbox): a dry run predicts the ⚠.
+    fn foreseen_warning(&self) -> Option<&'static str> {
+        None
     }
 
     /// What a dry run shows for a mutating action: by default its

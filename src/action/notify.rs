@@ -219,6 +219,10 @@ impl Action for Email {
         vec![self.template.as_path()]
     }
 
+    fn foreseen_warning(&self) -> Option<&'static str> {
+        (self.transport == TransportKind::File).then_some(OUTBOX_ONLY)
+    }
+
     fn preview(&self, ctx: &Context<'_>) -> Result<String, Failure> {
         let body = (ctx.render_file)(&self.template).map_err(Failure::Failed)?;
         let first = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
@@ -255,11 +259,8 @@ impl Action for Email {
         );
         match delivery {
             Ok(how) => {
-                if self.transport == TransportKind::File {
-                    out.insert(
-                        super::WARNING.into(),
-                        "not sent: written to the outbox only (transport: file)".into(),
-                    );
+                if let Some(warning) = self.foreseen_warning() {
+                    out.insert(super::WARNING.into(), warning.into());
                 }
                 out.insert("delivery".into(), how.into());
                 Ok(out)
@@ -271,6 +272,9 @@ impl Action for Email {
         }
     }
 }
+
+/// What a mail with `transport: file` falls short of.
+const OUTBOX_ONLY: &str = "not sent: written to the outbox only (transport: file)";
 
 /// `outbox/NN-subject.eml`, numbered in the order written, never overwritten.
 fn write_outbox(outbox: &Path, subject: &str, bytes: &[u8]) -> Result<PathBuf, Failure> {

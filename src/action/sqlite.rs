@@ -110,6 +110,12 @@ pub struct Fingerprint {
 }
 
 impl Action for Query {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        std::iter::once(&mut self.db)
+            .chain(self.attach.values_mut())
+            .collect()
+    }
+
     fn mutates(&self) -> bool {
         false
     }
@@ -222,6 +228,12 @@ fn attach(
 }
 
 impl Action for Exec {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        std::iter::once(&mut self.db)
+            .chain(self.attach.values_mut())
+            .collect()
+    }
+
     fn mutates(&self) -> bool {
         true
     }
@@ -361,6 +373,10 @@ fn export_path(ctx: &Context<'_>, file: &str) -> Result<PathBuf, Failure> {
 }
 
 impl Action for Quiescent {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.db]
+    }
+
     fn mutates(&self) -> bool {
         false
     }
@@ -384,6 +400,10 @@ impl Action for Quiescent {
 }
 
 impl Action for Fingerprint {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.db]
+    }
+
     fn mutates(&self) -> bool {
         false
     }

@@ -259,6 +259,7 @@ pub(crate) fn execute(
         RunStatus::Failed => Exit::Failed,
         RunStatus::Aborted => Exit::Aborted,
         RunStatus::Interrupted => Exit::Interrupted,
+        RunStatus::Unpredictable => Exit::Unpredictable,
     }
 }
 

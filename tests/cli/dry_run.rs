@@ -234,6 +234,21 @@ fn the_dry_runs_verdict_is_the_real_runs_on_installs_built_like_the_apps() {
             "{kind:?}: the dry run said {} and the run {}\n--- dry run:\n{}\n--- run:\n{}",
             predicted.code, ran.code, predicted.stdout, ran.stdout
         );
+        // The warnings it predicts are the ones the run then gives.
+        let warnings = |out: &str| -> Vec<String> {
+            out.lines()
+                .filter_map(|l| l.strip_prefix("  ⚠ "))
+                // The step; what it says is cut to the terminal's width in a run.
+                .map(|l| l.split(": ").next().unwrap_or(l).to_owned())
+                .collect()
+        };
+        assert_eq!(
+            warnings(&predicted.stdout),
+            warnings(&ran.stdout),
+            "{kind:?}: other warnings predicted\n--- dry run:\n{}\n--- run:\n{}",
+            predicted.stdout,
+            ran.stdout
+        );
         let option_line = predicted
             .stdout
             .lines()
@@ -255,4 +270,85 @@ fn the_dry_runs_verdict_is_the_real_runs_on_installs_built_like_the_apps() {
         };
         assert_eq!(predicted_option, taken(&ran), "{kind:?}: {option_line}");
     }
+}
+
+/// A change the dry run can make on its copy is made there, so the checks
+/// after it read what the run will read: a wrong `verify` is found before
+/// the run, not by it. The live file is not touched.
+#[test]
+fn a_dry_run_makes_its_changes_on_a_copy_and_checks_what_follows() {
+    let pb = r#"
+steps:
+  - id: wipe
+    action: sqlite.exec
+    with: {db: app.db, sql: "DELETE FROM images WHERE id > 1"}
+  - id: left
+    action: sqlite.query
+    with: {db: app.db, sql: "SELECT count(*) AS n FROM images"}
+    verify:
+      - name: two images left
+        that: "steps.left.rows[0].n == 2"
+"#;
+    let t = Test::new()
+        .db("app.db", "CREATE TABLE images(id INTEGER PRIMARY KEY, f TEXT); INSERT INTO images(f) VALUES ('a'), ('b'), ('c');")
+        .file("pb.yaml", pb);
+    let before = t.snapshot();
+    // One image is left after the wipe, not two: the dry run says so.
+    let dry = t.run(&["run", "pb.yaml", "--dry-run"]);
+    dry.code(1)
+        .stdout_has("would execute on app.db in one transaction: DELETE FROM images WHERE id > 1")
+        .stdout_has("verify two images left: not passed: `steps.left.rows[0].n == 2` is false")
+        .stdout_has("dry run: the run would fail at step left");
+    assert_eq!(t.snapshot(), before, "the dry run changed or created files");
+    let real = t.run(&["run", "pb.yaml"]);
+    real.code(1);
+    assert_eq!(real.finished("left")["status"], "failed");
+}
+
+/// Where the dry run cannot know — a change to a file it could not copy
+/// beforehand (its name comes from a command's output), and a check that
+/// reads that file after it — it names the step in its last line and does
+/// not exit 0, though the run itself would succeed.
+#[test]
+fn where_the_dry_run_cannot_know_it_says_which_step_and_does_not_exit_0() {
+    let pb = r#"
+steps:
+  - id: where
+    action: shell
+    with: {command: [echo, app.db], read_only: true}
+  - id: wipe
+    action: sqlite.exec
+    with: {db: "{{ steps.where.stdout | trim }}", sql: "DELETE FROM images WHERE id > 1"}
+  - id: left
+    action: sqlite.query
+    with: {db: app.db, sql: "SELECT count(*) AS n FROM images"}
+    verify:
+      - name: one image left
+        that: "steps.left.rows[0].n == 1"
+"#;
+    let t = Test::new()
+        .db("app.db", "CREATE TABLE images(id INTEGER PRIMARY KEY, f TEXT); INSERT INTO images(f) VALUES ('a'), ('b'), ('c');")
+        .file("pb.yaml", pb);
+    let before = t.snapshot();
+    let dry = t.run(&["run", "pb.yaml", "--dry-run"]);
+    dry.code(5);
+    // The verdict, folded to fit the terminal, read as one line.
+    let verdict = dry
+        .stdout
+        .split_once("dry run: cannot tell")
+        .map(|(_, rest)| {
+            rest.split("plan fingerprint")
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| panic!("no verdict:\n{}", dry.stdout));
+    assert_eq!(
+        verdict,
+        "whether the run would succeed: left: cannot be predicted: it reads what earlier steps will change (a check of it does not hold now, before those steps)"
+    );
+    assert_eq!(t.snapshot(), before, "the dry run changed or created files");
+    t.run(&["run", "pb.yaml"]).code(0);
 }

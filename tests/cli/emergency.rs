@@ -623,6 +623,11 @@ fn the_dry_run_predicts_what_the_run_then_does() {
         option_1.starts_with("option-1: would execute on app/db_data/main.db in one transaction"),
         "{option_1}"
     );
+    assert!(
+        !dry.stdout.contains("cannot be predicted: it reads"),
+        "{}",
+        dry.stdout
+    );
     let real = emergency(&t, "predict", &[]);
     real.code(0);
     assert_eq!(real.finished("option-1")["status"], "ok");
@@ -640,6 +645,22 @@ fn the_dry_run_predicts_what_the_run_then_does() {
     );
     assert!(option_1.contains("option-2 would take over"), "{option_1}");
     dry.stdout_has("would verify app/backups/db_backup_20240501-120000.db");
+    // The restore is made on the dry run's copy, so the carry-back after it
+    // and every check of verify are predicted, not guessed.
+    dry.stdout_has("-pre-restore.db (made by the run) as `old`")
+        .stdout_has("✓ verify.compare ");
+    assert!(
+        !dry.stdout.contains("cannot be predicted: it reads"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        std::fs::read_dir(t.path().join("app/backups"))
+            .unwrap()
+            .count()
+            == 1,
+        "the dry run left a file in the live backup directory"
+    );
     let real = emergency(&t, "predict", &[]);
     real.code(0);
     assert_eq!(real.finished("option-1")["recovered_by"], "option-2");
