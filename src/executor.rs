@@ -630,7 +630,7 @@ impl Executor<'_, '_> {
     /// upload between the review and the incident changes no decision.
     fn observe(&mut self, step: &PlanStep, status: Status, detail: Option<&str>) {
         use sha2::Digest;
-        if let (Status::WouldRun, Some(d)) = (status, detail) {
+        if let (Status::WouldRun | Status::Warning, Some(d)) = (status, detail) {
             self.descriptions.insert(step.id.clone(), d.to_owned());
         }
         let top = self.plan.steps.iter().chain(&self.plan.always);
@@ -1120,7 +1120,14 @@ impl Executor<'_, '_> {
         };
         match result {
             StepResult::Done | StepResult::NotApplicable => match short {
-                Some(why) => (Status::Warning, StepResult::Done, Some(why), outputs),
+                // A dry run still says what it would do first.
+                Some(why) => {
+                    let said = match first_change {
+                        Some(change) if self.options.dry_run => format!("{change}; ⚠ {why}"),
+                        _ => why,
+                    };
+                    (Status::Warning, StepResult::Done, Some(said), outputs)
+                }
                 None => (
                     if self.options.dry_run {
                         Status::WouldRun
