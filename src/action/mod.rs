@@ -89,6 +89,30 @@ pub const NAMES: &[&str] = &[
     "confirm",
 ];
 
+/// `expr` for the action of whichever kind `call` is: one list of the
+/// kinds, however the call is borrowed.
+macro_rules! each_call {
+    ($call:expr, $a:ident => $expr:expr) => {
+        match $call {
+            Call::Shell($a) => $expr,
+            Call::SqliteQuery($a) => $expr,
+            Call::SqliteExec($a) => $expr,
+            Call::SqliteQuiescent($a) => $expr,
+            Call::SqliteFingerprint($a) => $expr,
+            Call::BackupCreate($a) => $expr,
+            Call::BackupList($a) => $expr,
+            Call::BackupSelect($a) => $expr,
+            Call::BackupVerify($a) => $expr,
+            Call::BackupRestore($a) => $expr,
+            Call::BackupDelete($a) => $expr,
+            Call::HttpGet($a) => $expr,
+            Call::NotifyEmail($a) => $expr,
+            Call::Assert($a) => $expr,
+            Call::Confirm($a) => $expr,
+        }
+    };
+}
+
 impl Call {
     /// Builds a call from an action name and its (rendered) arguments.
     pub fn new(action: &str, with: Json) -> Result<Call, ArgumentError> {
@@ -129,43 +153,11 @@ impl Call {
     }
 
     pub fn action_mut(&mut self) -> &mut dyn Action {
-        match self {
-            Call::Shell(a) => a,
-            Call::SqliteQuery(a) => a,
-            Call::SqliteExec(a) => a,
-            Call::SqliteQuiescent(a) => a,
-            Call::SqliteFingerprint(a) => a,
-            Call::BackupCreate(a) => a,
-            Call::BackupList(a) => a,
-            Call::BackupSelect(a) => a,
-            Call::BackupVerify(a) => a,
-            Call::BackupRestore(a) => a,
-            Call::BackupDelete(a) => a,
-            Call::HttpGet(a) => a,
-            Call::NotifyEmail(a) => a,
-            Call::Assert(a) => a,
-            Call::Confirm(a) => a,
-        }
+        each_call!(self, a => a)
     }
 
     pub fn action(&self) -> &dyn Action {
-        match self {
-            Call::Shell(a) => a,
-            Call::SqliteQuery(a) => a,
-            Call::SqliteExec(a) => a,
-            Call::SqliteQuiescent(a) => a,
-            Call::SqliteFingerprint(a) => a,
-            Call::BackupCreate(a) => a,
-            Call::BackupList(a) => a,
-            Call::BackupSelect(a) => a,
-            Call::BackupVerify(a) => a,
-            Call::BackupRestore(a) => a,
-            Call::BackupDelete(a) => a,
-            Call::HttpGet(a) => a,
-            Call::NotifyEmail(a) => a,
-            Call::Assert(a) => a,
-            Call::Confirm(a) => a,
-        }
+        each_call!(self, a => a)
     }
 }
 

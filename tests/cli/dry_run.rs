@@ -2,6 +2,9 @@
 
 use crate::support::{emergency_args, Test};
 
+const THREE_IMAGES: &str =
+    "CREATE TABLE images(id INTEGER PRIMARY KEY, f TEXT); INSERT INTO images(f) VALUES ('a'), ('b'), ('c');";
+
 const PLAYBOOK: &str = r#"
 vars:
   db: app.db
@@ -30,7 +33,7 @@ always:
 #[test]
 fn a_dry_run_leaves_every_file_byte_identical_and_creates_none() {
     let t = Test::new()
-        .db("app.db", "CREATE TABLE images(id INTEGER PRIMARY KEY, f TEXT); INSERT INTO images(f) VALUES ('a'), ('b'), ('c');")
+        .db("app.db", THREE_IMAGES)
         .file("pb.yaml", PLAYBOOK);
     let before = t.snapshot();
     let out = t.run(&["run", "pb.yaml", "--dry-run"]);
@@ -41,7 +44,7 @@ fn a_dry_run_leaves_every_file_byte_identical_and_creates_none() {
 #[test]
 fn a_dry_run_shows_live_checks_and_resolved_arguments() {
     let t = Test::new()
-        .db("app.db", "CREATE TABLE images(id INTEGER PRIMARY KEY, f TEXT); INSERT INTO images(f) VALUES ('a'), ('b'), ('c');")
+        .db("app.db", THREE_IMAGES)
         .file("pb.yaml", PLAYBOOK);
     let out = t.run(&["run", "pb.yaml", "--dry-run"]);
     out.code(0)
@@ -289,9 +292,7 @@ steps:
       - name: two images left
         that: "steps.left.rows[0].n == 2"
 "#;
-    let t = Test::new()
-        .db("app.db", "CREATE TABLE images(id INTEGER PRIMARY KEY, f TEXT); INSERT INTO images(f) VALUES ('a'), ('b'), ('c');")
-        .file("pb.yaml", pb);
+    let t = Test::new().db("app.db", THREE_IMAGES).file("pb.yaml", pb);
     let before = t.snapshot();
     // One image is left after the wipe, not two: the dry run says so.
     let dry = t.run(&["run", "pb.yaml", "--dry-run"]);
@@ -326,9 +327,7 @@ steps:
       - name: one image left
         that: "steps.left.rows[0].n == 1"
 "#;
-    let t = Test::new()
-        .db("app.db", "CREATE TABLE images(id INTEGER PRIMARY KEY, f TEXT); INSERT INTO images(f) VALUES ('a'), ('b'), ('c');")
-        .file("pb.yaml", pb);
+    let t = Test::new().db("app.db", THREE_IMAGES).file("pb.yaml", pb);
     let before = t.snapshot();
     let dry = t.run(&["run", "pb.yaml", "--dry-run"]);
     dry.code(5);
