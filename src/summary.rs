@@ -107,8 +107,12 @@ pub struct Summary {
     /// while the run is going on.
     pub deadline_met: Option<bool>,
     pub time_left_s: Option<u64>,
-    /// Each step's last word, in the order the steps last finished.
+    /// Each step's last word, in the order the steps first finished.
     pub steps: Vec<StepResult>,
+    /// Where each step is in `steps`: a resumed run finishes steps again,
+    /// and finding them must not cost time growing with the playbook.
+    #[serde(skip)]
+    step_index: std::collections::HashMap<String, usize>,
     /// Which fallback rescued which step.
     pub recoveries: Vec<Recovery>,
     pub failed_checks: Vec<FailedCheck>,
@@ -321,7 +325,6 @@ impl Summary {
                     duration_ms: Some(*duration_ms),
                 });
                 // A resumed run finishes a step again: its last word counts.
-                self.steps.retain(|s| s.id != *step);
                 self.recoveries.retain(|r| r.step != *step);
                 self.backups_made.retain(|b| b.step != *step);
                 self.backups_restored.retain(|b| b.step != *step);
@@ -334,7 +337,7 @@ impl Summary {
                 if matches!(status, Status::Ok | Status::Warning) {
                     self.backups(step, action.as_deref(), outputs);
                 }
-                self.steps.push(StepResult {
+                let result = StepResult {
                     id: step.clone(),
                     name: name.clone(),
                     status: *status,
@@ -345,7 +348,14 @@ impl Summary {
                     recovered_by: recovered_by.clone(),
                     deadline_missed: *deadline_missed,
                     outputs: outputs.clone(),
-                });
+                };
+                match self.step_index.get(step) {
+                    Some(&i) => self.steps[i] = result,
+                    None => {
+                        self.step_index.insert(step.clone(), self.steps.len());
+                        self.steps.push(result);
+                    }
+                }
             }
             Event::AlwaysStarted {
                 at,
