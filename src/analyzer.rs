@@ -59,11 +59,16 @@ fn analyze_parsed(
         declared: BTreeSet::new(),
         stack: vec![canonical(path)],
         facts: Vec::new(),
+        rehearsal: Vec::new(),
     };
     let scope = a.scope(&top, &Map::new(), None);
     let (steps, always) = a.playbook_steps(&top, scope, "");
     // After the steps: the report may read the facts included playbooks declare.
     let report = top.report.as_ref().map(|r| a.report_template(r));
+    let deadline = top
+        .deadline
+        .as_ref()
+        .and_then(|node| a.deadline(node, scope, &top.file));
     a.check_cli_vars();
     if !a.diagnostics.is_empty() {
         a.diagnostics.0.sort_by_key(|d| {
@@ -90,12 +95,6 @@ fn analyze_parsed(
     );
     let mut secrets = a.secrets;
     secrets.retain(|s| !s.is_empty());
-    let deadline = a
-        .scopes
-        .first()
-        .and_then(|s| s.vars.get("severity"))
-        .and_then(|v| v.as_str())
-        .and_then(deadline_for);
     let fingerprint = plan_fingerprint(&steps, &always, &top, &a.templates, &a.scopes);
     Ok(Plan {
         fingerprint,
@@ -109,20 +108,9 @@ fn analyze_parsed(
         secrets,
         deadline,
         facts: a.facts,
+        rehearsal: a.rehearsal,
         report,
     })
-}
-
-/// The rollback plan's timeline: critical within 15 minutes, major within
-/// an hour, minor within four.
-pub fn deadline_for(severity: &str) -> Option<std::time::Duration> {
-    let minutes = match severity {
-        "critical" => 15,
-        "major" => 60,
-        "minor" => 240,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_secs(minutes * 60))
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -154,6 +142,8 @@ struct Analyzer<'o> {
     /// The facts declared so far, outermost first: the top playbook's win
     /// over an included one's of the same name (its default).
     facts: Vec<plan::Fact>,
+    /// What a rehearsal gives variables instead, outermost declaration first.
+    rehearsal: Vec<(String, String)>,
 }
 
 /// What an include passes down: its `vars:` and the scope they are rendered in.
@@ -199,6 +189,11 @@ impl Analyzer<'_> {
         for decl in &pb.vars {
             let name = decl.name.value.clone();
             self.declared.insert(name.clone());
+            if let Some(value) = &decl.rehearsal {
+                if !self.rehearsal.iter().any(|(n, _)| *n == name) {
+                    self.rehearsal.push((name.clone(), value.clone()));
+                }
+            }
             if [RUN, STEPS, RESULT].contains(&name.as_str()) {
                 self.error(Diagnostic::at(
                     &decl.name.span,
@@ -346,6 +341,39 @@ impl Analyzer<'_> {
             &span,
             format!("invalid template: {}", err.message),
         ));
+    }
+
+    /// `deadline:`: rendered against the top playbook's variables now, so a
+    /// deadline that is not a duration is an error before anything runs.
+    fn deadline(
+        &mut self,
+        node: &Node,
+        scope: usize,
+        file: &std::sync::Arc<crate::diagnostic::SourceFile>,
+    ) -> Option<std::time::Duration> {
+        let vars = self.scopes[scope].vars.clone();
+        let span = Span::new(file, node.pos.line, node.pos.column);
+        match self.value(node, &vars, file)? {
+            Json::Null => None,
+            Json::String(s) if s.trim().is_empty() => None,
+            Json::String(s) => match humantime::parse_duration(s.trim()) {
+                Ok(d) => Some(d),
+                Err(err) => {
+                    self.error(
+                        Diagnostic::at(&span, format!("`deadline` is `{s}`, not a duration: {err}"))
+                            .help("it must render to a duration such as `15m` or `1h 30m`, or to nothing for no deadline"),
+                    );
+                    None
+                }
+            },
+            other => {
+                self.error(
+                    Diagnostic::at(&span, format!("`deadline` is {other}, not a duration"))
+                        .help("it must render to a duration such as `15m` or `1h 30m`, or to nothing for no deadline"),
+                );
+                None
+            }
+        }
     }
 
     /// `report:`: a template that reads only the run summary.

@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::database::{self, Fingerprint};
+use crate::database::{self, Counting, Fingerprint};
 
 pub const MANIFEST_FORMAT: u32 = 1;
 const PREFIX: &str = "runbook-";
@@ -43,7 +43,7 @@ pub enum Error {
     },
     #[error("{} has a manifest that cannot be read: {detail}", path.display())]
     Manifest { path: PathBuf, detail: String },
-    #[error("the restored database does not hold what the backup holds: {detail}")]
+    #[error("the copy about to be restored does not hold what the backup holds: {detail}")]
     Mismatch { detail: String },
     #[error("{0}")]
     Refused(String),
@@ -80,6 +80,9 @@ pub struct Manifest {
     /// Why it was made: `pre-restore`, `emergency`, or the caller's word.
     pub label: Option<String>,
     pub fingerprint: Fingerprint,
+    /// What the fingerprint counted and read: the terms it is in.
+    #[serde(default)]
+    pub counting: Counting,
     /// A byte-for-byte copy of a file SQLite could not read (damaged, or
     /// not a database): kept for analysis, never chosen for a restore. Its
     /// `-wal`/`-journal` files, if any, are beside it under its name.
@@ -114,21 +117,29 @@ struct Snapshot {
     sha256: String,
     size: u64,
     fingerprint: Fingerprint,
+    /// What the fingerprint counted.
+    counting: Counting,
     /// Why SQLite could not read the source: the copy is of its raw bytes.
     unreadable: Option<String>,
 }
 
 /// Makes a backup of `db` in `dir`; returns its path and manifest.
-pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Manifest), Error> {
+pub fn create(
+    db: &Path,
+    dir: &Path,
+    label: Option<&str>,
+    counting: &Counting,
+) -> Result<(PathBuf, Manifest), Error> {
     std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
     // A database SQLite cannot read is exactly the one to keep a copy of
     // before replacing it: then the copy is of its bytes, as they are.
-    let snapshot = match snapshot_in(db, dir) {
+    let snapshot = match snapshot_in(db, dir, counting) {
         Ok((tmp, sha256, size, fingerprint)) => Snapshot {
             tmp,
             sha256,
             size,
             fingerprint,
+            counting: counting.clone(),
             unreadable: None,
         },
         Err(e) if unreadable(&e) => {
@@ -138,6 +149,7 @@ pub fn create(db: &Path, dir: &Path, label: Option<&str>) -> Result<(PathBuf, Ma
                 sha256,
                 size,
                 fingerprint: Fingerprint::default(),
+                counting: counting.clone(),
                 unreadable: Some(e.to_string()),
             }
         }
@@ -162,6 +174,7 @@ fn store(
         sha256,
         size,
         fingerprint,
+        counting,
         unreadable,
     } = snapshot;
     let raw = unreadable.is_some();
@@ -189,6 +202,7 @@ fn store(
         sqlite_version: rusqlite::version().to_owned(),
         label: label.map(str::to_owned),
         fingerprint,
+        counting,
     };
     let mut pending = temporary_in(dir, ".runbook-")?;
     let mut n = 1;
@@ -310,7 +324,7 @@ pub fn snapshot(db: &Path, dest: &Path) -> Result<(), Error> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-    let (tmp, ..) = snapshot_in(db, dir)?;
+    let (tmp, ..) = snapshot_in(db, dir, &Counting::default())?;
     tmp.persist_noclobber(dest)
         .map_err(|e| io("writing", dest)(e.error))?;
     sync_dir(dir)
@@ -321,6 +335,7 @@ pub fn snapshot(db: &Path, dest: &Path) -> Result<(), Error> {
 fn snapshot_in(
     db: &Path,
     dir: &Path,
+    counting: &Counting,
 ) -> Result<(tempfile::NamedTempFile, String, u64, Fingerprint), Error> {
     database::check_header(db)?;
     let mut tmp = temporary_in(dir, ".runbook-backup-")?;
@@ -330,10 +345,14 @@ fn snapshot_in(
         tmp.as_file().sync_all().map_err(io("syncing", &tmp_path))?;
         let (sha256, size) = hash_file(&tmp_path)?;
         let conn = database::open_immutable(&tmp_path)?;
-        (sha256, size, database::fingerprint_on(&conn, &tmp_path)?)
+        (
+            sha256,
+            size,
+            database::fingerprint_on(&conn, &tmp_path, counting)?,
+        )
     } else {
         // Errors name the directory: the temporary file is ours, not the operator's.
-        copy_under_read_lock(db, tmp.as_file_mut(), dir)?
+        copy_under_read_lock(db, tmp.as_file_mut(), dir, counting)?
     };
     Ok((tmp, sha256, size, fingerprint))
 }
@@ -346,6 +365,7 @@ fn copy_under_read_lock(
     db: &Path,
     out: &mut File,
     out_path: &Path,
+    counting: &Counting,
 ) -> Result<(String, u64, Fingerprint), Error> {
     // Opened before the read transaction and closed after it: closing any
     // descriptor of the file drops this process's POSIX locks on it,
@@ -356,7 +376,7 @@ fn copy_under_read_lock(
         .map_err(|e| sqlite_error(db, e))?;
     let copied = copy_hashing(&src, out, db, out_path, |out| {
         out.sync_all().map_err(io("syncing", out_path))?;
-        Ok(database::fingerprint_on(&conn, db)?)
+        Ok(database::fingerprint_on(&conn, db, counting)?)
     });
     let _ = conn.execute_batch("COMMIT");
     drop(src);
@@ -527,7 +547,9 @@ pub fn read_manifest(backup: &Path) -> Result<Option<Manifest>, Error> {
 }
 
 /// Every backup in `dir`, ours and the app's, newest first.
-pub fn list(dir: &Path) -> Result<Vec<Entry>, Error> {
+/// The backups in `dir`, newest first. Each with a manifest is described in
+/// the terms it was made with; the others are fingerprinted per `counting`.
+pub fn list(dir: &Path, counting: &Counting) -> Result<Vec<Entry>, Error> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -556,7 +578,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, Error> {
                     };
                     (m.created_at, m.label, Some(m.sha256), fingerprint)
                 }
-                Ok(None) => (modified(&path), None, None, fingerprint_of(&path)),
+                Ok(None) => (modified(&path), None, None, fingerprint_of(&path, counting)),
                 Err(e) => (modified(&path), None, None, Err(e.to_string())),
             };
             out.push(Entry {
@@ -569,7 +591,7 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, Error> {
                 fingerprint,
             });
         } else if let Some(created_at) = legacy_time(&name) {
-            let fingerprint = fingerprint_of(&path);
+            let fingerprint = fingerprint_of(&path, counting);
             out.push(Entry {
                 path,
                 kind: "legacy",
@@ -589,9 +611,9 @@ pub fn list(dir: &Path) -> Result<Vec<Entry>, Error> {
     Ok(out)
 }
 
-fn fingerprint_of(path: &Path) -> Result<Fingerprint, String> {
+fn fingerprint_of(path: &Path, counting: &Counting) -> Result<Fingerprint, String> {
     database::open_immutable(path)
-        .and_then(|c| database::fingerprint_on(&c, path))
+        .and_then(|c| database::fingerprint_on(&c, path, counting))
         .map_err(|e| e.to_string())
 }
 
@@ -641,11 +663,11 @@ pub struct Verified {
 }
 
 /// `integrity_check` on the backup, and its checksum against its manifest.
-pub fn verify(backup: &Path) -> Result<Verified, Error> {
+pub fn verify(backup: &Path, counting: &Counting) -> Result<Verified, Error> {
     // Each reads the whole file and is bound by the CPU, so they run side by side.
     let (content, hashed) = std::thread::scope(|scope| {
         let hashed = scope.spawn(|| crate::progress::silently(true, || hash_file(backup)));
-        (check_content(backup), joined(hashed))
+        (check_content(backup, counting), joined(hashed))
     });
     let fingerprint = content?;
     let (sha256, _) = hashed?;
@@ -658,11 +680,11 @@ pub fn verify(backup: &Path) -> Result<Verified, Error> {
 }
 
 /// `integrity_check` on a backup, then what it holds.
-fn check_content(backup: &Path) -> Result<Fingerprint, Error> {
+fn check_content(backup: &Path, counting: &Counting) -> Result<Fingerprint, Error> {
     let mut conn = database::open_immutable(backup)?;
     crate::progress::watch_sqlite(&mut conn, "integrity check");
     database::integrity_check_on(&conn, backup)?;
-    Ok(database::fingerprint_on(&conn, backup)?)
+    Ok(database::fingerprint_on(&conn, backup, counting)?)
 }
 
 /// The backup's checksum against its manifest; whether it has one.
@@ -710,6 +732,7 @@ pub fn restore(
     backup: &Path,
     dir: &Path,
     lock_timeout: Duration,
+    counting: &Counting,
 ) -> Result<Restored, Error> {
     let real = real_file(db)?;
     let target = real.as_deref().unwrap_or(db);
@@ -728,7 +751,9 @@ pub fn restore(
     let out = tmp.as_file_mut();
     let (content, copied, current) = std::thread::scope(|scope| {
         let current = scope.spawn(|| {
-            crate::progress::silently(true, || Current::keep(real.as_deref(), dir, lock_timeout))
+            crate::progress::silently(true, || {
+                Current::keep(real.as_deref(), dir, lock_timeout, counting)
+            })
         });
         let copied = scope.spawn(|| {
             crate::progress::silently(true, || {
@@ -737,7 +762,11 @@ pub fn restore(
                 })
             })
         });
-        (check_content(backup), joined(copied), joined(current))
+        (
+            check_content(backup, counting),
+            joined(copied),
+            joined(current),
+        )
     });
     // Errors in the order the steps would come one after another: the
     // backup's own, then the pre-restore backup's, then the copy's. An early
@@ -776,6 +805,16 @@ pub fn restore(
             journal.display()
         )));
     }
+    // The copy about to be put in place holds what the backup holds. It is
+    // read here, not once renamed: from the rename on, the app may write to
+    // the restored file, and what it writes is its own.
+    let copy = database::open_immutable(tmp.path())
+        .and_then(|conn| database::fingerprint_on(&conn, tmp.path(), counting))?;
+    if copy != expected {
+        return Err(Error::Mismatch {
+            detail: format!("expected {expected:?}, found {copy:?}; nothing was restored"),
+        });
+    }
     tmp.persist(target)
         .map_err(|e| io("replacing", db)(e.error))?;
     // From here the restore has happened: the state before stays kept,
@@ -788,16 +827,10 @@ pub fn restore(
     // moved and fails; a new connection opens the restored file.
     drop(current);
 
-    let restored = database::fingerprint(target)?;
-    if restored != expected {
-        return Err(Error::Mismatch {
-            detail: format!("expected {expected:?}, found {restored:?}"),
-        });
-    }
     Ok(Restored {
         backup: backup.to_path_buf(),
         pre_restore_backup: pre_restore,
-        fingerprint: restored,
+        fingerprint: copy,
     })
 }
 
@@ -853,7 +886,12 @@ struct Current {
 impl Current {
     /// Takes the live database (`None`: there is none) from every other
     /// writer and backs it up, as it is at that moment, into `dir`.
-    fn keep(db: Option<&Path>, dir: &Path, timeout: Duration) -> Result<Current, Error> {
+    fn keep(
+        db: Option<&Path>,
+        dir: &Path,
+        timeout: Duration,
+        counting: &Counting,
+    ) -> Result<Current, Error> {
         let Some(db) = db else {
             return Ok(Current {
                 lock: None,
@@ -870,7 +908,7 @@ impl Current {
         };
         match Exclusive::take(db, timeout) {
             Ok(lock) => {
-                let kept = lock.back_up(db, dir).map_err(failed)?;
+                let kept = lock.back_up(db, dir, counting).map_err(failed)?;
                 Ok(Current {
                     lock: Some(lock),
                     kept: Some(kept),
@@ -879,7 +917,7 @@ impl Current {
             // A file SQLite cannot read has no lock to take, and no write can
             // commit to it either: its bytes are kept as they are.
             Err(e) if unreadable(&e) => {
-                let (path, _) = create(db, dir, Some("pre-restore")).map_err(failed)?;
+                let (path, _) = create(db, dir, Some("pre-restore"), counting).map_err(failed)?;
                 Ok(Current {
                     lock: None,
                     kept: Some(Kept(Some(path))),
@@ -963,19 +1001,20 @@ impl Exclusive {
     /// The live file's bytes into a new backup in `dir`. Nothing can write
     /// while the lock is held, so the copy is of one moment, and the
     /// fingerprint, read in the same transaction, is of that moment.
-    fn back_up(&self, db: &Path, dir: &Path) -> Result<Kept, Error> {
+    fn back_up(&self, db: &Path, dir: &Path, counting: &Counting) -> Result<Kept, Error> {
         std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
         let mut tmp = temporary_in(dir, ".runbook-backup-")?;
         let (sha256, size, fingerprint) =
             copy_hashing(&self.file, tmp.as_file_mut(), db, dir, |out| {
                 out.sync_all().map_err(io("syncing", dir))?;
-                Ok(database::fingerprint_on(&self.conn, db)?)
+                Ok(database::fingerprint_on(&self.conn, db, counting)?)
             })?;
         let snapshot = Snapshot {
             tmp,
             sha256,
             size,
             fingerprint,
+            counting: counting.clone(),
             unreadable: None,
         };
         let (path, _) = store(db, dir, Some("pre-restore"), snapshot)?;
@@ -1104,6 +1143,9 @@ pub struct Criteria {
     pub with_tables: Vec<String>,
     /// Only backups made with this label (`pre-restore`, `emergency`…).
     pub label: Option<String>,
+    /// The terms the backups are read in: the tables and markers above are
+    /// looked for, and the chosen one's fingerprint given, in these.
+    pub counting: Counting,
 }
 
 /// What [`select`] chose, and what it passed over on the way.
@@ -1118,10 +1160,15 @@ pub struct Selected {
 /// of `without_markers` live, and that passes [`verify`]. When none does,
 /// the error lists every backup and why it was passed over.
 pub fn select(dir: &Path, wanted: &Criteria) -> Result<Selected, Error> {
-    let entries = list(dir)?;
+    let entries = list(dir, &wanted.counting)?;
     let mut rejected = Vec::new();
-    for entry in entries {
+    for mut entry in entries {
+        // In the caller's terms, whatever terms its manifest was made in.
         let fp = match &entry.fingerprint {
+            Ok(_) => fingerprint_of(&entry.path, &wanted.counting),
+            Err(e) => Err(e.clone()),
+        };
+        let fp = match &fp {
             Ok(fp) => fp,
             Err(e) => {
                 rejected.push(Rejected {
@@ -1162,13 +1209,14 @@ pub fn select(dir: &Path, wanted: &Criteria) -> Result<Selected, Error> {
             });
             continue;
         }
-        match verify(&entry.path) {
+        match verify(&entry.path, &wanted.counting) {
             Ok(verified) => {
+                entry.fingerprint = Ok(verified.fingerprint.clone());
                 return Ok(Selected {
                     entry,
                     verified,
                     rejected,
-                })
+                });
             }
             Err(e) => rejected.push(Rejected {
                 path: entry.path.clone(),

@@ -177,12 +177,50 @@ pub struct BackupArgs {
     /// A word for the new backup's name: emergency, before-upgrade…
     #[arg(long)]
     pub label: Option<String>,
+    /// Count the rows of this table in fingerprints (repeatable) [default: every table]
+    #[arg(long = "count", value_name = "TABLE")]
+    pub count: Vec<String>,
+    /// A column that marks a row deleted when it is not NULL: fingerprints count live rows too
+    #[arg(long, value_name = "COLUMN")]
+    pub soft_delete: Option<String>,
+    /// Where the app records the migrations it ran: TABLE.COLUMN, or a SELECT returning them
+    #[arg(long, value_name = "TABLE.COLUMN|QUERY")]
+    pub markers: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
     /// If another run holds the install, wait up to this long for it (e.g. 10m) instead of refusing
     #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
     pub wait: Option<std::time::Duration>,
+}
+
+impl BackupArgs {
+    /// The terms fingerprints are read in, from `--count`, `--soft-delete`
+    /// and `--markers`.
+    pub fn counting(&self) -> crate::database::Counting {
+        use crate::database::Markers;
+        let markers = self.markers.as_deref().map(|m| {
+            let is_query = m
+                .trim_start()
+                .get(..6)
+                .is_some_and(|w| w.eq_ignore_ascii_case("select"));
+            match m.split_once('.') {
+                Some((table, column)) if !is_query => Markers::Column {
+                    table: table.to_owned(),
+                    column: column.to_owned(),
+                    done: None,
+                },
+                _ => Markers::Query {
+                    query: m.to_owned(),
+                },
+            }
+        });
+        crate::database::Counting {
+            tables: (!self.count.is_empty()).then(|| self.count.clone()),
+            soft_delete: self.soft_delete.clone(),
+            markers,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -209,7 +247,7 @@ pub enum BackupOp {
 fn parse_var(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not KEY=VALUE (e.g. --var severity=critical)"))?;
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE (e.g. --var db=app.db)"))?;
     let k = k.trim();
     if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!(

@@ -11,10 +11,40 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
-/// The tables whose row counts the fingerprint records.
-pub const COUNTED_TABLES: &[&str] = &["images", "docs", "media"];
-/// Where the app records finished migrations (GORM's `migration_records`).
-const MARKER_TABLE: &str = "migration_records";
+/// What a fingerprint counts and reads: the application's terms, given by
+/// the playbook (or the backup command), never assumed by runbook.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Counting {
+    /// The tables whose rows are counted (default: every table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
+    /// A column that marks a row deleted when it is not NULL (`deleted_at`):
+    /// `live` counts the rows of each counted table that has it and is NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_delete: Option<String>,
+    /// Where the application records the migrations it has run (default: nowhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markers: Option<Markers>,
+}
+
+/// How to read the migrations an application has run: a column of a table
+/// (its rows soft-deleted per `soft_delete` left out, and with `done` only
+/// those whose `done` column is true), or a query returning one column
+/// (run read-only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, untagged)]
+pub enum Markers {
+    Column {
+        table: String,
+        column: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        done: Option<String>,
+    },
+    Query {
+        query: String,
+    },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -47,17 +77,25 @@ fn sqlite(path: &Path) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
     }
 }
 
-/// What a database holds, enough to tell its state in the migration.
+/// What a database holds, in the terms of a [`Counting`]: enough to tell
+/// one state of the application's schema and data from another.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     /// Every table, sorted.
     pub tables: Vec<String>,
-    /// Rows in each of [`COUNTED_TABLES`] that exists.
+    /// Rows in each counted table that exists.
     pub counts: BTreeMap<String, i64>,
-    /// Rows not soft-deleted (`deleted_at IS NULL`) in the same tables.
+    /// Rows not soft-deleted in the same tables (with a `soft_delete` column).
+    #[serde(default)]
     pub live: BTreeMap<String, i64>,
-    /// Names of completed migrations whose record is not soft-deleted.
+    /// The migrations recorded as run (with `markers`).
+    #[serde(default)]
     pub markers: Vec<String>,
+    /// SHA-256 of the schema (every table's, index's, view's and trigger's
+    /// SQL, in name order): two databases with the same tables and counts
+    /// but another column or index differ here.
+    #[serde(default)]
+    pub schema: String,
 }
 
 impl Fingerprint {
@@ -214,13 +252,17 @@ fn corrupt_or(path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
-pub fn fingerprint(path: &Path) -> Result<Fingerprint, Error> {
+pub fn fingerprint(path: &Path, counting: &Counting) -> Result<Fingerprint, Error> {
     let conn = open_read_only(path)?;
-    fingerprint_on(&conn, path)
+    fingerprint_on(&conn, path, counting)
 }
 
 /// Reads the fingerprint in one read transaction, so it is of one moment.
-pub fn fingerprint_on(conn: &Connection, path: &Path) -> Result<Fingerprint, Error> {
+pub fn fingerprint_on(
+    conn: &Connection,
+    path: &Path,
+    counting: &Counting,
+) -> Result<Fingerprint, Error> {
     let err = |e| corrupt_or(path, e);
     // Inside the caller's read transaction, if it has one; else in our own.
     let own = conn.is_autocommit();
@@ -239,50 +281,117 @@ pub fn fingerprint_on(conn: &Connection, path: &Path) -> Result<Fingerprint, Err
             tables,
             ..Fingerprint::default()
         };
-        for table in COUNTED_TABLES {
-            if !fp.has_table(table) {
-                continue;
-            }
-            // Table names come from the fixed list above, never from input.
+        fp.schema = schema_digest(conn).map_err(err)?;
+        let counted: Vec<String> = match &counting.tables {
+            Some(wanted) => wanted.iter().filter(|t| fp.has_table(t)).cloned().collect(),
+            None => fp.tables.clone(),
+        };
+        for table in &counted {
+            let quoted = quote_identifier(table);
             let n: i64 = conn
-                .query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
-                    r.get(0)
-                })
+                .query_row(&format!("SELECT count(*) FROM {quoted}"), [], |r| r.get(0))
                 .map_err(err)?;
-            fp.counts.insert((*table).to_owned(), n);
-            if has_column(conn, table, "deleted_at").map_err(err)? {
-                let live: i64 = conn
-                    .query_row(
-                        &format!("SELECT count(*) FROM \"{table}\" WHERE deleted_at IS NULL"),
-                        [],
-                        |r| r.get(0),
-                    )
-                    .map_err(err)?;
-                fp.live.insert((*table).to_owned(), live);
+            fp.counts.insert(table.clone(), n);
+            if let Some(column) = counting.soft_delete.as_deref() {
+                if has_column(conn, table, column).map_err(err)? {
+                    let live: i64 = conn
+                        .query_row(
+                            &format!(
+                                "SELECT count(*) FROM {quoted} WHERE {} IS NULL",
+                                quote_identifier(column)
+                            ),
+                            [],
+                            |r| r.get(0),
+                        )
+                        .map_err(err)?;
+                    fp.live.insert(table.clone(), live);
+                }
             }
         }
-        if fp.has_table(MARKER_TABLE) {
-            let deleted = if has_column(conn, MARKER_TABLE, "deleted_at").map_err(err)? {
-                " AND deleted_at IS NULL"
-            } else {
-                ""
-            };
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT name FROM {MARKER_TABLE} WHERE completed{deleted} ORDER BY name"
-                ))
-                .map_err(err)?;
-            fp.markers = stmt
-                .query_map([], |r| r.get(0))
-                .and_then(|rows| rows.collect())
-                .map_err(err)?;
-        }
+        fp.markers = markers_on(conn, &fp.tables, counting).map_err(err)?;
         Ok(fp)
     })();
     if own {
         let _ = conn.execute_batch("COMMIT");
     }
     result
+}
+
+/// The migrations the database records as run, per `counting.markers`
+/// (none if it names a table the database does not have). `tables` is
+/// every table of the database.
+pub fn markers_on(
+    conn: &Connection,
+    tables: &[String],
+    counting: &Counting,
+) -> rusqlite::Result<Vec<String>> {
+    let sql = match &counting.markers {
+        None => return Ok(Vec::new()),
+        Some(Markers::Column { table, .. }) if !tables.contains(table) => return Ok(Vec::new()),
+        Some(Markers::Column {
+            table,
+            column,
+            done,
+        }) => {
+            let mut conditions = Vec::new();
+            if let Some(done) = done {
+                conditions.push(quote_identifier(done));
+            }
+            match counting.soft_delete.as_deref() {
+                Some(c) if has_column(conn, table, c)? => {
+                    conditions.push(format!("{} IS NULL", quote_identifier(c)));
+                }
+                _ => {}
+            }
+            let filter = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", conditions.join(" AND "))
+            };
+            format!(
+                "SELECT {} FROM {}{filter}",
+                quote_identifier(column),
+                quote_identifier(table)
+            )
+        }
+        Some(Markers::Query { query }) => query.clone(),
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let mut names: Vec<String> = stmt
+        .query_map([], |r| {
+            r.get::<_, rusqlite::types::Value>(0).map(|v| match v {
+                rusqlite::types::Value::Text(t) => t,
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Real(f) => f.to_string(),
+                _ => String::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// SHA-256 of every schema object's SQL, in name order.
+fn schema_digest(conn: &Connection) -> rusqlite::Result<String> {
+    use sha2::Digest;
+    let mut stmt = conn.prepare(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )?;
+    let mut h = sha2::Sha256::new();
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        for i in 0..3 {
+            h.update(row.get::<_, String>(i)?.as_bytes());
+            h.update([0]);
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A name as an SQL identifier: in double quotes, inner quotes doubled, so
+/// a table name from a playbook is only ever a name.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {

@@ -26,7 +26,7 @@ pub enum Event {
         fail: Vec<String>,
         run_dir: Option<String>,
         vars: Map<String, Json>,
-        /// The severity's deadline (`15m`) and when it falls (UTC).
+        /// The playbook's deadline (`15m`) and when it falls (UTC).
         #[serde(default)]
         deadline: Option<String>,
         #[serde(default)]
@@ -113,7 +113,7 @@ pub enum Event {
         duration_ms: u64,
         failed_step: Option<String>,
         error: Option<String>,
-        /// Whether the run ended within the severity's deadline.
+        /// Whether the run ended within the playbook's deadline.
         #[serde(default)]
         deadline_met: Option<bool>,
         /// Dry run: the fingerprint of the plan and of the state it saw,

@@ -23,7 +23,7 @@ pub struct Plan {
     pub scopes: Vec<Scope>,
     /// Values that must never be written anywhere: replaced by `***`.
     pub secrets: Vec<String>,
-    /// From the `severity` variable: how long the plan gives the run.
+    /// From the playbook's `deadline:`: how long the plan gives the run.
     pub deadline: Option<Duration>,
     /// SHA-256 of everything the plan was made from: the playbook files,
     /// template files and resolved variables.
@@ -32,6 +32,8 @@ pub struct Plan {
     pub facts: Vec<Fact>,
     /// The template of report.md (`report:`); none for the built-in one.
     pub report: Option<PathBuf>,
+    /// Variables a rehearsal sets (a declaration's `rehearsal:`), by name.
+    pub rehearsal: Vec<(String, String)>,
 }
 
 /// A fact the playbook declares about its run (`facts:`): evaluated when the

@@ -31,6 +31,9 @@ pub struct Playbook {
     pub facts: Vec<(Located<String>, Located<String>)>,
     /// `report:`: the template of the run's report.md, relative to the playbook.
     pub report: Option<Located<String>>,
+    /// `deadline:`: how long the run has, a template over the variables
+    /// that renders to a duration (`15m`), or to nothing for no deadline.
+    pub deadline: Option<Node>,
 }
 
 #[derive(Clone, Debug)]
@@ -42,6 +45,9 @@ pub struct VarDecl {
     pub secret: bool,
     pub description: Option<String>,
     pub choices: Vec<String>,
+    /// The value a rehearsal gives it instead (`true` for a command that
+    /// would stop the real app), unless the operator gives one.
+    pub rehearsal: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +109,7 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "always",
     "facts",
     "report",
+    "deadline",
 ];
 pub const STEP_KEYS: &[&str] = &[
     "id",
@@ -123,7 +130,14 @@ pub const STEP_KEYS: &[&str] = &[
     "confirm",
 ];
 pub const CHECK_KEYS: &[&str] = &["name", "that", "action", "with", "expect"];
-pub const VAR_KEYS: &[&str] = &["default", "required", "secret", "description", "choices"];
+pub const VAR_KEYS: &[&str] = &[
+    "default",
+    "required",
+    "secret",
+    "description",
+    "choices",
+    "rehearsal",
+];
 
 /// Reads and parses a playbook file; the path is kept as given, for messages.
 /// Returns what could be read together with the problems found in it, so
@@ -315,6 +329,7 @@ impl<'a> Reader<'a> {
             always: Vec::new(),
             facts: Vec::new(),
             report: None,
+            deadline: None,
         };
         let Some(mut f) = self.fields(root, "a playbook") else {
             return playbook;
@@ -343,6 +358,9 @@ impl<'a> Reader<'a> {
         }
         if let Some((_, v)) = f.take("report") {
             playbook.report = self.string(v, "`report`");
+        }
+        if let Some((_, v)) = f.take("deadline") {
+            playbook.deadline = Some(v.clone());
         }
         self.finish(f, "a playbook", PLAYBOOK_KEYS);
         playbook
@@ -411,6 +429,7 @@ impl<'a> Reader<'a> {
             secret: false,
             description: None,
             choices: Vec::new(),
+            rehearsal: None,
         };
         let Value::Map(entries) = &value.value else {
             return decl;
@@ -420,7 +439,7 @@ impl<'a> Reader<'a> {
             .any(|(k, _)| VAR_KEYS.contains(&k.name.as_str()))
         {
             let d = Diagnostic::at(&self.span(value.pos), format!("variable `{}` is declared with unknown keys", decl.name.value))
-                .help("declare a variable as its default value, or as a mapping of default, required, secret, description, choices");
+                .help("declare a variable as its default value, or as a mapping of default, required, secret, description, choices, rehearsal");
             self.diagnostics.push(d);
             return decl;
         }
@@ -436,6 +455,9 @@ impl<'a> Reader<'a> {
         }
         if let Some((_, v)) = f.take("description") {
             decl.description = self.string(v, "`description`").map(|l| l.value);
+        }
+        if let Some((_, v)) = f.take("rehearsal") {
+            decl.rehearsal = self.string(v, "`rehearsal`").map(|l| l.value);
         }
         if let Some((_, v)) = f.take("choices") {
             for item in self.list(v, "`choices`") {

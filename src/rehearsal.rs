@@ -2,8 +2,9 @@
 //! variable that names an SQLite database gets a consistent snapshot in the
 //! run directory; every one that names a directory of backups gets a mirror
 //! (hard links where the file system allows: backups are never written in
-//! place, only added and removed); the app's stop and start commands become
-//! no-ops and e-mail stays in the outbox. The overrides are ordinary
+//! place, only added and removed); every variable declared with a
+//! `rehearsal:` value takes it (the app's stop and start commands become
+//! `true`, e-mail stays in the outbox). The overrides are ordinary
 //! `--var`s, so every included playbook sees them; a `--var` the operator
 //! gave wins over all of this.
 
@@ -14,13 +15,6 @@ use serde_json::{Map, Value as Json};
 
 use crate::{backup, database};
 
-/// Variables replaced by harmless values in a rehearsal.
-const NO_OPS: &[(&str, &str)] = &[
-    ("stop_command", "true"),
-    ("start_command", "true"),
-    ("transport", "file"),
-];
-
 /// What a rehearsal changed, to tell the operator.
 pub struct Prepared {
     pub overrides: Vec<(String, String)>,
@@ -29,6 +23,7 @@ pub struct Prepared {
 
 pub fn prepare(
     vars: &Map<String, Json>,
+    harmless: &[(String, String)],
     explicit: &[(String, String)],
     scratch: &Path,
 ) -> anyhow::Result<Prepared> {
@@ -37,22 +32,21 @@ pub fn prepare(
         overrides: Vec::new(),
         notes: Vec::new(),
     };
+    // What the playbooks declare harmless in a rehearsal, wherever declared.
+    for (name, stand_in) in harmless.iter().filter(|(n, _)| !given(n)) {
+        prepared.overrides.push((name.clone(), stand_in.clone()));
+        match vars.get(name).and_then(Json::as_str) {
+            Some(value) if value != stand_in => prepared
+                .notes
+                .push(format!("{name}: `{stand_in}` instead of `{value}`")),
+            _ => {}
+        }
+    }
     for (name, value) in vars {
         let Some(value) = value.as_str().filter(|v| !v.is_empty()) else {
             continue;
         };
-        if given(name) {
-            continue;
-        }
-        if let Some((_, harmless)) = NO_OPS.iter().find(|(n, _)| n == name) {
-            prepared
-                .overrides
-                .push((name.clone(), (*harmless).to_owned()));
-            if value != *harmless {
-                prepared
-                    .notes
-                    .push(format!("{name}: `{harmless}` instead of `{value}`"));
-            }
+        if given(name) || harmless.iter().any(|(n, _)| n == name) {
             continue;
         }
         let path = Path::new(value);

@@ -38,7 +38,7 @@ pub struct Human {
     verbose: bool,
     depth: usize,
     dry_run: bool,
-    /// When the severity's deadline falls.
+    /// When the playbook's deadline falls.
     deadline: Option<std::time::Instant>,
     /// Dry run: each top-level step's predicted outcome, for the closing lines.
     predicted: Vec<String>,

@@ -89,7 +89,8 @@ pub fn playbook_schema() -> Json {
                         "required": {"type": "boolean", "description": "a run needs a value (--var NAME=VALUE)"},
                         "secret": {"type": "boolean", "description": "written as *** everywhere"},
                         "description": {"type": "string"},
-                        "choices": {"type": "array", "items": {"type": "string"}}
+                        "choices": {"type": "array", "items": {"type": "string"}},
+                        "rehearsal": {"type": "string", "description": "the value a rehearsal (--rehearse) gives it, unless given with --var"}
                     }
                 }
             ]
@@ -140,6 +141,10 @@ pub fn playbook_schema() -> Json {
                 "type": "object",
                 "description": "named facts about the run, each an expression over the steps' outputs; templates read run.facts.NAME",
                 "additionalProperties": {"type": "string"}
+            },
+            "deadline": {
+                "type": "string",
+                "description": "how long the run has: a template over the variables that renders to a duration (15m, 1h 30m), or to nothing for no deadline"
             },
             "report": {
                 "type": "string",

@@ -100,7 +100,7 @@ pub struct Summary {
     pub elapsed: String,
     /// Once ended: from the first start to the end, to the millisecond.
     pub duration_ms: Option<u64>,
-    /// The severity's deadline (`15m`) and when it falls (UTC).
+    /// The playbook's deadline (`15m`) and when it falls (UTC).
     pub deadline: Option<String>,
     pub deadline_at: Option<String>,
     /// Whether the run ended within the deadline; none without one, or

@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 
 use super::{confirm, outputs, Action, Context, Failure, Outputs};
 use crate::backup;
+use crate::database::Counting;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +18,9 @@ use crate::backup;
 pub struct Create {
     db: PathBuf,
     dir: PathBuf,
+    /// What its fingerprint counts and reads (docs/actions.md, "Fingerprints").
+    #[serde(default)]
+    fingerprint: Counting,
     /// A word for the file name and manifest: `emergency`, `pre-restore`…
     #[serde(default)]
     label: Option<String>,
@@ -27,6 +31,9 @@ pub struct Create {
 #[schemars(rename = "BackupList")]
 pub struct List {
     dir: PathBuf,
+    /// What its fingerprint counts and reads (docs/actions.md, "Fingerprints").
+    #[serde(default)]
+    fingerprint: Counting,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -34,6 +41,9 @@ pub struct List {
 #[schemars(rename = "BackupSelect")]
 pub struct Select {
     dir: PathBuf,
+    /// What its fingerprint counts and reads (docs/actions.md, "Fingerprints").
+    #[serde(default)]
+    fingerprint: Counting,
     /// Pass over backups that have any of these tables.
     #[serde(default)]
     without_tables: Vec<String>,
@@ -53,6 +63,9 @@ pub struct Select {
 #[schemars(rename = "BackupVerify")]
 pub struct Verify {
     backup: PathBuf,
+    /// What its fingerprint counts and reads (docs/actions.md, "Fingerprints").
+    #[serde(default)]
+    fingerprint: Counting,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -61,6 +74,9 @@ pub struct Verify {
 pub struct Restore {
     db: PathBuf,
     backup: PathBuf,
+    /// What its fingerprint counts and reads (docs/actions.md, "Fingerprints").
+    #[serde(default)]
+    fingerprint: Counting,
     /// Where the pre-restore backup of the current state goes.
     dir: PathBuf,
     /// How long to wait for the database to be free (default 10s).
@@ -116,8 +132,13 @@ impl Action for Create {
     }
 
     fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
-        let (path, manifest) =
-            backup::create(&self.db, &self.dir, self.label.as_deref()).map_err(Failure::failed)?;
+        let (path, manifest) = backup::create(
+            &self.db,
+            &self.dir,
+            self.label.as_deref(),
+            &self.fingerprint,
+        )
+        .map_err(Failure::failed)?;
         let mut out = outputs(&manifest);
         out.insert("path".into(), path.display().to_string().into());
         Ok(out)
@@ -138,7 +159,7 @@ impl Action for List {
     }
 
     fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
-        let entries = backup::list(&self.dir).map_err(Failure::failed)?;
+        let entries = backup::list(&self.dir, &self.fingerprint).map_err(Failure::failed)?;
         let mut out = Outputs::new();
         out.insert("count".into(), entries.len().into());
         out.insert("backups".into(), entries.iter().map(entry_json).collect());
@@ -168,6 +189,7 @@ impl Action for Select {
             without_markers: self.without_markers.clone(),
             with_tables: self.with_tables.clone(),
             label: self.label.clone(),
+            counting: self.fingerprint.clone(),
         };
         let selected = backup::select(&self.dir, &criteria).map_err(Failure::failed)?;
         let mut out = outputs(entry_json(&selected.entry));
@@ -192,7 +214,7 @@ impl Action for Verify {
     }
 
     fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
-        let v = backup::verify(&self.backup).map_err(Failure::failed)?;
+        let v = backup::verify(&self.backup, &self.fingerprint).map_err(Failure::failed)?;
         let mut out = outputs(&v);
         out.insert("integrity".into(), "ok".into());
         Ok(out)
@@ -219,8 +241,14 @@ impl Action for Restore {
 
     fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
         let timeout = self.lock_timeout.unwrap_or(Duration::from_secs(10));
-        let r =
-            backup::restore(&self.db, &self.backup, &self.dir, timeout).map_err(Failure::failed)?;
+        let r = backup::restore(
+            &self.db,
+            &self.backup,
+            &self.dir,
+            timeout,
+            &self.fingerprint,
+        )
+        .map_err(Failure::failed)?;
         Ok(outputs(&r))
     }
 }

@@ -107,6 +107,9 @@ pub struct Fingerprint {
     /// Also run `PRAGMA integrity_check` (it reads the whole file).
     #[serde(default)]
     integrity: bool,
+    /// What it counts and reads (docs/actions.md, "Fingerprints").
+    #[serde(default)]
+    fingerprint: database::Counting,
 }
 
 impl Action for Query {
@@ -420,7 +423,8 @@ impl Action for Fingerprint {
             crate::progress::watch_sqlite(&mut conn, "integrity check");
         }
         let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
-        let fp = database::fingerprint_on(&conn, &self.db).map_err(Failure::failed)?;
+        let fp = database::fingerprint_on(&conn, &self.db, &self.fingerprint)
+            .map_err(Failure::failed)?;
         let mut out = super::outputs(&fp);
         if self.integrity {
             database::integrity_check_on(&conn, &self.db).map_err(Failure::failed)?;

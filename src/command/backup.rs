@@ -85,7 +85,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
             let db = need(args.db.as_ref(), "--db PATH", "create")?;
             let dir = dir()?;
             let _lock = lock(std::slice::from_ref(&dir), args)?;
-            let (path, m) = backup::create(db, &dir, args.label.as_deref())?;
+            let (path, m) = backup::create(db, &dir, args.label.as_deref(), &args.counting())?;
             if args.json {
                 println!("{}", json!({"path": path, "manifest": m}));
             } else {
@@ -99,7 +99,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
             }
         }
         BackupOp::List => {
-            let entries = backup::list(&dir()?)?;
+            let entries = backup::list(&dir()?, &args.counting())?;
             if args.json {
                 for e in &entries {
                     println!("{}", serde_json::to_string(e).unwrap_or_default());
@@ -129,7 +129,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
         }
         BackupOp::Verify => {
             let file = need(args.backup.as_ref(), "--backup FILE", "verify")?;
-            let v = backup::verify(file)?;
+            let v = backup::verify(file, &args.counting())?;
             if args.json {
                 println!(
                     "{}",
@@ -161,7 +161,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 ),
                 args.force,
             )?;
-            let r = backup::restore(db, file, &dir, Duration::from_secs(10))?;
+            let r = backup::restore(db, file, &dir, Duration::from_secs(10), &args.counting())?;
             if args.json {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());
             } else {
@@ -198,14 +198,12 @@ fn lock(targets: &[PathBuf], args: &BackupArgs) -> Result<crate::lock::Locks, Pr
     crate::lock::Locks::acquire(targets, args.wait).map_err(|e| Problem::Locked(Box::new(e)))
 }
 
-/// `images 120, docs 80, media 0; markers: media_unification_2024`
+/// `docs 80, images 120, media 0; markers: 2024_unify`: each table counted,
+/// in the terms the fingerprint was read in.
 fn summary(fp: &crate::database::Fingerprint) -> String {
-    let counts: Vec<String> = crate::database::COUNTED_TABLES
-        .iter()
-        .filter_map(|t| fp.counts.get(*t).map(|n| format!("{t} {n}")))
-        .collect();
+    let counts: Vec<String> = fp.counts.iter().map(|(t, n)| format!("{t} {n}")).collect();
     let mut s = if counts.is_empty() {
-        "no images/docs/media tables".to_owned()
+        "no tables counted".to_owned()
     } else {
         counts.join(", ")
     };

@@ -311,10 +311,11 @@ fn rehearse(
         .map(|s| s.vars.clone())
         .unwrap_or_default();
     let prepared =
-        crate::rehearsal::prepare(&vars, &args.vars, &dir.join("rehearsal")).map_err(|err| {
-            eprintln!("error: cannot prepare the rehearsal: {err:#}");
-            Exit::Failed
-        })?;
+        crate::rehearsal::prepare(&vars, &plan.rehearsal, &args.vars, &dir.join("rehearsal"))
+            .map_err(|err| {
+                eprintln!("error: cannot prepare the rehearsal: {err:#}");
+                Exit::Failed
+            })?;
     if !args.json {
         println!("rehearsal: the live databases are not touched");
         for note in &prepared.notes {

@@ -23,12 +23,49 @@ fn create_writes_a_0600_backup_and_a_manifest_with_the_fingerprint() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(t.path().join(format!("{path}.json"))).unwrap())
             .unwrap();
+    // By default every table is counted, and no migration table is assumed.
     assert_eq!(manifest["fingerprint"]["counts"]["images"], 12);
     assert_eq!(manifest["fingerprint"]["counts"]["media"], 10 + 6);
+    assert_eq!(manifest["fingerprint"]["counts"]["migration_records"], 1);
+    assert_eq!(manifest["fingerprint"]["markers"], serde_json::json!([]));
+    assert_eq!(manifest["counting"], serde_json::json!({}));
     assert_eq!(
-        manifest["fingerprint"]["markers"][0],
-        "media_unification_2024"
+        manifest["fingerprint"]["schema"].as_str().unwrap().len(),
+        64
     );
+    // In the application's terms, given on the command line, and recorded.
+    let out = t.run(&[
+        "backup",
+        "create",
+        "--db",
+        "app/db_data/main.db",
+        "--json",
+        "--count",
+        "images",
+        "--count",
+        "media",
+        "--soft-delete",
+        "deleted_at",
+        "--markers",
+        "migration_records.name",
+    ]);
+    out.code(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let m = &v["manifest"];
+    assert_eq!(
+        m["fingerprint"]["counts"],
+        serde_json::json!({"images": 12, "media": 16}),
+        "{m}"
+    );
+    assert_eq!(m["fingerprint"]["markers"][0], "media_unification_2024");
+    assert_eq!(
+        m["counting"]["tables"],
+        serde_json::json!(["images", "media"])
+    );
+    assert_eq!(m["counting"]["markers"]["table"], "migration_records");
+    t.run(&["backup", "list", "--db", "app/db_data/main.db"])
+        .code(0)
+        .stdout_has("images 12, media 16; markers: media_unification_2024");
     assert_eq!(manifest["size"], std::fs::metadata(app.db()).unwrap().len());
     use sha2::Digest;
     let digest: String = sha2::Sha256::digest(std::fs::read(t.path().join(path)).unwrap())
@@ -79,7 +116,7 @@ fn list_shows_ours_and_the_apps_legacy_backups_newest_first() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", out.stdout);
     assert!(
-        lines[0].contains("runbook") && lines[0].contains("images 3, docs 3"),
+        lines[0].contains("runbook") && lines[0].contains("docs 3, images 3"),
         "{}",
         lines[0]
     );

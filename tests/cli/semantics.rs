@@ -400,12 +400,12 @@ fn a_step_past_its_own_deadline_is_recorded_and_the_run_goes_on() {
     assert!(out.report().contains("ok (its deadline passed)"));
 }
 
+/// The deadline is the playbook's: a template over its variables, here
+/// keyed by a severity. A variable called `severity` means nothing by itself.
 #[test]
-fn the_severity_deadline_is_recorded_in_the_journal_and_report() {
-    let t = Test::new().file(
-        "pb.yaml",
-        "vars:\n  severity: minor\nsteps:\n  - id: s\n    action: shell\n    with: {command: [\"true\"]}\n",
-    );
+fn the_playbooks_deadline_is_recorded_in_the_journal_and_report() {
+    let pb = "deadline: \"{{ {'critical': '15m', 'major': '1h', 'minor': '4h'}[severity] }}\"\nvars:\n  severity: minor\nsteps:\n  - id: s\n    action: shell\n    with: {command: [\"true\"]}\n";
+    let t = Test::new().file("pb.yaml", pb);
     let out = t.run(&["run", "pb.yaml", "--var", "severity=major"]);
     out.code(0)
         .stdout_has("deadline: 1h, by ")
@@ -414,4 +414,21 @@ fn the_severity_deadline_is_recorded_in_the_journal_and_report() {
     assert_eq!(journal[0]["deadline"], "1h");
     assert_eq!(journal.last().unwrap()["deadline_met"], true);
     assert!(out.report().contains("- Deadline: **met**"));
+
+    // Without `deadline:`, no deadline, whatever the variables are called.
+    let t = t.file(
+        "plain.yaml",
+        "vars:\n  severity: critical\nsteps:\n  - id: s\n    action: shell\n    with: {command: [\"true\"]}\n",
+    );
+    let out = t.run(&["run", "plain.yaml"]);
+    out.code(0);
+    assert!(!out.stdout.contains("deadline"), "{}", out.stdout);
+    assert_eq!(out.journal()[0]["deadline"], serde_json::Value::Null);
+
+    // One that is not a duration is found by `check`, where it is written.
+    let t = t.file("bad.yaml", &pb.replace("'4h'", "'soon'"));
+    t.run(&["check", "bad.yaml"])
+        .code(2)
+        .stderr_has("error: bad.yaml:1:11: `deadline` is `soon`, not a duration")
+        .stderr_has("help: it must render to a duration such as `15m`");
 }
