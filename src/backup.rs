@@ -2,7 +2,8 @@
 //! written, overwritten or trusted without checking: a consistent snapshot
 //! copied to a temporary file, forced to disk and renamed into place under a
 //! name that cannot collide, with a manifest (checksum and fingerprint)
-//! beside it. Also the app's own legacy backups, which have no manifest,
+//! beside it. Also the application's own backups, which have no manifest,
+//! when the caller names their prefix (`PREFIX` + `YYYYMMDD-HHMMSS.db`),
 //! and the restore, which swaps a backup in under the same SQLite lock as
 //! it keeps the state before, so that no committed write is lost between
 //! the two. Used by the `backup.*` actions and the `runbook backup`
@@ -21,7 +22,6 @@ use crate::database::{self, Counting, Fingerprint};
 
 pub const MANIFEST_FORMAT: u32 = 1;
 const PREFIX: &str = "runbook-";
-const LEGACY_PREFIX: &str = "db_backup_";
 const CHUNK: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ pub struct Manifest {
 #[derive(Clone, Debug, Serialize)]
 pub struct Entry {
     pub path: PathBuf,
-    /// `runbook`, or `legacy` for the app's own `db_backup_YYYYMMDD-HHMMSS.db`.
+    /// `runbook`, or `legacy` for the application's own `PREFIX` + `YYYYMMDD-HHMMSS.db`.
     pub kind: &'static str,
     pub created_at: String,
     pub size: u64,
@@ -546,10 +546,14 @@ pub fn read_manifest(backup: &Path) -> Result<Option<Manifest>, Error> {
     }
 }
 
-/// Every backup in `dir`, ours and the app's, newest first.
-/// The backups in `dir`, newest first. Each with a manifest is described in
-/// the terms it was made with; the others are fingerprinted per `counting`.
-pub fn list(dir: &Path, counting: &Counting) -> Result<Vec<Entry>, Error> {
+/// The backups in `dir`, newest first: runbook's, and the application's
+/// own if `app_prefix` names them. Each with a manifest is described in the
+/// terms it was made with; the others are fingerprinted per `counting`.
+pub fn list(
+    dir: &Path,
+    counting: &Counting,
+    app_prefix: Option<&str>,
+) -> Result<Vec<Entry>, Error> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -590,7 +594,7 @@ pub fn list(dir: &Path, counting: &Counting) -> Result<Vec<Entry>, Error> {
                 sha256,
                 fingerprint,
             });
-        } else if let Some(created_at) = legacy_time(&name) {
+        } else if let Some(created_at) = app_prefix.and_then(|p| legacy_time(&name, p)) {
             let fingerprint = fingerprint_of(&path, counting);
             out.push(Entry {
                 path,
@@ -628,10 +632,11 @@ fn modified(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// `db_backup_20240102-030405.db` → `2024-01-02T03:04:05Z`. The app names
-/// its backups in its own local time; we cannot know its zone, and read it as UTC.
-fn legacy_time(name: &str) -> Option<String> {
-    let stamp = name.strip_prefix(LEGACY_PREFIX)?.strip_suffix(".db")?;
+/// `PREFIX20240102-030405.db` → `2024-01-02T03:04:05Z`. An application
+/// names its backups in its own local time; we cannot know its zone, and
+/// read it as UTC.
+fn legacy_time(name: &str, prefix: &str) -> Option<String> {
+    let stamp = name.strip_prefix(prefix)?.strip_suffix(".db")?;
     let (date, clock) = stamp.split_once('-')?;
     if date.len() != 8
         || clock.len() != 6
@@ -1146,6 +1151,8 @@ pub struct Criteria {
     /// The terms the backups are read in: the tables and markers above are
     /// looked for, and the chosen one's fingerprint given, in these.
     pub counting: Counting,
+    /// The prefix of the application's own backups, to choose among too.
+    pub app_prefix: Option<String>,
 }
 
 /// What [`select`] chose, and what it passed over on the way.
@@ -1160,7 +1167,7 @@ pub struct Selected {
 /// of `without_markers` live, and that passes [`verify`]. When none does,
 /// the error lists every backup and why it was passed over.
 pub fn select(dir: &Path, wanted: &Criteria) -> Result<Selected, Error> {
-    let entries = list(dir, &wanted.counting)?;
+    let entries = list(dir, &wanted.counting, wanted.app_prefix.as_deref())?;
     let mut rejected = Vec::new();
     for mut entry in entries {
         // In the caller's terms, whatever terms its manifest was made in.

@@ -58,7 +58,7 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
         wait: Option<std::time::Duration>,
     },
-    /// Build a sample go-fast-cdn install and run the emergency rollback on it
+    /// Build the bundled sample install and run its emergency rollback playbook on it
     Demo {
         /// Where to build it [default: a new temporary directory]
         #[arg(value_name = "DIR")]
@@ -186,6 +186,9 @@ pub struct BackupArgs {
     /// Where the app records the migrations it ran: TABLE.COLUMN, or a SELECT returning them
     #[arg(long, value_name = "TABLE.COLUMN|QUERY")]
     pub markers: Option<String>,
+    /// The prefix of the application's own backups in the directory (PREFIX + YYYYMMDD-HHMMSS.db), listed too
+    #[arg(long, value_name = "PREFIX")]
+    pub app_backups: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,

@@ -120,7 +120,7 @@ impl Review {
     }
 
     /// What the read-only steps read differently: `option-1.before:
-    /// counts.media 364 → 365`.
+    /// counts.orders 364 → 365`.
     pub fn readings(&self, now: &Review) -> Vec<String> {
         let mut out = Vec::new();
         // An include's outputs are its steps' records, compared one by one.
@@ -165,7 +165,7 @@ fn said(step: &Seen) -> String {
     }
 }
 
-/// Every scalar in a value with its path: `counts.media`, `rows[0].n`.
+/// Every scalar in a value with its path: `counts.orders`, `rows[0].n`.
 /// The `status` a record carries is the step's, compared as a decision.
 fn leaves(prefix: &str, value: &Json, out: &mut Vec<(String, String)>) {
     match value {
@@ -217,7 +217,7 @@ mod tests {
                     "before",
                     Status::Ok,
                     None,
-                    serde_json::json!({"counts": {"media": n, "images": 2}}),
+                    serde_json::json!({"counts": {"orders": n, "users": 2}}),
                 ),
                 seen(
                     "rollback",
@@ -229,7 +229,7 @@ mod tests {
         };
         let (was, now) = (review(364), review(365));
         assert!(was.decisions(&now).is_empty());
-        assert_eq!(was.readings(&now), vec!["before: counts.media 364 → 365"]);
+        assert_eq!(was.readings(&now), vec!["before: counts.orders 364 → 365"]);
     }
 
     #[test]

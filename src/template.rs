@@ -362,9 +362,6 @@ fn single_expression(s: &str) -> Option<&str> {
     Some(inner.trim())
 }
 
-/// `{{ stop_command | words }}`: splits a command line into arguments the way
-/// a POSIX shell would, without running a shell, so a variable can hold a
-/// whole command and still reach the child process as argv.
 /// JSON, compact or indented by `indent` spaces; unlike `tojson`, not
 /// escaped for HTML, which no template here produces.
 fn json(value: minijinja::Value, indent: Option<usize>) -> Result<String, minijinja::Error> {
@@ -382,6 +379,9 @@ fn json(value: minijinja::Value, indent: Option<usize>) -> Result<String, miniji
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// `{{ reload_command | words }}`: splits a command line into arguments the way
+/// a POSIX shell would, without running a shell, so a variable can hold a
+/// whole command and still reach the child process as argv.
 fn words(value: String) -> Result<Vec<String>, minijinja::Error> {
     shell_words::split(&value).map_err(|err| {
         minijinja::Error::new(

@@ -31,6 +31,10 @@ pub struct Create {
 #[schemars(rename = "BackupList")]
 pub struct List {
     dir: PathBuf,
+    /// The prefix of the application's own backups (`PREFIX` +
+    /// `YYYYMMDD-HHMMSS.db`), listed too.
+    #[serde(default)]
+    app_backups: Option<String>,
     /// What its fingerprint counts and reads (docs/actions.md, "Fingerprints").
     #[serde(default)]
     fingerprint: Counting,
@@ -41,6 +45,10 @@ pub struct List {
 #[schemars(rename = "BackupSelect")]
 pub struct Select {
     dir: PathBuf,
+    /// The prefix of the application's own backups (`PREFIX` +
+    /// `YYYYMMDD-HHMMSS.db`), to choose among too.
+    #[serde(default)]
+    app_backups: Option<String>,
     /// What its fingerprint counts and reads (docs/actions.md, "Fingerprints").
     #[serde(default)]
     fingerprint: Counting,
@@ -159,7 +167,8 @@ impl Action for List {
     }
 
     fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {
-        let entries = backup::list(&self.dir, &self.fingerprint).map_err(Failure::failed)?;
+        let entries = backup::list(&self.dir, &self.fingerprint, self.app_backups.as_deref())
+            .map_err(Failure::failed)?;
         let mut out = Outputs::new();
         out.insert("count".into(), entries.len().into());
         out.insert("backups".into(), entries.iter().map(entry_json).collect());
@@ -190,6 +199,7 @@ impl Action for Select {
             with_tables: self.with_tables.clone(),
             label: self.label.clone(),
             counting: self.fingerprint.clone(),
+            app_prefix: self.app_backups.clone(),
         };
         let selected = backup::select(&self.dir, &criteria).map_err(Failure::failed)?;
         let mut out = outputs(entry_json(&selected.entry));

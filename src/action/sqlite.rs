@@ -44,7 +44,7 @@ pub struct Exec {
     #[serde(default)]
     statements: Vec<Statement>,
     /// Other database files to read from, by schema name (`old: backup.db`
-    /// makes `old.media` readable). Attached read-only.
+    /// makes `old.orders` readable). Attached read-only.
     #[serde(default)]
     attach: std::collections::BTreeMap<String, PathBuf>,
     /// Rows to save to a JSON Lines file in the run directory, queried in

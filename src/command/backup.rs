@@ -99,7 +99,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
             }
         }
         BackupOp::List => {
-            let entries = backup::list(&dir()?, &args.counting())?;
+            let entries = backup::list(&dir()?, &args.counting(), args.app_backups.as_deref())?;
             if args.json {
                 for e in &entries {
                     println!("{}", serde_json::to_string(e).unwrap_or_default());
@@ -198,7 +198,7 @@ fn lock(targets: &[PathBuf], args: &BackupArgs) -> Result<crate::lock::Locks, Pr
     crate::lock::Locks::acquire(targets, args.wait).map_err(|e| Problem::Locked(Box::new(e)))
 }
 
-/// `docs 80, images 120, media 0; markers: 2024_unify`: each table counted,
+/// `orders 80, users 120; markers: 0042_add_email`: each table counted,
 /// in the terms the fingerprint was read in.
 fn summary(fp: &crate::database::Fingerprint) -> String {
     let counts: Vec<String> = fp.counts.iter().map(|(t, n)| format!("{t} {n}")).collect();

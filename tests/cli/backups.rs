@@ -111,7 +111,17 @@ fn list_shows_ours_and_the_apps_legacy_backups_newest_first() {
     app.legacy_backup("20240301-000000");
     t.run(&["backup", "create", "--db", "app/db_data/main.db"])
         .code(0);
+    // The app's own backups are listed when their prefix is given.
     let out = t.run(&["backup", "list", "--db", "app/db_data/main.db"]);
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    let out = t.run(&[
+        "backup",
+        "list",
+        "--db",
+        "app/db_data/main.db",
+        "--app-backups",
+        "db_backup_",
+    ]);
     out.code(0);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", out.stdout);

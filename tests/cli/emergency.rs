@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::gofastcdn::Install;
-use crate::support::{emergency_args, LoopbackServer, Output, Test, EMERGENCY};
+use crate::support::{body_text, emergency_args, outbox, LoopbackServer, Output, Test, EMERGENCY};
 const NOTIFY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/notify.yaml");
 
 /// The emergency rollback as these tests run it: the app "stopped" and
@@ -38,39 +38,6 @@ fn closed_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The messages in a run's outbox, parsed, in the order written.
-fn outbox(out: &Output) -> Vec<(String, String, Vec<u8>)> {
-    let dir = out.run_dir().join("outbox");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|f| {
-            let raw = std::fs::read(&f).unwrap();
-            let parsed = mailparse::parse_mail(&raw)
-                .unwrap_or_else(|e| panic!("{} is not an e-mail: {e}", f.display()));
-            let subject = parsed
-                .headers
-                .iter()
-                .find(|h| h.get_key() == "Subject")
-                .unwrap()
-                .get_value();
-            (subject, body_text(&parsed), raw)
-        })
-        .collect()
-}
-
-fn body_text(mail: &mailparse::ParsedMail<'_>) -> String {
-    if mail.subparts.is_empty() {
-        mail.get_body().unwrap()
-    } else {
-        body_text(&mail.subparts[0])
-    }
 }
 
 #[track_caller]

@@ -9,6 +9,7 @@ mod backups;
 mod check;
 mod dry_run;
 mod emergency;
+mod general;
 mod includes;
 mod inputs;
 mod lock;

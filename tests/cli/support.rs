@@ -304,3 +304,36 @@ impl Drop for LoopbackServer {
         let _ = self.child.wait();
     }
 }
+
+/// The messages in a run's outbox, parsed, in the order written.
+pub fn outbox(out: &Output) -> Vec<(String, String, Vec<u8>)> {
+    let dir = out.run_dir().join("outbox");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let raw = std::fs::read(&f).unwrap();
+            let parsed = mailparse::parse_mail(&raw)
+                .unwrap_or_else(|e| panic!("{} is not an e-mail: {e}", f.display()));
+            let subject = parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == "Subject")
+                .unwrap()
+                .get_value();
+            (subject, body_text(&parsed), raw)
+        })
+        .collect()
+}
+
+pub fn body_text(mail: &mailparse::ParsedMail<'_>) -> String {
+    if mail.subparts.is_empty() {
+        mail.get_body().unwrap()
+    } else {
+        body_text(&mail.subparts[0])
+    }
+}
