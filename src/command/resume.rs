@@ -46,7 +46,7 @@ pub fn resume(
         return Exit::Invalid;
     }
     if succeeded(&events) {
-        println!("the run in {} succeeded: nothing to resume", dir.display());
+        say!("the run in {} succeeded: nothing to resume", dir.display());
         return Exit::Success;
     }
     // Secret values were never written down: they must come from the
@@ -89,7 +89,7 @@ pub fn resume(
     // while this one was waiting for it.
     let events = match journal::read(&journal_path) {
         Ok(events) if succeeded(&events) => {
-            println!("the run in {} succeeded: nothing to resume", dir.display());
+            say!("the run in {} succeeded: nothing to resume", dir.display());
             return Exit::Success;
         }
         Ok(events) => events,
@@ -133,7 +133,7 @@ pub fn resume(
     };
     let terminal = reporter::setup_colours();
     if !json {
-        println!(
+        say!(
             "resuming {}: {} steps finished before",
             dir.display(),
             previous.len()

@@ -218,8 +218,8 @@ pub(crate) fn execute(
     let outcome = executor::execute(plan, options, &mut sinks);
     if let (Some(dir), Some(seen)) = (review, Review::of(&outcome.summary)) {
         match seen.save(&dir) {
-            Ok((path, true)) if !json => println!("review recorded: {}", path.display()),
-            Ok((path, false)) if !json => println!(
+            Ok((path, true)) if !json => say!("review recorded: {}", path.display()),
+            Ok((path, false)) if !json => say!(
                 "review: {} (the first review of this plan is kept: --expect-plan compares with it)",
                 path.display()
             ),
@@ -244,14 +244,14 @@ pub(crate) fn execute(
         }
     } else if let Some(dir) = &run_dir {
         if !json {
-            println!("report: {}", dir.join(report::FILE_NAME).display());
+            say!("report: {}", dir.join(report::FILE_NAME).display());
         }
     }
     // Mail written there is mail someone may have to send by hand.
     if let (Some(dir), false) = (&run_dir, json) {
         let outbox = dir.join("outbox");
         if std::fs::read_dir(&outbox).is_ok_and(|mut d| d.next().is_some()) {
-            println!("outbox: {}", outbox.display());
+            say!("outbox: {}", outbox.display());
         }
     }
     match outcome.status {
@@ -317,9 +317,9 @@ fn rehearse(
                 Exit::Failed
             })?;
     if !args.json {
-        println!("rehearsal: the live databases are not touched");
+        say!("rehearsal: the live databases are not touched");
         for note in &prepared.notes {
-            println!("  {note}");
+            say!("  {note}");
         }
     }
     let mut vars = prepared.overrides;

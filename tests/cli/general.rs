@@ -92,6 +92,8 @@ const REVERSE: &str = include_str!("../../examples/notes-app/reverse.yaml");
 const RESTORE: &str = include_str!("../../examples/notes-app/restore.yaml");
 const OUTCOME: &str = include_str!("../../examples/notes-app/templates/outcome.txt");
 const REPORT: &str = include_str!("../../examples/notes-app/templates/report.md");
+const BEFORE: &str = include_str!("../../examples/notes-app/before.sql");
+const MIGRATE: &str = include_str!("../../examples/notes-app/migrate.sql");
 
 /// The notes app's database as the team would find it: 20 notes (5 of
 /// them archived) backed up before migration 0003, which moved archived
@@ -103,16 +105,11 @@ fn notes_app() -> Test {
         .file("restore.yaml", RESTORE)
         .file("templates/outcome.txt", OUTCOME)
         .file("templates/report.md", REPORT);
-    let conn = rusqlite::Connection::open(t.path().join("notes.sqlite3")).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE django_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, app VARCHAR(255) NOT NULL, name VARCHAR(255) NOT NULL, applied DATETIME NOT NULL);
-         INSERT INTO django_migrations (app, name, applied) VALUES ('notes', '0001_initial', '2026-01-01'), ('notes', '0002_note_archived', '2026-02-01');
-         CREATE TABLE notes_note (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, body TEXT NOT NULL, archived BOOL NOT NULL DEFAULT 0);
-         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19)
-         INSERT INTO notes_note (title, body, archived) SELECT 'note ' || i, 'body', i % 4 = 0 FROM n;",
-    )
-    .unwrap();
-    drop(conn);
+    let db = t.path().join("notes.sqlite3");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(BEFORE)
+        .unwrap();
     t.run(&[
         "backup",
         "create",
@@ -122,16 +119,10 @@ fn notes_app() -> Test {
         "backups",
     ])
     .code(0);
-    let conn = rusqlite::Connection::open(t.path().join("notes.sqlite3")).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE notes_archive (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, body TEXT NOT NULL, archived_at DATETIME NOT NULL);
-         INSERT INTO notes_archive (title, body, archived_at) SELECT title, body, '2026-03-01' FROM notes_note WHERE archived;
-         DELETE FROM notes_note WHERE archived;
-         INSERT INTO django_migrations (app, name, applied) VALUES ('notes', '0003_note_archive', '2026-03-01');
-         INSERT INTO notes_archive (title, body, archived_at) VALUES ('late', 'archived after the migration', '2026-03-02');
-         INSERT INTO notes_note (title, body) VALUES ('new', 'written after the migration');",
-    )
-    .unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(MIGRATE)
+        .unwrap();
     t
 }
 

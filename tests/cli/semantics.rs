@@ -432,3 +432,32 @@ fn the_playbooks_deadline_is_recorded_in_the_journal_and_report() {
         .stderr_has("error: bad.yaml:1:11: `deadline` is `soon`, not a duration")
         .stderr_has("help: it must render to a duration such as `15m`");
 }
+
+/// `runbook run … | head -1`: the reader goes away after the first line;
+/// the run goes on to its end and exits 0, without a panic.
+#[test]
+fn a_reader_that_goes_away_does_not_fail_the_run() {
+    use std::io::BufRead as _;
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: a\n    action: shell\n    with: {command: [\"true\"]}\n  - id: b\n    action: shell\n    with: {command: [touch, done]}\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "pb.yaml"])
+        .current_dir(t.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("▶ pb"), "{first}");
+    // The reader is gone: dropped with the BufReader.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(t.path().join("done").exists());
+}

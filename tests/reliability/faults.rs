@@ -81,7 +81,8 @@ fn a_full_disk_during_restore_leaves_the_live_database_as_it_was() {
 /// the backup: one finished migration whose name is 250 control characters,
 /// each written as six in the manifest's JSON (`\u0001`). A limit of three
 /// blocks lets the backup (two, and a write at its end) be written and
-/// stops the manifest.
+/// stops the manifest. The commands read markers from that table
+/// (`--markers migration_records.name`), so the name is in the manifest.
 /// Returns the database's path in `dir`.
 fn smaller_than_its_manifest(dir: &Path, name: &str) -> String {
     let db = format!("{name}/main.db");
@@ -121,7 +122,7 @@ fn a_full_disk_at_the_manifest_leaves_no_backup_without_one() {
     let out = with_blocks(
         t.path(),
         3,
-        &format!("backup create --db {db} --dir backups"),
+        &format!("backup create --db {db} --dir backups --markers migration_records.name"),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -154,7 +155,7 @@ fn a_full_disk_after_the_pre_restore_backup_leaves_no_orphan_behind() {
         t.path(),
         3,
         &format!(
-            "backup restore --db {db} --dir backups --backup backups/db_backup_20240101-000000.db --force"
+            "backup restore --db {db} --dir backups --backup backups/db_backup_20240101-000000.db --force --markers migration_records.name"
         ),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
