@@ -95,7 +95,7 @@ fn analyze_parsed(
     );
     let mut secrets = a.secrets;
     secrets.retain(|s| !s.is_empty());
-    let fingerprint = plan_fingerprint(&steps, &always, &top, &a.templates, &a.scopes);
+    let fingerprint = plan_fingerprint(&steps, &always, &top, &a.templates, &a.scopes, &secrets);
     Ok(Plan {
         fingerprint,
         name,
@@ -923,8 +923,13 @@ fn plan_fingerprint(
     top: &Playbook,
     templates: &Templates,
     scopes: &[Scope],
+    secrets: &[String],
 ) -> String {
     use sha2::{Digest, Sha256};
+    // No secret value goes into it, in a source or a variable: a hash of
+    // known text and a secret gives the secret away to a few guesses. A
+    // secret variable counts by its name and whether it has a value.
+    let masked = |text: &str| crate::event::redact_text(text, secrets);
     fn files(steps: &[PlanStep], out: &mut std::collections::BTreeMap<String, String>) {
         for s in steps {
             out.entry(s.span.file.path.display().to_string())
@@ -947,11 +952,13 @@ fn plan_fingerprint(
     {
         h.update(path.as_bytes());
         h.update([0]);
-        h.update(text.as_bytes());
+        h.update(masked(text).as_bytes());
         h.update([0]);
     }
     for scope in scopes {
-        h.update(serde_json::to_vec(&scope.vars).unwrap_or_default());
+        let mut vars = Json::Object(scope.vars.clone());
+        crate::event::redact(&mut vars, secrets);
+        h.update(serde_json::to_vec(&vars).unwrap_or_default());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -645,11 +645,13 @@ impl Executor<'_, '_> {
             (Status::WouldRun, Body::Action { .. }) => detail.unwrap_or_default(),
             _ => "",
         };
-        // A file the run will make is named when it makes it.
+        // A file the run will make is named when it makes it; no secret
+        // value goes into a hash.
+        let what = event::redact_text(what, &self.plan.secrets);
         let what = self
             .shadow
             .as_ref()
-            .map_or_else(|| what.to_owned(), |s| s.without_made(what));
+            .map_or_else(|| what.clone(), |s| s.without_made(&what));
         self.state
             .update(format!("{}\0{}\0{what}\0", step.id, status.as_str()));
     }

@@ -8,6 +8,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// A line on stdout (`say!("…")`), or text as it is (`say!(raw: text)`).
+/// A reader that went away (`runbook list | head -1`) is not a failure: the
+/// command goes on to its end and its exit code, as cargo and ripgrep do.
+macro_rules! say {
+    (raw: $text:expr) => {{
+        use std::io::Write as _;
+        let _ = std::io::stdout().write_all(AsRef::<[u8]>::as_ref(&$text));
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod action;
 pub mod analyzer;
 pub mod backup;
@@ -66,18 +80,19 @@ where
         Command::Graph { playbook, format } => command::graph::graph(&playbook, format),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "runbook",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut script);
+            say!(raw: script);
             Exit::Success
         }
         Command::Man => {
             use clap::CommandFactory;
-            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
-                Ok(()) => Exit::Success,
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => {
+                    say!(raw: page);
+                    Exit::Success
+                }
                 Err(err) => {
                     eprintln!("error: cannot write the man page: {err}");
                     Exit::Failed
@@ -85,7 +100,7 @@ where
             }
         }
         Command::Schema => {
-            print!("{}", schema::rendered());
+            say!(raw: schema::rendered());
             Exit::Success
         }
         Command::Demo { dir, build_only } => command::demo::demo(dir.as_deref(), build_only),

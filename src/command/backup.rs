@@ -87,10 +87,10 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
             let _lock = lock(std::slice::from_ref(&dir), args)?;
             let (path, m) = backup::create(db, &dir, args.label.as_deref(), &args.counting())?;
             if args.json {
-                println!("{}", json!({"path": path, "manifest": m}));
+                say!("{}", json!({"path": path, "manifest": m}));
             } else {
-                println!("{}", path.display());
-                println!(
+                say!("{}", path.display());
+                say!(
                     "  sha256 {}  {} bytes  {}",
                     m.sha256,
                     m.size,
@@ -102,10 +102,10 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
             let entries = backup::list(&dir()?, &args.counting(), args.app_backups.as_deref())?;
             if args.json {
                 for e in &entries {
-                    println!("{}", serde_json::to_string(e).unwrap_or_default());
+                    say!("{}", serde_json::to_string(e).unwrap_or_default());
                 }
             } else if entries.is_empty() {
-                println!("no backups in {}", dir()?.display());
+                say!("no backups in {}", dir()?.display());
             } else {
                 for e in &entries {
                     let what = match &e.fingerprint {
@@ -117,7 +117,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                         .as_deref()
                         .map(|l| format!(" [{l}]"))
                         .unwrap_or_default();
-                    println!(
+                    say!(
                         "{}  {:7} {:>12}  {}{label}  {what}",
                         e.created_at,
                         e.kind,
@@ -131,7 +131,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
             let file = need(args.backup.as_ref(), "--backup FILE", "verify")?;
             let v = backup::verify(file, &args.counting())?;
             if args.json {
-                println!(
+                say!(
                     "{}",
                     json!({"backup": file, "integrity": "ok", "sha256": v.sha256, "manifest": v.manifest, "fingerprint": v.fingerprint})
                 );
@@ -141,7 +141,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 } else {
                     "no manifest to compare the sha256 with"
                 };
-                println!(
+                say!(
                     "ok: {} (integrity ok, {checksum}; {})",
                     file.display(),
                     summary(&v.fingerprint)
@@ -163,14 +163,14 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
             )?;
             let r = backup::restore(db, file, &dir, Duration::from_secs(10), &args.counting())?;
             if args.json {
-                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                say!("{}", serde_json::to_string(&r).unwrap_or_default());
             } else {
-                println!("restored {} from {}", db.display(), file.display());
+                say!("restored {} from {}", db.display(), file.display());
                 match &r.pre_restore_backup {
-                    Some(p) => println!("  the state before is in {}", p.display()),
-                    None => println!("  there was no database file before"),
+                    Some(p) => say!("  the state before is in {}", p.display()),
+                    None => say!("  there was no database file before"),
                 }
-                println!("  now: {}", summary(&r.fingerprint));
+                say!("  now: {}", summary(&r.fingerprint));
             }
         }
         BackupOp::Delete => {
@@ -186,7 +186,7 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
             )?;
             backup::delete(file)?;
             if !args.json {
-                println!("deleted {}", file.display());
+                say!("deleted {}", file.display());
             }
         }
     }

@@ -14,14 +14,14 @@ pub fn check(playbooks: &[std::path::PathBuf], json: bool) -> Exit {
         failed |= result.is_err();
         match (result, json) {
             (Ok(plan), false) => {
-                println!("ok: {} ({} steps)", path.display(), plan.all_steps().len())
+                say!("ok: {} ({} steps)", path.display(), plan.all_steps().len())
             }
             (Err(diagnostics), false) => eprintln!("{diagnostics}"),
-            (Ok(plan), true) => println!(
+            (Ok(plan), true) => say!(
                 "{}",
                 json!({"file": path, "ok": true, "steps": plan.all_steps().len(), "fingerprint": plan.fingerprint, "problems": []})
             ),
-            (Err(diagnostics), true) => println!(
+            (Err(diagnostics), true) => say!(
                 "{}",
                 json!({"file": path, "ok": false, "problems": diagnostics.0.iter().map(problem).collect::<Vec<_>>()})
             ),

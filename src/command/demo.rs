@@ -53,7 +53,7 @@ const FILES: &[(&str, &str)] = &[
 pub fn demo(dir: Option<&Path>, build_only: bool) -> Exit {
     match prepare(dir) {
         Ok(dir) if build_only => {
-            println!("demo: built; try: cd {} && runbook run playbooks/emergency_rollback.yaml --var root=app --var reason=practice --dry-run", dir.display());
+            say!("demo: built; try: cd {} && runbook run playbooks/emergency_rollback.yaml --var root=app --var reason=practice --dry-run", dir.display());
             Exit::Success
         }
         Ok(dir) => run(&dir),
@@ -86,11 +86,11 @@ fn prepare(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let db = crate::sample_install::build(&dir.join("app"))?;
-    println!(
+    say!(
         "demo: a migrated go-fast-cdn install in {}",
         dir.join("app").display()
     );
-    println!(
+    say!(
         "demo: database {} (400 images and docs, 4 uploads made after the migration, one a video)",
         db.display()
     );

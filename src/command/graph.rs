@@ -19,13 +19,10 @@ pub fn graph(playbook: &Path, format: GraphFormat) -> Exit {
         }
     };
     let flow = Flow::of(&plan);
-    print!(
-        "{}",
-        match format {
-            GraphFormat::Mermaid => flow.mermaid(),
-            GraphFormat::Dot => flow.dot(),
-        }
-    );
+    say!(raw: match format {
+        GraphFormat::Mermaid => flow.mermaid(),
+        GraphFormat::Dot => flow.dot(),
+    });
     Exit::Success
 }
 

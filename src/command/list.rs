@@ -26,7 +26,7 @@ pub fn list(dir: &Path, json: bool) -> Exit {
             Err(d) => (None, None, d.0.len()),
         };
         if json {
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({"file": file, "name": name, "description": description, "valid": problems == 0, "problems": problems})
             );
@@ -45,7 +45,7 @@ pub fn list(dir: &Path, json: bool) -> Exit {
                 .map(|p| p.display().to_string().len())
                 .max()
                 .unwrap_or(0);
-            println!("{file:width$}  {about}");
+            say!("{file:width$}  {about}");
         }
     }
     Exit::Success

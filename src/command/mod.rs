@@ -1,14 +1,5 @@
 //! The subcommands, one file each; `lib.rs` dispatches to them.
 
-/// A line on stdout. A reader that went away (`runbook run … | head`) is
-/// not a failure of the run, and must not end it.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
 pub mod backup;
 pub mod check;
 pub mod demo;

@@ -35,10 +35,10 @@ pub fn report(which: &RunRef, format: ReportFormat) -> Exit {
                 );
                 return Exit::Failed;
             }
-            print!("{md}");
+            say!(raw: md);
         }
         ReportFormat::Json => match serde_json::to_string_pretty(&*summary) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => say!("{json}"),
             Err(err) => {
                 eprintln!("error: {err}");
                 return Exit::Failed;

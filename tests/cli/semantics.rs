@@ -461,3 +461,78 @@ fn a_reader_that_goes_away_does_not_fail_the_run() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(t.path().join("done").exists());
 }
+
+/// Every subcommand whose reader has gone (`… | true`) ends quietly, exit 0.
+#[test]
+fn every_subcommand_on_a_closed_pipe_ends_quietly_with_exit_0() {
+    let t = Test::new()
+        .db("app.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .file(
+            "playbooks/pb.yaml",
+            "description: a playbook\nsteps:\n  - id: a\n    action: shell\n    with: {command: [\"true\"]}\n",
+        );
+    t.run(&["run", "playbooks/pb.yaml"]).code(0);
+    t.run(&["backup", "create", "--db", "app.db", "--dir", "backups"])
+        .code(0);
+    let commands: &[&[&str]] = &[
+        &["list", "--json"],
+        &["list"],
+        &["report", "latest"],
+        &["report", "latest", "--format", "json"],
+        &["schema"],
+        &["graph", "playbooks/pb.yaml"],
+        &["check", "--json", "playbooks/pb.yaml"],
+        &["check", "playbooks/pb.yaml"],
+        &["backup", "list", "--db", "app.db", "--dir", "backups"],
+        &["completions", "bash"],
+        &["man"],
+        &["run", "playbooks/pb.yaml", "--json"],
+    ];
+    for args in commands {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(*args)
+            .current_dir(t.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the first byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
+/// No hash is computed from a secret: two runs that differ only in a
+/// secret's value record the same plan fingerprint, and their dry runs the
+/// same review fingerprint, so neither can be used to guess the secret.
+#[test]
+fn no_fingerprint_depends_on_a_secrets_value() {
+    let pb = "vars:\n  token: {secret: true, required: true}\nsteps:\n  - id: use\n    action: shell\n    with: {command: [echo, \"{{ token }}\"]}\n  - id: after\n    action: sqlite.exec\n    with: {db: app.db, sql: \"INSERT INTO t VALUES (?)\", params: [\"{{ token }}\"]}\n";
+    let plan_of = |secret: &str| {
+        let t = Test::new()
+            .db("app.db", "CREATE TABLE t(x);")
+            .file("pb.yaml", pb)
+            .env("RUNBOOK_SECRET_TOKEN", secret);
+        let out = t.run(&["run", "pb.yaml"]);
+        out.code(0);
+        let plan = out.journal()[0]["plan"].as_str().unwrap().to_owned();
+        let journal = std::fs::read_to_string(out.run_dir().join("journal.jsonl")).unwrap();
+        assert!(!journal.contains(secret), "{journal}");
+        let dry = t.run(&["run", "pb.yaml", "--dry-run"]);
+        dry.code(0);
+        let fp = dry
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("plan fingerprint: "))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        (plan, fp)
+    };
+    assert_eq!(plan_of("Hunter2xyz"), plan_of("Other-999"));
+}
