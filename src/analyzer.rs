@@ -20,8 +20,6 @@ use crate::template::{CompileError, TValue, Templates};
 const RUN: &str = "run";
 const STEPS: &str = "steps";
 const RESULT: &str = "result";
-/// Prefix of environment variables that hold secret variables.
-pub const SECRET_ENV_PREFIX: &str = "RUNBOOK_SECRET_";
 
 #[derive(Debug, Default)]
 pub struct Options {
@@ -47,7 +45,7 @@ fn analyze_parsed(
     options: &Options,
 ) -> Result<Plan, Diagnostics> {
     let (top, problems) = parsed;
-    let secret_env = secret_env_vars();
+    let secret_env = crate::secret::from_environment();
     let mut a = Analyzer {
         templates: Templates::new(),
         scopes: Vec::new(),
@@ -115,17 +113,6 @@ fn analyze_parsed(
 
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// `RUNBOOK_SECRET_SMTP_PASSWORD=…` is the secret variable `smtp_password`.
-fn secret_env_vars() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter_map(|(k, v)| {
-            k.strip_prefix(SECRET_ENV_PREFIX)
-                .filter(|name| !name.is_empty())
-                .map(|name| (name.to_ascii_lowercase(), v))
-        })
-        .collect()
 }
 
 struct Analyzer<'o> {

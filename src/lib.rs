@@ -46,6 +46,7 @@ pub mod review;
 pub mod run_dir;
 pub mod sample_install;
 pub mod schema;
+pub mod secret;
 pub mod shadow;
 pub mod summary;
 pub mod template;
@@ -60,6 +61,7 @@ where
     T: Into<OsString> + Clone,
 {
     ignore_file_size_signal();
+    secret::take_from_environment();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {

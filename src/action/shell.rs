@@ -18,9 +18,14 @@ use super::{Action, Context, Failure, Outputs, Text};
 pub struct Shell {
     /// The program and its arguments.
     command: Command,
-    /// Extra environment variables for the program.
+    /// Extra environment variables for the program: the way to give it a
+    /// secret, which it does not inherit and which must not be in its
+    /// command line (any local user can read that in /proc).
     #[serde(default)]
     env: BTreeMap<String, Text>,
+    /// Text written to the program's standard input (default: none).
+    #[serde(default)]
+    stdin: Option<Text>,
     /// Working directory (default: runbook's own).
     #[serde(default)]
     cwd: Option<PathBuf>,
@@ -126,8 +131,19 @@ impl Action for Shell {
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         let argv = self.argv()?;
-        let mut expr = duct::cmd(self.program(&argv[0]), &argv[1..])
-            .stdin_null()
+        let mut expr = duct::cmd(self.program(&argv[0]), &argv[1..]);
+        expr = match &self.stdin {
+            Some(text) => expr.stdin_bytes(text.0.clone().into_bytes()),
+            None => expr.stdin_null(),
+        };
+        // runbook's own variables (its secrets are gone already) are not
+        // the program's business.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("RUNBOOK_") {
+                expr = expr.env_remove(key);
+            }
+        }
+        let mut expr = expr
             .stdout_capture()
             .stderr_capture()
             .unchecked()

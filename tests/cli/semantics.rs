@@ -536,3 +536,50 @@ fn no_fingerprint_depends_on_a_secrets_value() {
     };
     assert_eq!(plan_of("Hunter2xyz"), plan_of("Other-999"));
 }
+
+/// A program a step starts inherits no secret (nor runbook's own
+/// variables); a step that needs one gives it by `env:` or `stdin:`, never
+/// in the command line.
+#[test]
+fn a_child_inherits_no_secret_and_gets_one_only_through_env_or_stdin() {
+    let secret = "s3cr3t-for-the-child";
+    let pb = r#"vars:
+  token: {secret: true, required: true}
+steps:
+  - id: inherited
+    action: shell
+    with: {command: [sh, -c, "env > inherited.env"]}
+  - id: by-env
+    action: shell
+    with:
+      command: [sh, -c, "printf %s \"$TOKEN\" > by-env.txt"]
+      env: {TOKEN: "{{ token }}"}
+  - id: by-stdin
+    action: shell
+    with:
+      command: [sh, -c, "cat > by-stdin.txt"]
+      stdin: "{{ token }}"
+"#;
+    let t = Test::new()
+        .file("pb.yaml", pb)
+        .env("RUNBOOK_SECRET_TOKEN", secret)
+        .env("RUNBOOK_SECRET_OTHER", "another-secret-value");
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0);
+    let env = std::fs::read_to_string(t.path().join("inherited.env")).unwrap();
+    assert!(!env.contains("RUNBOOK_"), "the child inherited: {env}");
+    assert!(!env.contains(secret) && !env.contains("another-secret-value"));
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("by-env.txt")).unwrap(),
+        secret
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("by-stdin.txt")).unwrap(),
+        secret
+    );
+    // And it is still nowhere runbook writes.
+    let journal = std::fs::read_to_string(out.run_dir().join("journal.jsonl")).unwrap();
+    assert!(!journal.contains(secret), "{journal}");
+    assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    assert!(!out.report().contains(secret));
+}
