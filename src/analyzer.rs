@@ -19,6 +19,9 @@ use crate::template::{CompileError, TValue, Templates};
 /// Names a template may read besides the playbook's variables.
 const RUN: &str = "run";
 const STEPS: &str = "steps";
+/// How deep includes may nest: far beyond any plan a person reads, and far
+/// within what the analysis and the run can recurse through.
+const MAX_INCLUDE_DEPTH: usize = 32;
 const RESULT: &str = "result";
 
 #[derive(Debug, Default)]
@@ -526,6 +529,40 @@ impl Analyzer<'_> {
                     format!("include cycle: {}", chain.join(" → ")),
                 )
                 .help("a playbook cannot include itself, directly or through others"),
+            );
+            return None;
+        }
+        if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            let names: Vec<String> = self
+                .stack
+                .iter()
+                .map(|p| {
+                    p.file_name().map_or_else(
+                        || p.display().to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            let chain = if names.len() > 6 {
+                format!(
+                    "{} → … → {}",
+                    names[..3].join(" → "),
+                    names[names.len() - 3..].join(" → ")
+                )
+            } else {
+                names.join(" → ")
+            };
+            self.error(
+                Diagnostic::at(
+                    &target.span,
+                    format!(
+                        "includes nested {MAX_INCLUDE_DEPTH} deep: {chain} → {}",
+                        target.value
+                    ),
+                )
+                .help(format!(
+                    "playbooks may include others at most {MAX_INCLUDE_DEPTH} levels deep"
+                )),
             );
             return None;
         }

@@ -12,6 +12,10 @@ pub struct SourceFile {
     /// The path as the user should read it (relative when it was given so).
     pub path: PathBuf,
     pub text: String,
+    /// Whether messages may quote its lines: only a file that is a playbook
+    /// by its name. A playbook that includes `/etc/shadow` gets the path
+    /// and the reason, never the content (under sudo, that would be a leak).
+    pub quotable: bool,
 }
 
 /// A position in a source file, 1-based like every editor's.
@@ -116,7 +120,11 @@ impl fmt::Display for Diagnostic {
             return Ok(());
         };
         write!(f, "error: {span}: {}", self.message)?;
-        if let Some(text) = span.file.text.lines().nth(span.line - 1) {
+        let quoted = span
+            .file
+            .quotable
+            .then(|| span.file.text.lines().nth(span.line - 1));
+        if let Some(text) = quoted.flatten() {
             let gutter = span.line.to_string();
             let pad = " ".repeat(gutter.len());
             let caret_pad: String = text

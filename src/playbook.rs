@@ -148,14 +148,44 @@ pub fn load(path: &Path) -> Result<(Playbook, Diagnostics), Diagnostics> {
         Diagnostic::bare(format!("cannot read playbook {}: {err}", path.display()))
             .help("check the path; `runbook list` shows the playbooks in playbooks/")
     })?;
-    parse(path, text)
+    // Named a playbook where it really is, links followed.
+    let named_yaml = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|real| real.extension().map(|x| x == "yaml" || x == "yml"))
+        .unwrap_or(false);
+    if named_yaml {
+        return parse_file(path, text, true);
+    }
+    // Not named a playbook: read as one, but on any problem said to be none,
+    // with no word of what it holds (a key, a line) in the message.
+    let unquoted = |n: usize| {
+        Diagnostics(vec![Diagnostic::bare(format!(
+            "{} is not a playbook: reading it as one found {n} problem{}; its content is not shown",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        ))
+        .help("playbooks are YAML files named *.yaml or *.yml")])
+    };
+    match parse_file(path, text, false) {
+        Ok((pb, problems)) if problems.is_empty() => Ok((pb, problems)),
+        Ok((_, problems)) | Err(problems) => Err(unquoted(problems.0.len())),
+    }
 }
 
 /// Parses playbook text as if read from `path`.
 pub fn parse(path: &Path, text: String) -> Result<(Playbook, Diagnostics), Diagnostics> {
+    parse_file(path, text, true)
+}
+
+fn parse_file(
+    path: &Path,
+    text: String,
+    quotable: bool,
+) -> Result<(Playbook, Diagnostics), Diagnostics> {
     let file = Arc::new(SourceFile {
         path: path.to_path_buf(),
         text,
+        quotable,
     });
     let root = node::parse(&file)?;
     let mut reader = Reader {

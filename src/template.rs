@@ -38,6 +38,9 @@ pub struct Reads {
     pub vars: BTreeSet<String>,
 }
 
+/// How many instructions one rendering may take.
+const FUEL: u64 = 5_000_000;
+
 #[derive(Debug)]
 pub struct Templates {
     env: Environment<'static>,
@@ -58,6 +61,11 @@ impl Templates {
     pub fn new() -> Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // A template that loops without end (a default of two nested
+        // `range(100000)` loops) stops with an error instead of hanging
+        // `check` and the run; a real report of thousands of steps uses a
+        // small part of this.
+        env.set_fuel(Some(FUEL));
         env.set_debug(true);
         let syntax = minijinja::syntax::SyntaxConfig::builder()
             .keep_trailing_newline(true)
@@ -309,6 +317,11 @@ pub fn value(data: &impl serde::Serialize) -> minijinja::Value {
 
 /// minijinja's message, with its detail, on one line.
 pub fn render_error(err: &minijinja::Error) -> String {
+    if err.kind() == minijinja::ErrorKind::OutOfFuel {
+        return format!(
+            "the template did not finish within {FUEL} steps of work: a loop that does not end, or one far too large"
+        );
+    }
     let mut message = match err.detail() {
         Some(detail) => format!("{}: {detail}", err.kind()),
         None => err.kind().to_string(),

@@ -307,3 +307,82 @@ facts:
         .stderr_has("error: pb.yaml:1:9: template ")
         .stderr_has("nowhere.md: cannot read it");
 }
+
+/// A template that would loop for hours stops with an error where it is
+/// written, in `check` as in a run, instead of hanging both.
+#[test]
+fn a_template_that_does_not_end_is_an_error_with_its_position() {
+    let looping =
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let t = Test::new()
+        .file(
+            "default.yaml",
+            &format!("vars:\n  x: \"{looping}\"\nsteps:\n  - id: a\n    action: shell\n    with: {{command: [\"true\"]}}\n"),
+        )
+        .file(
+            "argument.yaml",
+            &format!("steps:\n  - id: a\n    action: shell\n    with: {{command: [echo, \"{looping}\"]}}\n"),
+        );
+    t.run(&["check", "default.yaml"])
+        .code(2)
+        .stderr_has("error: default.yaml:2:6: the template did not finish within");
+    let out = t.run(&["run", "argument.yaml"]);
+    out.code(1)
+        .stdout_has("run failed at step a: the template did not finish within");
+}
+
+/// Includes nested 3,000 deep: an error naming the depth and the chain,
+/// not a stack overflow.
+#[test]
+fn includes_nested_too_deep_are_an_error_not_a_crash() {
+    let mut t = Test::new();
+    for i in 0..3000 {
+        t = t.file(
+            &format!("p{i}.yaml"),
+            &format!("steps:\n  - id: s{i}\n    playbook: p{}.yaml\n", i + 1),
+        );
+    }
+    let t = t.file(
+        "p3000.yaml",
+        "steps:\n  - id: last\n    action: shell\n    with: {command: [\"true\"]}\n",
+    );
+    t.run(&["check", "p0.yaml"])
+        .code(2)
+        .stderr_has("includes nested 32 deep: p0.yaml → p1.yaml → p2.yaml → … → ")
+        .stderr_has("help: playbooks may include others at most 32 levels deep");
+    t.run(&["run", "p0.yaml"]).code(2);
+}
+
+/// A playbook that includes a file that is not one (here a stand-in for
+/// /etc/shadow, under sudo) gets its path and the reason, never a byte of
+/// what it holds — not a line, not a key. Linked to a `.yaml` name, the
+/// same: the file it really is counts.
+#[test]
+fn including_a_file_that_is_not_a_playbook_shows_none_of_its_content() {
+    let hash = "$y$j9T$s3cr3thash";
+    let t = Test::new()
+        .file("shadow", &format!("root:{hash}:19000:0:99999:7:::\n"))
+        .file("pb.yaml", "steps:\n  - id: x\n    playbook: shadow\n")
+        .file(
+            "linked.yaml",
+            "steps:\n  - id: x\n    playbook: looks-like.yaml\n",
+        );
+    std::os::unix::fs::symlink(t.path().join("shadow"), t.path().join("looks-like.yaml")).unwrap();
+    for args in [
+        &["check", "pb.yaml"][..],
+        &["check", "linked.yaml"],
+        &["check", "shadow"],
+        &["run", "pb.yaml"],
+        &["run", "pb.yaml", "--dry-run"],
+    ] {
+        let out = t.run(args);
+        out.code(2)
+            .stderr_has("is not a playbook: reading it as one found");
+        assert!(
+            !out.stderr.contains("j9T") && !out.stdout.contains("j9T"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("root"), "{args:?}: {}", out.stderr);
+    }
+}
