@@ -72,6 +72,21 @@ fn analyze_parsed(
         .and_then(|node| a.deadline(node, scope, &top.file));
     a.check_cli_vars();
     if !a.diagnostics.is_empty() {
+        // A message may hold a value rendered from a secret (`cannot split
+        // 'curl -u admin:…'`): it is redacted like everything else.
+        let secrets: Vec<String> = a
+            .secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        for d in &mut a.diagnostics.0 {
+            d.message = crate::event::redact_text(&d.message, &secrets);
+            d.help = d
+                .help
+                .as_deref()
+                .map(|h| crate::event::redact_text(h, &secrets));
+        }
         a.diagnostics.0.sort_by_key(|d| {
             d.span
                 .as_ref()

@@ -15,6 +15,7 @@ mod kills;
 mod operators;
 mod record;
 mod resume;
+mod secrets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
