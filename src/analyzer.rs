@@ -61,6 +61,8 @@ fn analyze_parsed(
         stack: vec![canonical(path)],
         facts: Vec::new(),
         rehearsal: Vec::new(),
+        secret_names: HashSet::new(),
+        warnings: Vec::new(),
     };
     let scope = a.scope(&top, &Map::new(), None);
     let (steps, always) = a.playbook_steps(&top, scope, "");
@@ -125,6 +127,7 @@ fn analyze_parsed(
         deadline,
         facts: a.facts,
         rehearsal: a.rehearsal,
+        warnings: a.warnings,
         report,
     })
 }
@@ -149,6 +152,10 @@ struct Analyzer<'o> {
     facts: Vec<plan::Fact>,
     /// What a rehearsal gives variables instead, outermost declaration first.
     rehearsal: Vec<(String, String)>,
+    /// The names of the secret variables, in any playbook of the plan.
+    secret_names: HashSet<String>,
+    /// What is said but does not stop the plan.
+    warnings: Vec<Diagnostic>,
 }
 
 /// What an include passes down: its `vars:` and the scope they are rendered in.
@@ -276,6 +283,7 @@ impl Analyzer<'_> {
                 }
             }
             if decl.secret || from_env_is_secret(&self.secret_env, &name) {
+                self.secret_names.insert(name.clone());
                 if let Json::String(s) = &value {
                     self.secrets.push(s.clone());
                 }
@@ -623,6 +631,41 @@ impl Analyzer<'_> {
         })
     }
 
+    /// A secret rendered into a program's command line is readable by any
+    /// local user (`/proc/PID/cmdline`): said where it is, with the way out.
+    fn secrets_in_command(
+        &mut self,
+        with: &Node,
+        file: &std::sync::Arc<crate::diagnostic::SourceFile>,
+    ) {
+        let Value::Map(entries) = &with.value else {
+            return;
+        };
+        let Some((_, command)) = entries.iter().find(|(k, _)| k.name == "command") else {
+            return;
+        };
+        let Ok((_, reads)) = self.templates.compile(command) else {
+            return;
+        };
+        for read in reads {
+            let secret = read.vars.iter().find_map(|path| {
+                let root = path.split('.').next().unwrap_or(path);
+                self.secret_names.contains(root).then(|| root.to_owned())
+            });
+            if let Some(name) = secret {
+                let span = Span::new(file, read.pos.line, read.pos.column);
+                self.warnings.push(
+                    Diagnostic::at(
+                        &span,
+                        format!("the secret `{name}` is put in the command line, which any local user can read while it runs"),
+                    )
+                    .help(format!("give it to the program through `env:` (env: {{{}: \"{{{{ {name} }}}}\"}}) or `stdin:`", name.to_uppercase()))
+                    .as_warning(),
+                );
+            }
+        }
+    }
+
     /// Checks an action's name and arguments; returns its compiled arguments and whether it mutates.
     fn action(
         &mut self,
@@ -682,6 +725,9 @@ impl Analyzer<'_> {
             return Some((args?, true)).filter(|_| !check);
         };
         let a = call.action();
+        if action.value == "shell" {
+            self.secrets_in_command(node, &step_span.file);
+        }
         let base = step_span.path().parent().unwrap_or_else(|| Path::new(""));
         for file in a.template_files() {
             let path = base.join(file);

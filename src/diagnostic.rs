@@ -57,6 +57,8 @@ pub struct Diagnostic {
     pub span: Option<Span>,
     pub message: String,
     pub help: Option<String>,
+    /// Said, but not in the way: the playbook still runs.
+    pub warning: bool,
 }
 
 impl Diagnostic {
@@ -65,6 +67,7 @@ impl Diagnostic {
             span: Some(span.clone()),
             message: message.into(),
             help: None,
+            warning: false,
         }
     }
 
@@ -73,7 +76,15 @@ impl Diagnostic {
             span: None,
             message: message.into(),
             help: None,
+            warning: false,
         }
+    }
+
+    /// The same, as a warning.
+    #[must_use]
+    pub fn as_warning(mut self) -> Diagnostic {
+        self.warning = true;
+        self
     }
 
     #[must_use]
@@ -112,14 +123,15 @@ pub fn did_you_mean<'a>(
 impl fmt::Display for Diagnostic {
     /// `error: file:line:col: message`, then the line with a caret, then the hint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.warning { "warning" } else { "error" };
         let Some(span) = &self.span else {
-            write!(f, "error: {}", self.message)?;
+            write!(f, "{kind}: {}", self.message)?;
             if let Some(help) = &self.help {
                 write!(f, "\n  help: {help}")?;
             }
             return Ok(());
         };
-        write!(f, "error: {span}: {}", self.message)?;
+        write!(f, "{kind}: {span}: {}", self.message)?;
         let quoted = span
             .file
             .quotable

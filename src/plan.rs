@@ -34,6 +34,8 @@ pub struct Plan {
     pub report: Option<PathBuf>,
     /// Variables a rehearsal sets (a declaration's `rehearsal:`), by name.
     pub rehearsal: Vec<(String, String)>,
+    /// What `check` says that does not stop the plan (a secret in a command line).
+    pub warnings: Vec<crate::diagnostic::Diagnostic>,
 }
 
 /// A fact the playbook declares about its run (`facts:`): evaluated when the

@@ -14,12 +14,15 @@ pub fn check(playbooks: &[std::path::PathBuf], json: bool) -> Exit {
         failed |= result.is_err();
         match (result, json) {
             (Ok(plan), false) => {
+                for w in &plan.warnings {
+                    eprintln!("{w}");
+                }
                 say!("ok: {} ({} steps)", path.display(), plan.all_steps().len())
             }
             (Err(diagnostics), false) => eprintln!("{diagnostics}"),
             (Ok(plan), true) => say!(
                 "{}",
-                json!({"file": path, "ok": true, "steps": plan.all_steps().len(), "fingerprint": plan.fingerprint, "problems": []})
+                json!({"file": path, "ok": true, "steps": plan.all_steps().len(), "fingerprint": plan.fingerprint, "problems": [], "warnings": plan.warnings.iter().map(problem).collect::<Vec<_>>()})
             ),
             (Err(diagnostics), true) => say!(
                 "{}",

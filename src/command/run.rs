@@ -19,6 +19,9 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
             return Exit::Invalid;
         }
     };
+    for warning in &plan.warnings {
+        eprintln!("{warning}");
+    }
     if let Err(exit) = check_fail_targets(&plan, &args.fail) {
         return exit;
     }

@@ -386,3 +386,22 @@ fn including_a_file_that_is_not_a_playbook_shows_none_of_its_content() {
         assert!(!out.stderr.contains("root"), "{args:?}: {}", out.stderr);
     }
 }
+
+/// A secret rendered into a command line is said where it is written, with
+/// the way out; the playbook still checks (and runs).
+#[test]
+fn a_secret_in_a_command_line_is_a_warning_with_its_position() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "vars:\n  token: {secret: true, default: x}\nsteps:\n  - id: call\n    action: shell\n    with: {command: [echo, \"admin:{{ token }}\"]}\n  - id: fine\n    action: shell\n    with:\n      command: [sh, -c, 'echo \"$T\"']\n      env: {T: \"{{ token }}\"}\n",
+    );
+    t.run(&["check", "pb.yaml"])
+        .code(0)
+        .stderr_has("warning: pb.yaml:6:28: the secret `token` is put in the command line")
+        .stderr_has("help: give it to the program through `env:`");
+    let out = t.run(&["check", "pb.yaml"]);
+    assert_eq!(out.stderr.matches("warning:").count(), 1, "{}", out.stderr);
+    t.run(&["run", "pb.yaml"])
+        .code(0)
+        .stderr_has("warning: pb.yaml:6:28: the secret `token`");
+}
