@@ -54,7 +54,7 @@ always:
       transport: file
 "#;
 
-const MAIL: &str = "The token is {{ token }}, and again: {{ token | upper }} {{ token }}\n";
+const MAIL: &str = "The token is {{ token }}, and again: {{ token }}\n";
 
 /// Every byte under `dir`, and the outputs, searched for the secret's forms.
 fn leaks(secret: &str, texts: &[(&str, Vec<u8>)]) -> Vec<String> {
