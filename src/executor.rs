@@ -863,12 +863,22 @@ impl Executor<'_, '_> {
         action: &str,
         args: &TValue,
     ) -> (Result<(), Failure>, Map<String, Json>) {
+        let rendering = Instant::now();
         let ctx = self.context(step.scope, None);
         let call = match self.build_here(action, args, &ctx) {
             Ok(c) => c,
             Err(e) => return (Err(Failure::Failed(e)), Map::new()),
         };
-        let ran = self.with_action_context(step, &ctx, |actx| call.action().run(actx));
+        // The step's timeout covers rendering its arguments too: the action
+        // gets what is left of it.
+        let left = match step.timeout {
+            Some(limit) => match limit.checked_sub(rendering.elapsed()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return (Err(Failure::TimedOut(limit)), Map::new()),
+            },
+            None => None,
+        };
+        let ran = self.with_action_context(step, &ctx, left, |actx| call.action().run(actx));
         match self.as_planned(ran) {
             Ok(outputs) => {
                 // Later checks and steps see this attempt's outputs.
@@ -884,6 +894,7 @@ impl Executor<'_, '_> {
         &self,
         step: &PlanStep,
         ctx: &minijinja::Value,
+        timeout: Option<Duration>,
         f: impl FnOnce(&action::Context<'_>) -> T,
     ) -> T {
         let templates = &self.plan.templates;
@@ -906,7 +917,7 @@ impl Executor<'_, '_> {
             step: &step.id,
             dry_run: self.options.dry_run && simulating.is_none(),
             yes: self.options.yes || simulating.is_some(),
-            timeout: step.timeout,
+            timeout,
             run_dir: simulating.map_or_else(|| self.options.run_dir.clone(), |s| Some(s.run_dir())),
             eval: &eval,
             render_file: &render_file,
@@ -1034,7 +1045,9 @@ impl Executor<'_, '_> {
             .map_or(true, |call| call.action().invalidates_reads());
         let mut detail = match built {
             Ok(call) => {
-                match self.with_action_context(step, &ctx, |actx| call.action().preview(actx)) {
+                match self.with_action_context(step, &ctx, step.timeout, |actx| {
+                    call.action().preview(actx)
+                }) {
                     Ok(preview) => format!("would {preview}"),
                     Err(err) => format!("would {}, but: {err}", call.action().describe()),
                 }
@@ -1226,7 +1239,8 @@ impl Executor<'_, '_> {
                     Err(err) => return unknown_or_not(err),
                 };
                 let templates = &self.plan.templates;
-                let ran = self.with_action_context(step, &ctx, |actx| call.action().run(actx));
+                let ran = self
+                    .with_action_context(step, &ctx, step.timeout, |actx| call.action().run(actx));
                 let outputs = match self.as_planned(ran) {
                     Ok(o) => Json::Object(o),
                     Err(err) => return unknown_or_not(err.to_string()),

@@ -583,3 +583,16 @@ steps:
     assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
     assert!(!out.report().contains(secret));
 }
+
+/// A step's timeout covers rendering its arguments: a template that takes
+/// longer than the whole timeout fails the step, and the program never runs.
+#[test]
+fn a_steps_timeout_covers_rendering_its_arguments() {
+    let t = Test::new().file(
+        "pb.yaml",
+        "steps:\n  - id: slow\n    timeout: 10ms\n    action: shell\n    with: {command: [touch, \"{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}made\"]}\n",
+    );
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(1).stdout_has("timed out after 10ms");
+    assert!(!t.path().join("made").exists(), "the program ran");
+}
