@@ -878,7 +878,13 @@ impl Executor<'_, '_> {
             },
             None => None,
         };
-        let ran = self.with_action_context(step, &ctx, left, |actx| call.action().run(actx));
+        let ran = self
+            .with_action_context(step, &ctx, left, |actx| call.action().run(actx))
+            // Said as the step's timeout, not as what was left of it.
+            .map_err(|err| match (err, step.timeout) {
+                (Failure::TimedOut(_), Some(limit)) => Failure::TimedOut(limit),
+                (err, _) => err,
+            });
         match self.as_planned(ran) {
             Ok(outputs) => {
                 // Later checks and steps see this attempt's outputs.

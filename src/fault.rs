@@ -37,6 +37,12 @@ fn configured() -> Option<&'static Fault> {
         .as_ref()
 }
 
+/// Reads the configuration from the environment now, before runbook takes
+/// its own variables out of it.
+pub fn configure() {
+    let _ = configured();
+}
+
 /// Called after the `n`-th journal event of this process is written.
 pub fn journal_event(n: u64) {
     let Some(fault) = configured() else {

@@ -63,7 +63,14 @@ where
     ignore_file_size_signal();
     secret::take_from_environment();
     let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+        Ok(cli) => {
+            // Everything of runbook's own in the environment has been read
+            // (secrets, fault injection, `RUNBOOK_RUNS`): no program it
+            // starts — a shell step, sendmail — is given any of it.
+            fault::configure();
+            secret::forget_runbook_environment();
+            cli
+        }
         Err(err) => {
             let _ = err.print();
             return if err.use_stderr() {

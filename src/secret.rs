@@ -24,6 +24,17 @@ pub fn take_from_environment() {
     let _ = TAKEN.set(found);
 }
 
+/// Takes every other `RUNBOOK_*` variable out of the process environment
+/// too, once the command line (`RUNBOOK_RUNS`) has been read. Called while
+/// the process has one thread.
+pub fn forget_runbook_environment() {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RUNBOOK_") {
+            std::env::remove_var(&key);
+        }
+    }
+}
+
 /// The secret variables given through the environment, by lower-cased name.
 pub fn from_environment() -> Vec<(String, String)> {
     TAKEN.get().cloned().unwrap_or_else(in_environment)
