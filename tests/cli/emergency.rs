@@ -1,7 +1,7 @@
 //! The emergency rollback end to end, the notifications it sends (to the
 //! outbox, and over SMTP to a real server on loopback), and `runbook demo`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::gofastcdn::Install;
 use crate::support::{body_text, emergency_args, outbox, LoopbackServer, Output, Test, EMERGENCY};
@@ -217,25 +217,66 @@ fn a_dry_run_of_the_emergency_renders_every_message_and_changes_nothing() {
     assert_eq!(t.snapshot(), before);
 }
 
-/// aiosmtpd (installed by .ci/run) on a free loopback port, storing what it
-/// receives in a Maildir.
-fn smtp_server(dir: &Path) -> (LoopbackServer, PathBuf) {
-    let maildir = dir.join("maildir");
-    let server = LoopbackServer::start("aiosmtpd (pip install aiosmtpd)", |port| {
-        let mut cmd = std::process::Command::new("python3");
-        cmd.args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
-        .arg(&maildir);
-        cmd
+/// A real SMTP server on a free loopback port, in this process
+/// (mailin-embedded, a dev-dependency: nothing to install): it speaks SMTP
+/// with runbook over TCP and keeps each message it receives, as received.
+struct SmtpServer {
+    port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+#[derive(Clone)]
+struct Keep {
+    received: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    message: Vec<u8>,
+    rcpt: Vec<String>,
+}
+
+impl mailin_embedded::Handler for Keep {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
+        self.message.clear();
+        self.rcpt = to.to_vec();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.message.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let mut kept = format!("X-Envelope-To: {}\r\n", self.rcpt.join(", ")).into_bytes();
+        kept.extend_from_slice(&self.message);
+        self.received.lock().unwrap().push(kept);
+        mailin_embedded::response::OK
+    }
+}
+
+fn smtp_server() -> SmtpServer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut server = mailin_embedded::Server::new(Keep {
+        received: std::sync::Arc::clone(&received),
+        message: Vec::new(),
+        rcpt: Vec::new(),
     });
-    (server, maildir)
+    server
+        .with_name("smtp.test")
+        .with_ssl(mailin_embedded::SslConfig::None)
+        .unwrap()
+        .with_tcp_listener(listener);
+    // Serves until the test process ends.
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    SmtpServer { port, received }
 }
 
 fn notify_smtp(t: &Test, port: u16) -> Output {
@@ -266,22 +307,18 @@ fn notify_smtp(t: &Test, port: u16) -> Output {
 #[test]
 fn notifications_are_delivered_over_smtp_and_kept_in_the_outbox() {
     let t = Test::new();
-    let (server, maildir) = smtp_server(t.path());
+    let server = smtp_server();
     let out = notify_smtp(&t, server.port);
     out.code(0);
-    let new = maildir.join("new");
-    let received: Vec<PathBuf> = std::fs::read_dir(&new)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let received = server.received.lock().unwrap().clone();
     assert_eq!(
         received.len(),
         1,
         "the server received {} messages",
         received.len()
     );
-    let raw = std::fs::read(&received[0]).unwrap();
-    let mail = mailparse::parse_mail(&raw).unwrap();
+    let raw = &received[0];
+    let mail = mailparse::parse_mail(raw).unwrap();
     let header = |k: &str| {
         mail.headers
             .iter()
@@ -294,6 +331,11 @@ fn notifications_are_delivered_over_smtp_and_kept_in_the_outbox() {
         .unwrap()
         .starts_with("URGENT: Media Migration Rollback Initiated"));
     assert!(body_text(&mail).contains("initiated due to disk full"));
+    // Sent to both, over SMTP: the envelope names To and Cc.
+    assert_eq!(
+        header("X-Envelope-To").as_deref(),
+        Some("lead@example.com, pm@example.com")
+    );
     assert_eq!(outbox(&out).len(), 1);
 }
 
