@@ -93,8 +93,8 @@ pub struct Manifest {
     pub unreadable: Option<String>,
 }
 
-/// A backup found in a directory.
-#[derive(Clone, Debug, Serialize)]
+/// A backup found in a directory; [`Entry::to_json`] is how it is shown.
+#[derive(Clone, Debug)]
 pub struct Entry {
     pub path: PathBuf,
     /// `runbook`, or `legacy` for the application's own `PREFIX` + `YYYYMMDD-HHMMSS.db`.
@@ -105,6 +105,33 @@ pub struct Entry {
     pub sha256: Option<String>,
     /// What it holds, or why that could not be read.
     pub fingerprint: Result<Fingerprint, String>,
+}
+
+impl Entry {
+    /// As `backup.list` gives it and `runbook backup list --json` prints
+    /// it: the fingerprint, or `null` and the `error` that kept it unread.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut o = serde_json::Map::new();
+        o.insert("path".into(), self.path.display().to_string().into());
+        o.insert("kind".into(), self.kind.into());
+        o.insert("created_at".into(), self.created_at.clone().into());
+        o.insert("size".into(), self.size.into());
+        o.insert("label".into(), self.label.clone().into());
+        o.insert("sha256".into(), self.sha256.clone().into());
+        match &self.fingerprint {
+            Ok(fp) => {
+                o.insert(
+                    "fingerprint".into(),
+                    serde_json::to_value(fp).unwrap_or_default(),
+                );
+            }
+            Err(why) => {
+                o.insert("fingerprint".into(), serde_json::Value::Null);
+                o.insert("error".into(), why.clone().into());
+            }
+        }
+        serde_json::Value::Object(o)
+    }
 }
 
 pub fn manifest_path(backup: &Path) -> PathBuf {

@@ -34,9 +34,12 @@ pub enum Command {
     Report {
         #[command(flatten)]
         which: RunRef,
-        /// markdown (also rewrites the run's report.md) or json
+        /// markdown or json (the run summary)
         #[arg(long, value_enum, default_value = "markdown")]
         format: ReportFormat,
+        /// The run summary as JSON, as every other command's --json
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
     /// Continue an interrupted or failed run from its journal
     Resume {

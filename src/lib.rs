@@ -113,7 +113,18 @@ where
             Exit::Success
         }
         Command::Demo { dir, build_only } => command::demo::demo(dir.as_deref(), build_only),
-        Command::Report { which, format } => command::report::report(&which, format),
+        Command::Report {
+            which,
+            format,
+            json,
+        } => {
+            let format = if json {
+                cli::ReportFormat::Json
+            } else {
+                format
+            };
+            command::report::report(&which, format)
+        }
         Command::Resume {
             which,
             force,

@@ -103,29 +103,6 @@ pub struct Delete {
     force: bool,
 }
 
-fn entry_json(e: &backup::Entry) -> Json {
-    let mut o = serde_json::Map::new();
-    o.insert("path".into(), e.path.display().to_string().into());
-    o.insert("kind".into(), e.kind.into());
-    o.insert("created_at".into(), e.created_at.clone().into());
-    o.insert("size".into(), e.size.into());
-    o.insert("label".into(), e.label.clone().into());
-    o.insert("sha256".into(), e.sha256.clone().into());
-    match &e.fingerprint {
-        Ok(fp) => {
-            o.insert(
-                "fingerprint".into(),
-                serde_json::to_value(fp).unwrap_or(Json::Null),
-            );
-        }
-        Err(why) => {
-            o.insert("fingerprint".into(), Json::Null);
-            o.insert("error".into(), why.clone().into());
-        }
-    }
-    Json::Object(o)
-}
-
 impl Action for Create {
     fn files_mut(&mut self) -> Vec<&mut PathBuf> {
         vec![&mut self.db, &mut self.dir]
@@ -171,7 +148,10 @@ impl Action for List {
             .map_err(Failure::failed)?;
         let mut out = Outputs::new();
         out.insert("count".into(), entries.len().into());
-        out.insert("backups".into(), entries.iter().map(entry_json).collect());
+        out.insert(
+            "backups".into(),
+            entries.iter().map(backup::Entry::to_json).collect(),
+        );
         Ok(out)
     }
 }
@@ -202,7 +182,7 @@ impl Action for Select {
             app_prefix: self.app_backups.clone(),
         };
         let selected = backup::select(&self.dir, &criteria).map_err(Failure::failed)?;
-        let mut out = outputs(entry_json(&selected.entry));
+        let mut out = outputs(selected.entry.to_json());
         out.insert("sha256".into(), selected.verified.sha256.into());
         let rejected = serde_json::to_value(selected.rejected).unwrap_or(Json::Null);
         out.insert("rejected".into(), rejected);

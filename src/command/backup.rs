@@ -101,9 +101,10 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
         BackupOp::List => {
             let entries = backup::list(&dir()?, &args.counting(), args.app_backups.as_deref())?;
             if args.json {
-                for e in &entries {
-                    say!("{}", serde_json::to_string(e).unwrap_or_default());
-                }
+                // The shape of the `backup.list` action's outputs.
+                let backups: Vec<serde_json::Value> =
+                    entries.iter().map(backup::Entry::to_json).collect();
+                say!("{}", json!({"count": backups.len(), "backups": backups}));
             } else if entries.is_empty() {
                 say!("no backups in {}", dir()?.display());
             } else {

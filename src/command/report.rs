@@ -1,6 +1,6 @@
 //! `runbook report RUN`: the incident report, rebuilt from the journal
-//! alone, as Markdown (also written back to the run's report.md) or as the
-//! run summary in JSON.
+//! alone, as Markdown or as the run summary in JSON (`--json`). It only
+//! reads: the run's report.md stays as the run wrote it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,30 +12,21 @@ use crate::report;
 use crate::summary::Summary;
 
 pub fn report(which: &RunRef, format: ReportFormat) -> Exit {
-    let (dir, events) = match super::recorded_run(which) {
+    let (_, events) = match super::recorded_run(which) {
         Ok(run) => run,
         Err(exit) => return exit,
     };
     let summary = Arc::new(Summary::from_events(&events));
     match format {
+        // A read: the run's own report.md is left as the run wrote it.
         ReportFormat::Markdown => {
-            let md =
-                match layout(&events).and_then(|l| l.render(&summary).map_err(|e| e.to_string())) {
-                    Ok(md) => md,
-                    Err(err) => {
-                        eprintln!("error: {err}");
-                        return Exit::Failed;
-                    }
-                };
-            if let Err(err) = report::write_atomically(&dir.join(report::FILE_NAME), md.as_bytes())
-            {
-                eprintln!(
-                    "error: cannot write {}: {err}",
-                    dir.join(report::FILE_NAME).display()
-                );
-                return Exit::Failed;
+            match layout(&events).and_then(|l| l.render(&summary).map_err(|e| e.to_string())) {
+                Ok(md) => say!(raw: md),
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return Exit::Failed;
+                }
             }
-            say!(raw: md);
         }
         ReportFormat::Json => match serde_json::to_string_pretty(&*summary) {
             Ok(json) => say!("{json}"),

@@ -235,12 +235,12 @@ pub(crate) fn execute(
     }
     if let Some(err) = outcome.sink_error {
         // The last line: what failed, and how to get the report back.
+        let dir = run_dir
+            .as_ref()
+            .map_or_else(String::new, |d| d.display().to_string());
         eprintln!(
             "error: the journal or report could not be written completely: {err}\n  \
-             help: free space; `runbook report {}` writes the report again from the journal",
-            run_dir
-                .as_ref()
-                .map_or_else(String::new, |d| d.display().to_string())
+             help: free space; `runbook report {dir} > {dir}/report.md` renders the report again from the journal"
         );
         if outcome.status == RunStatus::Succeeded {
             return Exit::Failed;
@@ -256,6 +256,14 @@ pub(crate) fn execute(
         if std::fs::read_dir(&outbox).is_ok_and(|mut d| d.next().is_some()) {
             say!("outbox: {}", outbox.display());
         }
+    }
+    // The exact line to type next, for a run that did not finish well.
+    let unfinished = matches!(
+        outcome.status,
+        RunStatus::Failed | RunStatus::Aborted | RunStatus::Interrupted
+    );
+    if let (Some(dir), true, false, false) = (&run_dir, unfinished, json, options.rehearsal) {
+        say!("resume: runbook resume {}", dir.display());
     }
     match outcome.status {
         RunStatus::Succeeded => Exit::Success,

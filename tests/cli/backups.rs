@@ -125,6 +125,23 @@ fn list_shows_ours_and_the_apps_legacy_backups_newest_first() {
     out.code(0);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{}", out.stdout);
+    // With --json, the `backup.list` action's outputs: one document.
+    let js = t.run(&[
+        "backup",
+        "list",
+        "--db",
+        "app/db_data/main.db",
+        "--app-backups",
+        "db_backup_",
+        "--json",
+    ]);
+    js.code(0);
+    let v: serde_json::Value = serde_json::from_str(&js.stdout).unwrap();
+    assert_eq!(v["count"], 3, "{v}");
+    assert_eq!(v["backups"][0]["kind"], "runbook");
+    assert_eq!(v["backups"][1]["kind"], "legacy");
+    assert!(v["backups"][0]["fingerprint"]["tables"].is_array(), "{v}");
+    assert!(!js.stdout.contains("\"Ok\""), "{}", js.stdout);
     assert!(
         lines[0].contains("runbook") && lines[0].contains("docs 3, images 3"),
         "{}",
