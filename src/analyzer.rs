@@ -736,9 +736,10 @@ impl Analyzer<'_> {
                     self.check_names(&used, &with_span, ctx);
                 }
                 Err(err) => {
+                    let at = err.line.map(|l| format!(":{l}")).unwrap_or_default();
                     let d = Diagnostic::at(
                         &with_span,
-                        format!("template {}: {}", path.display(), err.message),
+                        format!("template {}{at}: {}", path.display(), err.message),
                     )
                     .help("template paths are relative to the playbook's directory");
                     self.error(d);

@@ -162,6 +162,7 @@ impl Templates {
         self.env
             .add_template_owned(name.clone(), s.to_owned())
             .map_err(compile_error)?;
+        self.known_filters_and_tests(s, false)?;
         let template = self.env.get_template(&name).map_err(compile_error)?;
         vars.extend(self.without_globals(template.undeclared_variables(true)));
         vars.extend(subscripted_steps(s));
@@ -182,6 +183,7 @@ impl Templates {
         if !self.files.contains_key(&key) {
             let source = std::fs::read_to_string(&key).map_err(unreadable)?;
             let name = key.display().to_string();
+            self.known_filters_and_tests(&source, false)?;
             self.env
                 .add_template_owned(name.clone(), source)
                 .map_err(compile_error)?;
@@ -201,11 +203,50 @@ impl Templates {
         name: &str,
         source: &str,
     ) -> Result<BTreeSet<String>, CompileError> {
+        self.known_filters_and_tests(source, false)?;
         self.env
             .add_template_owned(name.to_owned(), source.to_owned())
             .map_err(compile_error)?;
         let template = self.env.get_template(name).map_err(compile_error)?;
         Ok(self.without_globals(template.undeclared_variables(true)))
+    }
+
+    /// Every filter (`| name`) and test (`is name`) a template or an
+    /// expression uses must exist: minijinja finds an unknown one only when
+    /// it runs, which for a branch of a fallback is at 3 a.m.
+    fn known_filters_and_tests(&self, source: &str, expression: bool) -> Result<(), CompileError> {
+        for (kind, name, line) in filters_and_tests(source, expression) {
+            let (probe, unknown, known) = match kind {
+                Use::Filter => (
+                    format!("{{{{ none | {name} }}}}"),
+                    minijinja::ErrorKind::UnknownFilter,
+                    KNOWN_FILTERS,
+                ),
+                Use::Test => (
+                    format!("{{{{ none is {name} }}}}"),
+                    minijinja::ErrorKind::UnknownTest,
+                    KNOWN_TESTS,
+                ),
+            };
+            if let Err(err) = self.env.render_str(&probe, ()) {
+                if err.kind() == unknown {
+                    let what = if kind == Use::Filter {
+                        "filter"
+                    } else {
+                        "test"
+                    };
+                    let hint = crate::diagnostic::did_you_mean(&name, known.iter().copied())
+                        .map(|best| format!(" (did you mean `{best}`?)"))
+                        .unwrap_or_default();
+                    return Err(CompileError {
+                        message: format!("unknown {what} `{name}`{hint}"),
+                        line: Some(line),
+                        pos: None,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Renders a template compiled by [`Templates::compile_named`].
@@ -252,6 +293,7 @@ impl Templates {
     /// Checks that an expression compiles; returns the variable paths it reads.
     pub fn expression_variables(&self, expr: &str) -> Result<BTreeSet<String>, CompileError> {
         let compiled = self.env.compile_expression(expr).map_err(compile_error)?;
+        self.known_filters_and_tests(expr, true)?;
         let mut vars = self.without_globals(compiled.undeclared_variables(true));
         vars.extend(subscripted_steps(expr));
         Ok(vars)
@@ -375,6 +417,207 @@ fn single_expression(s: &str) -> Option<&str> {
     Some(inner.trim())
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Filter,
+    Test,
+}
+
+/// For "did you mean": minijinja's filters and runbook's own.
+const KNOWN_FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+    "zip",
+    "words",
+    "cell",
+    "quote",
+    "seconds",
+    "clock",
+    "json",
+];
+
+/// For "did you mean": minijinja's tests.
+const KNOWN_TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
+/// The filters (`x | name`) and tests (`x is [not] name`) a template uses,
+/// with the line each is on: read from its code (`{{ … }}`, `{% … %}`, or
+/// all of it for an expression), outside string literals and comments.
+fn filters_and_tests(source: &str, expression: bool) -> Vec<(Use, String, usize)> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut out = Vec::new();
+    let mut line = 1;
+    let mut in_code = expression;
+    let mut quote: Option<char> = None;
+    let ident_at = |i: usize| -> (String, usize) {
+        let mut j = i;
+        while j < chars.len() && chars[j].is_whitespace() {
+            j += 1;
+        }
+        let start = j;
+        while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_') {
+            j += 1;
+        }
+        (chars[start..j].iter().collect(), j)
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '\n' {
+            line += 1;
+        }
+        if !expression && quote.is_none() {
+            match (in_code, c, next) {
+                (false, '{', Some('{' | '%')) => {
+                    in_code = true;
+                    i += 2;
+                    continue;
+                }
+                (false, '{', Some('#')) => {
+                    // A comment: to its end.
+                    while i + 1 < chars.len() && !(chars[i] == '#' && chars[i + 1] == '}') {
+                        if chars[i] == '\n' {
+                            line += 1;
+                        }
+                        i += 1;
+                    }
+                    i += 2;
+                    continue;
+                }
+                (true, '}' | '%', Some('}')) => {
+                    in_code = false;
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if !in_code {
+            i += 1;
+            continue;
+        }
+        match quote {
+            Some(q) if c == '\\' => {
+                let _ = q;
+                i += 2;
+                continue;
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '|' => {
+                let (name, end) = ident_at(i + 1);
+                if !name.is_empty() {
+                    out.push((Use::Filter, name, line));
+                }
+                i = end.max(i + 1);
+                continue;
+            }
+            None if c.is_alphabetic() || c == '_' => {
+                let (word, end) = ident_at(i);
+                let before = i.checked_sub(1).map(|b| chars[b]);
+                if word == "is"
+                    && before.is_none_or(|b| !(b.is_alphanumeric() || b == '_' || b == '.'))
+                {
+                    let (mut name, mut after) = ident_at(end);
+                    if name == "not" {
+                        (name, after) = ident_at(after);
+                    }
+                    if !name.is_empty() {
+                        out.push((Use::Test, name, line));
+                    }
+                    i = after;
+                    continue;
+                }
+                i = end;
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out
+}
+
 /// JSON, compact or indented by `indent` spaces; unlike `tojson`, not
 /// escaped for HTML, which no template here produces.
 fn json(value: minijinja::Value, indent: Option<usize>) -> Result<String, minijinja::Error> {
@@ -473,6 +716,24 @@ mod tests {
         );
         assert!(vars.iter().any(|v| *v == "db"), "{vars:?}");
         assert!(!vars.iter().any(|v| v.starts_with("range")), "{vars:?}");
+    }
+
+    #[test]
+    fn filters_and_tests_are_read_from_code_only() {
+        let found = |src: &str, expr: bool| -> Vec<String> {
+            filters_and_tests(src, expr)
+                .into_iter()
+                .map(|(k, n, l)| format!("{}:{n}:{l}", if k == Use::Filter { "f" } else { "t" }))
+                .collect()
+        };
+        assert_eq!(
+            found("a | b {{ 'x|y' ~ \"p|q\" | upper }}{# | nope #}\n{% if this is not none and x is odd %}{% endif %}", false),
+            vec!["f:upper:1", "t:none:2", "t:odd:2"]
+        );
+        assert_eq!(
+            found("steps.a.is_ok or (v|int) is divisibleby(3)", true),
+            vec!["f:int:1", "t:divisibleby:1"]
+        );
     }
 
     #[test]
