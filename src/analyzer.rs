@@ -720,11 +720,21 @@ impl Analyzer<'_> {
                 return None;
             }
         };
-        let Some(call) = call else {
+        let Some((call, whole)) = call else {
             // Known only at run time; assume the worst.
             return Some((args?, true)).filter(|_| !check);
         };
         let a = call.action();
+        if let (Some(why), true) = (a.invalid(), whole) {
+            self.error(
+                Diagnostic::at(
+                    &with_span,
+                    format!("invalid arguments for `{}`: {why}", action.value),
+                )
+                .help("docs/actions.md lists every action's arguments"),
+            );
+            return None;
+        }
         if action.value == "shell" {
             self.secrets_in_command(node, &step_span.file);
         }
@@ -976,11 +986,12 @@ fn local_ids(pb: &Playbook) -> Vec<String> {
 /// time: such an argument is left out and the rest checked (so that, say,
 /// an e-mail's template file is still found and compiled). `Ok(None)`:
 /// nothing could be checked before the run.
-fn probe(action: &str, node: &Node) -> Result<Option<Call>, action::ArgumentError> {
+fn probe(action: &str, node: &Node) -> Result<Option<(Call, bool)>, action::ArgumentError> {
     let mut json = node.to_json();
-    for _ in 0..32 {
+    for round in 0..32 {
         let err = match Call::new(action, json.clone()) {
-            Ok(call) => return Ok(Some(call)),
+            // Whether every argument is in it (none left for run time).
+            Ok(call) => return Ok(Some((call, round == 0))),
             Err(err) => err,
         };
         let (bad, _) = node.find(&err.path);

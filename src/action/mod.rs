@@ -196,6 +196,12 @@ pub trait Action: fmt::Debug {
         Vec::new()
     }
 
+    /// What is wrong with its arguments that their types cannot say (one of
+    /// two arguments required), found by `check` as well as by the run.
+    fn invalid(&self) -> Option<String> {
+        None
+    }
+
     /// Every file and directory it reads or writes (besides the run
     /// directory), to be pointed elsewhere: a dry run runs a change for
     /// real only when it can point each of them at a throwaway copy.

@@ -231,6 +231,10 @@ fn attach(
 }
 
 impl Action for Exec {
+    fn invalid(&self) -> Option<String> {
+        self.statements().err().map(|e| e.to_string())
+    }
+
     fn files_mut(&mut self) -> Vec<&mut PathBuf> {
         std::iter::once(&mut self.db)
             .chain(self.attach.values_mut())
