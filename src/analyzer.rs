@@ -4,7 +4,7 @@
 //! their arguments, templates that compile, and every variable and step a
 //! template reads. Nothing runs until this has passed.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value as Json};
@@ -433,7 +433,7 @@ impl Analyzer<'_> {
         prefix: &str,
     ) -> (Vec<PlanStep>, Vec<PlanStep>) {
         let ids = local_ids(pb);
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashMap<String, Span> = HashMap::new();
         self.check_unique(&pb.steps, &mut seen);
         self.check_unique(&pb.always, &mut seen);
         self.declare_facts(pb, scope, &ids);
@@ -446,13 +446,27 @@ impl Analyzer<'_> {
         (plan(&pb.steps), plan(&pb.always))
     }
 
-    fn check_unique(&mut self, steps: &[Step], seen: &mut HashSet<String>) {
+    /// Each id once in a playbook; a second one is said where it is, with
+    /// where the first one is.
+    fn check_unique(&mut self, steps: &[Step], seen: &mut HashMap<String, Span>) {
         for s in steps {
-            if !seen.insert(s.id.value.clone()) {
-                self.error(
-                    Diagnostic::at(&s.id.span, format!("duplicate step id `{}`", s.id.value))
+            match seen.get(&s.id.value) {
+                Some(first) => {
+                    let first = format!("line {}, column {}", first.line, first.column);
+                    self.error(
+                        Diagnostic::at(
+                            &s.id.span,
+                            format!(
+                                "duplicate step id `{}` (the first is at {first})",
+                                s.id.value
+                            ),
+                        )
                         .help("step ids must be unique within a playbook, fallbacks included"),
-                );
+                    );
+                }
+                None => {
+                    seen.insert(s.id.value.clone(), s.id.span.clone());
+                }
             }
             self.check_unique(&s.fallback, seen);
         }
@@ -590,13 +604,35 @@ impl Analyzer<'_> {
             return None;
         }
         if !path.is_file() {
-            self.error(
-                Diagnostic::at(
-                    &target.span,
-                    format!("included playbook {} does not exist", path.display()),
-                )
-                .help("include paths are relative to the including playbook's directory"),
-            );
+            // The playbooks beside where it was looked for, for "did you mean".
+            let dir = path.parent().unwrap_or_else(|| Path::new("."));
+            let beside: Vec<String> = std::fs::read_dir(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+            let wanted = path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let d = Diagnostic::at(
+                &target.span,
+                format!("included playbook {} does not exist", path.display()),
+            )
+            .suggest(&wanted, beside.iter().map(String::as_str));
+            let d = if d.help.is_none() {
+                d.help("include paths are relative to the including playbook's directory")
+            } else {
+                d
+            };
+            self.error(d);
             return None;
         }
         let child = match playbook::load(&path) {

@@ -405,3 +405,23 @@ fn a_secret_in_a_command_line_is_a_warning_with_its_position() {
         .code(0)
         .stderr_has("warning: pb.yaml:6:28: the secret `token`");
 }
+
+/// A mistyped include gets a did-you-mean among the playbooks beside it;
+/// a duplicate id says where the first one is.
+#[test]
+fn a_mistyped_include_and_a_duplicate_id_say_what_was_meant() {
+    let t = Test::new()
+        .file(
+            "rollback-option-2.yaml",
+            "steps:\n  - id: x\n    action: shell\n    with: {command: [\"true\"]}\n",
+        )
+        .file(
+            "pb.yaml",
+            "steps:\n  - id: a\n    playbook: rollback-option2.yaml\n  - id: b\n    action: shell\n    with: {command: [\"true\"]}\n  - id: b\n    action: shell\n    with: {command: [\"true\"]}\n",
+        );
+    t.run(&["check", "pb.yaml"])
+        .code(2)
+        .stderr_has("error: pb.yaml:3:15: included playbook rollback-option2.yaml does not exist")
+        .stderr_has("help: did you mean `rollback-option-2.yaml`?")
+        .stderr_has("error: pb.yaml:7:9: duplicate step id `b` (the first is at line 4, column 9)");
+}
