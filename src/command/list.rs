@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::exit::Exit;
-use crate::playbook;
+use crate::{analyzer, playbook};
 
 pub fn list(dir: &Path, json: bool) -> Exit {
     let entries = match std::fs::read_dir(dir) {
@@ -21,9 +21,14 @@ pub fn list(dir: &Path, json: bool) -> Exit {
     files.sort();
     for path in &files {
         let file = path.display().to_string();
-        let (name, description, problems) = match playbook::load(path) {
-            Ok((pb, problems)) => (pb.name.map(|n| n.value), pb.description, problems.0.len()),
-            Err(d) => (None, None, d.0.len()),
+        let (name, description) = match playbook::load(path) {
+            Ok((pb, _)) => (pb.name.map(|n| n.value), pb.description),
+            Err(_) => (None, None),
+        };
+        // What `check` says of it, counted the same way.
+        let problems = match analyzer::analyze(path, &analyzer::Options::default()) {
+            Ok(_) => 0,
+            Err(d) => d.0.len(),
         };
         if json {
             say!(

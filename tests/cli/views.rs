@@ -276,8 +276,35 @@ fn check_and_list_speak_json_for_tools() {
         .collect();
     assert_eq!(rows[0]["file"], "playbooks/bad.yaml");
     assert_eq!(rows[0]["valid"], false);
+    assert_eq!(
+        rows[0]["problems"],
+        lines[1]["problems"].as_array().unwrap().len(),
+        "list and check count differently"
+    );
     assert_eq!(rows[1]["name"], "good");
     assert_eq!(rows[1]["description"], "Fine");
+
+    // A playbook that parses but that check rejects (an undefined
+    // variable) is invalid in the list too.
+    let t = t.file(
+        "playbooks/undefined.yaml",
+        "description: Looks fine\nsteps:\n  - id: s\n    action: shell\n    with: {command: [echo, \"{{ nope }}\"]}\n",
+    );
+    let checked = t.run(&["check", "--json", "playbooks/undefined.yaml"]);
+    let checked: serde_json::Value = serde_json::from_str(checked.stdout.trim()).unwrap();
+    assert_eq!(checked["ok"], false);
+    let list = t.run(&["list", "--json"]);
+    let row = list
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["file"] == "playbooks/undefined.yaml")
+        .unwrap();
+    assert_eq!(row["valid"], false, "{row}");
+    assert_eq!(
+        row["problems"],
+        checked["problems"].as_array().unwrap().len()
+    );
 }
 
 #[test]
