@@ -61,14 +61,13 @@ where
     T: Into<OsString> + Clone,
 {
     ignore_file_size_signal();
-    secret::take_from_environment();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => {
-            // Everything of runbook's own in the environment has been read
-            // (secrets, fault injection, `RUNBOOK_RUNS`): no program it
-            // starts — a shell step, sendmail — is given any of it.
+            // What runbook reads from its environment has been read (the
+            // command line's, fault injection's; the secrets next): no
+            // program it starts is given any of it.
             fault::configure();
-            secret::forget_runbook_environment();
+            secret::take_environment();
             cli
         }
         Err(err) => {

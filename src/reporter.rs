@@ -37,12 +37,12 @@ pub struct Human {
     /// `-v`: included steps, fallbacks' own lines and conditions in full.
     verbose: bool,
     depth: usize,
-    dry_run: bool,
     /// When the playbook's deadline falls.
     deadline: Option<std::time::Instant>,
     /// Dry run: each top-level step's predicted outcome, for the closing lines.
     predicted: Vec<String>,
-    /// The run's record: the closing lines say what it says.
+    /// The run's record, from the events: whether it is a dry run, and
+    /// what the closing lines say.
     summary: Summary,
 }
 
@@ -79,7 +79,6 @@ impl Human {
             spinner,
             verbose,
             depth: 0,
-            dry_run: false,
             deadline: None,
             predicted: Vec::new(),
             summary: Summary::default(),
@@ -106,7 +105,7 @@ impl Human {
     /// an included playbook only with `-v` or in a dry run.
     fn shown(&self, depth: usize) -> bool {
         // A dry run is a review: every step it would take is the point.
-        self.verbose || self.dry_run || depth <= 1
+        self.verbose || self.summary.dry_run || depth <= 1
     }
 
     /// `text` in lines of at most `WIDTH` columns, broken between words
@@ -134,7 +133,7 @@ impl Human {
     /// `text` cut to fit `WIDTH` columns after `used` (without `-v`).
     fn fit(&self, text: &str, used: usize) -> String {
         // A dry run's resolved arguments are what the reviewer reads.
-        if self.verbose || self.dry_run {
+        if self.verbose || self.summary.dry_run {
             return text.to_owned();
         }
         let room = WIDTH.saturating_sub(used).max(20);
@@ -175,7 +174,6 @@ impl Human {
                 deadline_at,
                 ..
             } => {
-                self.dry_run = *dry_run;
                 self.line(&format!("{} {playbook} ({file})", style("▶").bold()))?;
                 if let (Some(d), Some(at)) = (deadline, deadline_at) {
                     // From when it falls, not from now: a resumed run's
@@ -217,7 +215,8 @@ impl Human {
                 detail,
                 ..
             } => {
-                if self.shown(self.depth) && (self.dry_run || (!passed && *phase != Phase::SkipIf))
+                if self.shown(self.depth)
+                    && (self.summary.dry_run || (!passed && *phase != Phase::SkipIf))
                 {
                     let mark = if *passed {
                         style("passed").green()
@@ -263,7 +262,11 @@ impl Human {
                 // step's comes after its fallbacks.
                 if after == step || after.is_empty() || !self.verbose {
                     let failed = if after.is_empty() { step } else { after };
-                    let verb = if self.dry_run { "would fail" } else { "failed" };
+                    let verb = if self.summary.dry_run {
+                        "would fail"
+                    } else {
+                        "failed"
+                    };
                     let head = format!("{}  ✗ {failed} {verb}: ", self.indent());
                     let error = self.fit(error, console::measure_text_width(&head));
                     self.line(&format!(
@@ -328,7 +331,7 @@ impl Human {
                     format!("{} {name}", style(step).bold())
                 };
                 // Top-level lines show the time left before the deadline.
-                let left = match (self.depth, self.deadline, self.dry_run) {
+                let left = match (self.depth, self.deadline, self.summary.dry_run) {
                     (0, Some(end), false) => {
                         let now = std::time::Instant::now();
                         let text = if now <= end {
@@ -353,7 +356,7 @@ impl Human {
                     "{}{mark} {title}{sep}{what} {time}{left}",
                     self.indent()
                 ))?;
-                if self.depth == 0 && self.dry_run {
+                if self.depth == 0 && self.summary.dry_run {
                     let outcome = if what.is_empty() {
                         status.as_str().to_owned()
                     } else {
@@ -374,7 +377,7 @@ impl Human {
         if let Some(bar) = self.spinner.take() {
             bar.finish_and_clear();
         }
-        if self.dry_run && !self.predicted.is_empty() {
+        if self.summary.dry_run && !self.predicted.is_empty() {
             self.line("predicted path:")?;
             for entry in &self.predicted {
                 self.line(&format!("  {entry}"))?;
@@ -383,11 +386,11 @@ impl Human {
         let s = &self.summary;
         let secs = s.duration_ms.unwrap_or_default() as f64 / 1000.0;
         let text = match s.status {
-            State::Succeeded if self.dry_run && s.warnings.is_empty() => style(format!(
+            State::Succeeded if self.summary.dry_run && s.warnings.is_empty() => style(format!(
                 "dry run finished in {secs:.1}s; nothing was changed"
             ))
             .green(),
-            State::Succeeded if self.dry_run => style(format!(
+            State::Succeeded if self.summary.dry_run => style(format!(
                 "dry run finished in {secs:.1}s; nothing was changed; the run would succeed with {}:",
                 count(s.warnings.len(), "warning")
             ))
@@ -419,7 +422,7 @@ impl Human {
                     .as_deref()
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default();
-                let lead = if self.dry_run {
+                let lead = if self.summary.dry_run {
                     "dry run: the run would fail"
                 } else {
                     match s.status {
@@ -442,9 +445,12 @@ impl Human {
                 self.line(&format!("  {} {w}", style("⚠").yellow()))?;
             }
         }
-        match (s.deadline_met, self.dry_run || s.status != State::Succeeded) {
+        match (
+            s.deadline_met,
+            self.summary.dry_run || s.status != State::Succeeded,
+        ) {
             (Some(true), false) => self.line("deadline met")?,
-            (Some(false), _) if !self.dry_run => {
+            (Some(false), _) if !self.summary.dry_run => {
                 self.line(&style("deadline MISSED").red().to_string())?
             }
             _ => {}

@@ -1,8 +1,10 @@
 //! Secret values given through the environment (`RUNBOOK_SECRET_<NAME>`,
-//! the variable `<name>`). They are taken out of runbook's own environment
-//! as it starts, before any thread or child process exists, so no program
-//! a step starts (a shell command, sendmail) inherits them: a step that
-//! needs one gives it explicitly, through `env:` or `stdin:`.
+//! the variable `<name>`). As runbook starts, they are taken into its
+//! keeping and every `RUNBOOK_*` variable is taken out of its environment,
+//! before any thread or child process exists, so no program a step starts
+//! (a shell command, sendmail) inherits a secret or runbook's own settings:
+//! a step that needs a secret gives it explicitly, through `env:` or
+//! `stdin:`.
 
 use std::sync::OnceLock;
 
@@ -11,23 +13,12 @@ pub const ENV_PREFIX: &str = "RUNBOOK_SECRET_";
 
 static TAKEN: OnceLock<Vec<(String, String)>> = OnceLock::new();
 
-/// Moves every `RUNBOOK_SECRET_*` variable out of the process environment
-/// into runbook's keeping. Called once, first thing, while the process has
-/// one thread.
-pub fn take_from_environment() {
-    let found = in_environment();
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with(ENV_PREFIX) {
-            std::env::remove_var(&key);
-        }
-    }
-    let _ = TAKEN.set(found);
-}
-
-/// Takes every other `RUNBOOK_*` variable out of the process environment
-/// too, once the command line (`RUNBOOK_RUNS`) has been read. Called while
-/// the process has one thread.
-pub fn forget_runbook_environment() {
+/// Keeps the `RUNBOOK_SECRET_*` values and removes every `RUNBOOK_*`
+/// variable from the process environment. Called once, after the command
+/// line (`RUNBOOK_RUNS`) and fault injection have read theirs, while the
+/// process has one thread.
+pub fn take_environment() {
+    let _ = TAKEN.set(in_environment());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("RUNBOOK_") {
             std::env::remove_var(&key);

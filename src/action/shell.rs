@@ -136,13 +136,6 @@ impl Action for Shell {
             Some(text) => expr.stdin_bytes(text.0.clone().into_bytes()),
             None => expr.stdin_null(),
         };
-        // runbook's own variables (its secrets are gone already) are not
-        // the program's business.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("RUNBOOK_") {
-                expr = expr.env_remove(key);
-            }
-        }
         let mut expr = expr
             .stdout_capture()
             .stderr_capture()
