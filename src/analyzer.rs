@@ -57,6 +57,7 @@ fn analyze_parsed(
         diagnostics: problems,
         options,
         cli_used: HashSet::new(),
+        bad_choices: HashSet::new(),
         declared: BTreeSet::new(),
         stack: vec![canonical(path)],
         facts: Vec::new(),
@@ -74,6 +75,9 @@ fn analyze_parsed(
         .and_then(|node| a.deadline(node, scope, &top.file));
     a.check_cli_vars();
     if !a.diagnostics.is_empty() {
+        // Said alongside the errors, in file order: the one report to fix from.
+        let warnings = std::mem::take(&mut a.warnings);
+        a.diagnostics.0.extend(warnings);
         // A message may hold a value rendered from a secret (`cannot split
         // 'curl -u admin:…'`): it is redacted like everything else.
         let secrets: Vec<String> = a
@@ -144,6 +148,8 @@ struct Analyzer<'o> {
     diagnostics: Diagnostics,
     options: &'o Options,
     cli_used: HashSet<String>,
+    /// Values already said not to be one of a variable's choices.
+    bad_choices: HashSet<String>,
     declared: BTreeSet<String>,
     /// The include chain being analyzed, for cycle detection.
     stack: Vec<PathBuf>,
@@ -267,7 +273,10 @@ impl Analyzer<'_> {
                     Json::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                if !decl.choices.contains(&text) {
+                // One bad `--var` reaches every playbook that declares the
+                // variable: said once, where it is first declared.
+                let said = format!("{name}\u{0}{text}\u{0}{}", decl.choices.join("\u{0}"));
+                if !decl.choices.contains(&text) && self.bad_choices.insert(said) {
                     // An error message is output too: a secret stays `***` in it.
                     let secret = decl.secret || from_env_is_secret(&self.secret_env, &name);
                     let text = if secret { "***".to_owned() } else { text };
@@ -315,7 +324,7 @@ impl Analyzer<'_> {
             for path in &read.vars {
                 let root = path.split('.').next().unwrap_or(path);
                 if !ctx.contains_key(root) {
-                    let d = Diagnostic::at(&span, format!("undefined variable `{root}`"))
+                    let d = Diagnostic::at(&span.pointing_at(root), format!("undefined variable `{root}`"))
                     .suggest(root, ctx.keys().map(String::as_str))
                     .help(format!("a variable's value may use only variables declared before it; declare `{root}` in `vars` above this one"));
                     self.error(d);
@@ -347,7 +356,9 @@ impl Analyzer<'_> {
 
     fn template_error(&mut self, span: &Span, err: &CompileError) {
         let mut span = span.clone();
-        if let Some(line) = err.line {
+        if let Some(name) = &err.name {
+            span = span.pointing_at(name);
+        } else if let Some(line) = err.line {
             span.line += line.saturating_sub(1);
         }
         self.error(Diagnostic::at(
@@ -667,6 +678,79 @@ impl Analyzer<'_> {
         })
     }
 
+    /// The program a shell step runs, where the variables alone name it: a
+    /// path that does not exist is an error now rather than a fallback at
+    /// 3 a.m.; a name not on PATH is a warning, as the host that runs the
+    /// playbook may have it where this one does not.
+    fn program(&mut self, with: &Node, with_span: &Span, ctx: &Ctx<'_>) {
+        let Value::Map(entries) = &with.value else {
+            return;
+        };
+        let arg = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
+        let Some(command) = arg("command") else {
+            return;
+        };
+        let Ok((tvalue, reads)) = self.templates.compile(command) else {
+            return;
+        };
+        let vars = &self.scopes[ctx.scope].vars;
+        // Known only when the step runs: a program named by an earlier step's output.
+        let known_now = reads.iter().flat_map(|r| &r.vars).all(|path| {
+            let root = path.split('.').next().unwrap_or(path);
+            vars.contains_key(root)
+        });
+        if !known_now {
+            return;
+        }
+        let Ok(rendered) = self.templates.render(&tvalue, &crate::template::value(vars)) else {
+            return;
+        };
+        let program = match &rendered {
+            Json::String(line) => shell_words::split(line).ok().and_then(|w| w.into_iter().next()),
+            Json::Array(items) => match items.first() {
+                Some(Json::String(s)) => Some(s.clone()),
+                Some(Json::Array(words)) => words.first().and_then(|w| w.as_str()).map(str::to_owned),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(program) = program.filter(|p| !p.is_empty()) else {
+            return;
+        };
+        let at = if command.pos.line == 0 {
+            with_span.clone()
+        } else {
+            Span::new(&with_span.file, command.pos.line, command.pos.column)
+        };
+        let at = at.pointing_at(&program);
+        if program.contains('/') {
+            let cwd = match arg("cwd").map(|c| &c.value) {
+                Some(Value::Str(dir)) if !dir.contains("{{") => PathBuf::from(dir),
+                Some(_) => return,
+                None => PathBuf::new(),
+            };
+            let path = cwd.join(&program);
+            let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+            match std::fs::metadata(&path) {
+                Err(_) => self.error(
+                    Diagnostic::at(&at, format!("program `{program}` does not exist: no {}", shown.display()))
+                        .help("a relative path is taken from the directory runbook runs in (or the step's `cwd`); run from the install's directory, or give the right path"),
+                ),
+                Ok(meta) if !is_executable(&meta) => self.error(
+                    Diagnostic::at(&at, format!("program `{program}` is not executable: {}", shown.display()))
+                        .help(format!("make it executable (chmod +x {}), or run it through its interpreter, e.g. [sh, {program}]", shown.display())),
+                ),
+                Ok(_) => {}
+            }
+        } else if which::which(&program).is_err() {
+            self.warnings.push(
+                Diagnostic::at(&at, format!("program `{program}` is not on PATH here"))
+                    .help("the run fails at this step unless the machine that runs it has the program; install it, or give its full path")
+                    .as_warning(),
+            );
+        }
+    }
+
     /// A secret rendered into a program's command line is readable by any
     /// local user (`/proc/PID/cmdline`): said where it is, with the way out.
     fn secrets_in_command(
@@ -773,6 +857,7 @@ impl Analyzer<'_> {
         }
         if action.value == "shell" {
             self.secrets_in_command(node, &step_span.file);
+            self.program(node, &with_span, ctx);
         }
         let base = step_span.path().parent().unwrap_or_else(|| Path::new(""));
         for file in a.template_files() {
@@ -786,8 +871,12 @@ impl Analyzer<'_> {
                     let d = Diagnostic::at(
                         &with_span,
                         format!("template {}{at}: {}", path.display(), err.message),
-                    )
-                    .help("template paths are relative to the playbook's directory");
+                    );
+                    let d = if err.line.is_none() && err.name.is_none() {
+                        d.help("template paths are relative to the playbook's directory")
+                    } else {
+                        d
+                    };
                     self.error(d);
                 }
             }
@@ -917,7 +1006,7 @@ impl Analyzer<'_> {
                 if let Some(step) = parts.next() {
                     if !ctx.ids.iter().any(|id| id == step) {
                         problems.push(
-                            Diagnostic::at(span, format!("no step `{step}` in this playbook"))
+                            Diagnostic::at(&span.pointing_at(step), format!("no step `{step}` in this playbook"))
                                 .suggest(step, ctx.ids.iter().map(String::as_str)),
                         );
                     }
@@ -926,7 +1015,7 @@ impl Analyzer<'_> {
                 let field = parts.next();
                 if let Some(field) = field.filter(|f| !crate::summary::FIELDS.contains(f)) {
                     problems.push(
-                        Diagnostic::at(span, format!("`run` has no field `{field}`"))
+                        Diagnostic::at(&span.pointing_at(field), format!("`run` has no field `{field}`"))
                             .suggest(field, crate::summary::FIELDS.iter().copied()),
                     );
                     continue;
@@ -935,7 +1024,7 @@ impl Analyzer<'_> {
                 if let (Some("facts"), Some(fact)) = (field, parts.next()) {
                     if !self.facts.iter().any(|f| f.name == fact) {
                         let known: Vec<&str> = self.facts.iter().map(|f| f.name.as_str()).collect();
-                        let d = Diagnostic::at(span, format!("no fact `{fact}` is declared"))
+                        let d = Diagnostic::at(&span.pointing_at(fact), format!("no fact `{fact}` is declared"))
                             .suggest(fact, known.iter().copied());
                         let d = if d.help.is_none() {
                             d.help(format!(
@@ -954,7 +1043,7 @@ impl Analyzer<'_> {
                     .chain([RUN, STEPS])
                     .chain(ctx.extra.iter().copied())
                     .collect();
-                let d = Diagnostic::at(span, format!("undefined variable `{root}`"))
+                let d = Diagnostic::at(&span.pointing_at(root), format!("undefined variable `{root}`"))
                     .suggest(root, candidates);
                 let d = if d.help.is_none() {
                     d.help(format!(
@@ -1014,6 +1103,7 @@ fn local_ids(pb: &Playbook) -> Vec<String> {
     let mut out = Vec::new();
     walk(&pb.steps, &mut out);
     walk(&pb.always, &mut out);
+    out.extend(pb.unparsed_ids.iter().cloned());
     out
 }
 
@@ -1094,4 +1184,9 @@ fn plan_fingerprint(
         h.update(serde_json::to_vec(&vars).unwrap_or_default());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.is_file() && meta.permissions().mode() & 0o111 != 0
 }

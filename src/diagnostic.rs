@@ -38,6 +38,64 @@ impl Span {
     pub fn path(&self) -> &Path {
         &self.file.path
     }
+
+    /// The position of `name` inside the value that starts here: a caret
+    /// under the bad reference, not under the string's opening quote. The
+    /// value is the rest of this line, or the more indented lines below it
+    /// for a block (`|`, `>`) or folded scalar. Where `name` is not written
+    /// out there (a synthetic value), the value's start is the best we know.
+    #[must_use]
+    pub fn pointing_at(&self, name: &str) -> Span {
+        let mut lines = self.file.text.lines().enumerate().skip(self.line - 1);
+        let Some((_, first)) = lines.next() else {
+            return self.clone();
+        };
+        let start = first
+            .char_indices()
+            .nth(self.column - 1)
+            .map_or(first.len(), |(i, _)| i);
+        if let Some(at) = find_word(&first[start..], name) {
+            let column = self.column + first[start..start + at].chars().count();
+            return Span::new(&self.file, self.line, column);
+        }
+        // A value that begins its line (a block scalar's text) goes on while
+        // lines are indented as far; one that begins after a key goes on
+        // while they are indented further than the key.
+        let indent = indentation(first);
+        let begins_line = first[..start].trim().is_empty();
+        for (index, line) in lines {
+            let deeper = if begins_line {
+                indentation(line) >= indent
+            } else {
+                indentation(line) > indent
+            };
+            if !line.trim().is_empty() && !deeper {
+                break;
+            }
+            if let Some(at) = find_word(line, name) {
+                return Span::new(&self.file, index + 1, line[..at].chars().count() + 1);
+            }
+        }
+        self.clone()
+    }
+}
+
+fn indentation(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The byte offset of `word` in `text` where it stands as a whole name,
+/// not as part of a longer one (`db` in `dbb` is not `db`).
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let is_name = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    if word.is_empty() {
+        return None;
+    }
+    text.match_indices(word).map(|(i, _)| i).find(|&i| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(is_name) && !after.is_some_and(is_name)
+    })
 }
 
 impl fmt::Display for Span {

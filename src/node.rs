@@ -194,19 +194,68 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-/// Parses one YAML document. A syntax error becomes a diagnostic at its position.
+/// Parses one YAML document. A syntax error becomes a diagnostic at its
+/// position, in plain words where the parser's own are a developer's.
 pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
     serde_saphyr::from_str::<Node>(&file.text).map_err(|err| {
-        let message = first_line(&err.without_snippet().to_string());
-        match err.location() {
-            Some(loc) => {
-                let pos = Pos::of(&loc);
-                Diagnostic::at(&Span::new(file, pos.line, pos.column), message)
+        let mut pos = err.location().map(|loc| Pos::of(&loc));
+        let mut inner = &err;
+        while let serde_saphyr::Error::AliasError { error, .. }
+        | serde_saphyr::Error::WithSnippet { error, .. } = inner
+        {
+            inner = error;
+        }
+        let (message, help) = if let serde_saphyr::Error::Budget { breach, .. } = inner {
+            budget_message(breach)
+        } else {
+            let message = first_line(&err.without_snippet().to_string());
+            let tab = pos.and_then(|p| {
+                let line = file.text.lines().nth(p.line.checked_sub(1)?)?;
+                let indent = line.len() - line.trim_start().len();
+                line[..indent].find('\t').map(|at| at + 1)
+            });
+            match (tab, pos.as_mut()) {
+                (Some(column), Some(p)) if message.contains("tab") => {
+                    p.column = column;
+                    (
+                        "a tab in the indentation: YAML indents with spaces only".to_owned(),
+                        "replace the tab with spaces (most editors can convert indentation to spaces)"
+                            .to_owned(),
+                    )
+                }
+                _ => (
+                    message,
+                    "fix the YAML syntax at this position; `runbook check` re-checks the file"
+                        .to_owned(),
+                ),
             }
+        };
+        match pos {
+            Some(pos) => Diagnostic::at(&Span::new(file, pos.line, pos.column), message),
             None => Diagnostic::bare(format!("{}: {message}", file.path.display())),
         }
-        .help("fix the YAML syntax at this position; `runbook check` re-checks the file")
+        .help(help)
     })
+}
+
+/// A file the YAML reader refused to expand: said as what it is, not as
+/// the reader's counters.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> (String, String) {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Nodes { .. } | B::Events { .. } | B::Aliases { .. } | B::AliasAnchorRatio { .. } | B::MergeKeys { .. } => (
+            "the file's aliases (`*name`) expand it to more values than any playbook has: it is refused as an alias bomb".to_owned(),
+            "write the repeated parts out, or use fewer aliases of aliases".to_owned(),
+        ),
+        B::Depth { depth } => (
+            format!("the file nests {depth} levels deep, more than any playbook does"),
+            "flatten the nesting; a playbook's steps need a few levels at most".to_owned(),
+        ),
+        _ => (
+            "the file is larger than any playbook is, and is refused".to_owned(),
+            "split it into playbooks that include one another".to_owned(),
+        ),
+    }
 }
 
 /// serde-saphyr's message may carry its own position suffix; ours is printed separately.

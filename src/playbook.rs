@@ -34,6 +34,9 @@ pub struct Playbook {
     /// `deadline:`: how long the run has, a template over the variables
     /// that renders to a duration (`15m`), or to nothing for no deadline.
     pub deadline: Option<Node>,
+    /// The ids of steps that had other errors: they are written, so a
+    /// reference to one is not a second error.
+    pub unparsed_ids: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -191,13 +194,16 @@ fn parse_file(
     let mut reader = Reader {
         file: &file,
         diagnostics: Diagnostics::default(),
+        unparsed_ids: Vec::new(),
     };
-    let playbook = reader.playbook(&root);
+    let mut playbook = reader.playbook(&root);
+    playbook.unparsed_ids = reader.unparsed_ids;
     Ok((playbook, reader.diagnostics))
 }
 
 struct Reader<'a> {
     file: &'a Arc<SourceFile>,
+    unparsed_ids: Vec<String>,
     diagnostics: Diagnostics,
 }
 
@@ -360,6 +366,7 @@ impl<'a> Reader<'a> {
             facts: Vec::new(),
             report: None,
             deadline: None,
+            unparsed_ids: Vec::new(),
         };
         let Some(mut f) = self.fields(root, "a playbook") else {
             return playbook;
@@ -572,11 +579,16 @@ impl<'a> Reader<'a> {
             None => None,
         };
         self.finish(f, "a step", STEP_KEYS);
+        let id = id?;
+        let Some(body) = body else {
+            self.unparsed_ids.push(id.value);
+            return None;
+        };
         Some(Step {
             span: self.span(node.pos),
-            id: id?,
+            id,
             name,
-            body: body?,
+            body,
             when,
             require,
             verify,

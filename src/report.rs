@@ -36,6 +36,7 @@ impl Layout {
                         message: format!("cannot read it: {e}"),
                         line: None,
                         pos: None,
+                        name: None,
                     })?
                     .display()
                     .to_string()

@@ -30,6 +30,8 @@ pub struct CompileError {
     pub line: Option<usize>,
     /// Where the template stands in the playbook, when it is part of a tree.
     pub pos: Option<Pos>,
+    /// The unknown name the error is about, for a caret under it.
+    pub name: Option<String>,
 }
 
 /// The variable paths one string of a tree reads, and where it stands.
@@ -178,6 +180,7 @@ impl Templates {
             message: format!("cannot read it: {e}"),
             line: None,
             pos: None,
+            name: None,
         };
         let key = std::fs::canonicalize(path).map_err(unreadable)?;
         if !self.files.contains_key(&key) {
@@ -211,12 +214,17 @@ impl Templates {
         Ok(self.without_globals(template.undeclared_variables(true)))
     }
 
-    /// Every filter (`| name`) and test (`is name`) a template or an
-    /// expression uses must exist: minijinja finds an unknown one only when
+    /// Every filter (`| name`), test (`is name`) and function (`name()`) a
+    /// template or an expression uses must exist: minijinja finds an unknown one only when
     /// it runs, which for a branch of a fallback is at 3 a.m.
     fn known_filters_and_tests(&self, source: &str, expression: bool) -> Result<(), CompileError> {
         for (kind, name, line) in filters_and_tests(source, expression) {
             let (probe, unknown, known) = match kind {
+                Use::Function => (
+                    format!("{{{{ {name}() }}}}"),
+                    minijinja::ErrorKind::UnknownFunction,
+                    KNOWN_FUNCTIONS,
+                ),
                 Use::Filter => (
                     format!("{{{{ none | {name} }}}}"),
                     minijinja::ErrorKind::UnknownFilter,
@@ -230,10 +238,10 @@ impl Templates {
             };
             if let Err(err) = self.env.render_str(&probe, ()) {
                 if err.kind() == unknown {
-                    let what = if kind == Use::Filter {
-                        "filter"
-                    } else {
-                        "test"
+                    let what = match kind {
+                        Use::Filter => "filter",
+                        Use::Test => "test",
+                        Use::Function => "function",
                     };
                     let hint = crate::diagnostic::did_you_mean(&name, known.iter().copied())
                         .map(|best| format!(" (did you mean `{best}`?)"))
@@ -242,6 +250,7 @@ impl Templates {
                         message: format!("unknown {what} `{name}`{hint}"),
                         line: Some(line),
                         pos: None,
+                        name: Some(name),
                     });
                 }
             }
@@ -349,6 +358,7 @@ fn compile_error(err: minijinja::Error) -> CompileError {
         message: render_error(&err),
         line: err.line(),
         pos: None,
+        name: None,
     }
 }
 
@@ -421,7 +431,17 @@ fn single_expression(s: &str) -> Option<&str> {
 enum Use {
     Filter,
     Test,
+    Function,
 }
+
+/// minijinja's global functions, for "did you mean".
+const KNOWN_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
+
+/// Words of Jinja's own that may stand before a parenthesis.
+const KEYWORDS: &[&str] = &[
+    "and", "or", "not", "in", "if", "else", "elif", "is", "for", "macro", "call", "set", "with",
+    "filter", "recursive", "import", "from", "as", "include", "extends", "block", "return", "caller", "super", "loop", "self",
+];
 
 /// For "did you mean": minijinja's filters and runbook's own.
 const KNOWN_FILTERS: &[&str] = &[
@@ -518,11 +538,24 @@ const KNOWN_TESTS: &[&str] = &[
     "upper",
 ];
 
-/// The filters (`x | name`) and tests (`x is [not] name`) a template uses,
+/// The filters (`x | name`), tests (`x is [not] name`) and functions
+/// (`name(…)`) a template uses,
 /// with the line each is on: read from its code (`{{ … }}`, `{% … %}`, or
 /// all of it for an expression), outside string literals and comments.
 fn filters_and_tests(source: &str, expression: bool) -> Vec<(Use, String, usize)> {
     let chars: Vec<char> = source.chars().collect();
+    let macros: Vec<String> = source
+        .split("macro")
+        .skip(1)
+        .filter_map(|rest| {
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect();
     let mut out = Vec::new();
     let mut line = 1;
     let mut in_code = expression;
@@ -607,6 +640,16 @@ fn filters_and_tests(source: &str, expression: bool) -> Vec<(Use, String, usize)
                     }
                     i = after;
                     continue;
+                }
+                // A call: `name(…)`, not a method (`x.name(…)`), a keyword,
+                // or a macro defined in this template.
+                let called = chars[end..].iter().find(|c| !c.is_whitespace()) == Some(&'(');
+                if called
+                    && before != Some('.')
+                    && !KEYWORDS.contains(&word.as_str())
+                    && !macros.contains(&word)
+                {
+                    out.push((Use::Function, word, line));
                 }
                 i = end;
                 continue;

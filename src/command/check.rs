@@ -43,6 +43,7 @@ fn problem(d: &Diagnostic) -> serde_json::Value {
         "file": d.span.as_ref().map(|s| s.path().display().to_string()),
         "line": d.span.as_ref().map(|s| s.line),
         "column": d.span.as_ref().map(|s| s.column),
+        "level": if d.warning { "warning" } else { "error" },
         "message": d.message,
         "help": d.help,
     })

@@ -32,7 +32,7 @@ steps:
         errors,
         [
             "error: playbooks/x.yaml:5:5: unknown key `actoin` in a step",
-            "error: playbooks/x.yaml:10:11: undefined variable `dbb`",
+            "error: playbooks/x.yaml:10:15: undefined variable `dbb`",
             "error: playbooks/x.yaml:13:13: unknown action `shel`",
         ]
     );
@@ -63,7 +63,7 @@ fn undefined_variable_is_found_before_anything_runs() {
     );
     t.run(&["run", "pb.yaml"])
         .code(2)
-        .stderr_has("error: pb.yaml:7:28: undefined variable `reasn`")
+        .stderr_has("error: pb.yaml:7:32: undefined variable `reasn`")
         .stderr_has("did you mean `reason`?");
     assert!(
         !t.path().join("ran").exists(),
@@ -112,7 +112,7 @@ fn a_template_naming_a_step_that_does_not_exist_is_an_error() {
     );
     t.run(&["check", "pb.yaml"])
         .code(2)
-        .stderr_has("error: pb.yaml:4:28: no step `cuont` in this playbook")
+        .stderr_has("error: pb.yaml:4:38: no step `cuont` in this playbook")
         .stderr_has("did you mean `count`?");
 }
 
@@ -157,7 +157,7 @@ fn a_step_named_by_subscript_must_exist_too() {
     );
     t.run(&["check", "pb.yaml"])
         .code(2)
-        .stderr_has("error: pb.yaml:6:11: no step `option-l` in this playbook")
+        .stderr_has("error: pb.yaml:6:19: no step `option-l` in this playbook")
         .stderr_has("did you mean `option-1`?");
 }
 
@@ -194,7 +194,7 @@ facts:
         [
             "error: bad.yaml:7:11: no fact `dnoe` is declared",
             "  help: did you mean `done`?",
-            "error: bad.yaml:10:10: no step `b` in this playbook",
+            "error: bad.yaml:10:17: no step `b` in this playbook",
         ],
         "{}",
         out.stderr
@@ -241,7 +241,7 @@ fn an_unknown_field_of_run_is_an_error_with_a_suggestion() {
     );
     let out = t.run(&["check", "pb.yaml"]);
     out.code(2)
-        .stderr_has("error: pb.yaml:4:28: `run` has no field `statuss`")
+        .stderr_has("error: pb.yaml:4:36: `run` has no field `statuss`")
         .stderr_has("help: did you mean `status`?");
 }
 

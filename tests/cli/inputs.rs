@@ -106,7 +106,7 @@ fn a_variable_default_may_use_earlier_variables_only() {
     );
     t.run(&["check", "pb.yaml"])
         .code(2)
-        .stderr_has("error: pb.yaml:2:7: undefined variable `root`")
+        .stderr_has("error: pb.yaml:2:11: undefined variable `root`")
         .stderr_has("declare `root` in `vars` above this one");
 }
 

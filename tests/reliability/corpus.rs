@@ -1,5 +1,7 @@
 //! Hand-written broken playbooks in tests/corpus/, each with the exact
-//! messages `runbook check` must print for it (`NAME.expected`).
+//! messages `runbook check` must print for it (`NAME.expected`): every
+//! error and warning with its position, and every hint. A case whose
+//! mistake is on the command line gives its arguments in `NAME.command`.
 
 use std::path::Path;
 
@@ -19,16 +21,22 @@ fn every_broken_playbook_gets_its_expected_messages() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let expected = std::fs::read_to_string(path.with_extension("expected"))
             .unwrap_or_else(|_| panic!("{name} has no .expected file"));
+        let args = match std::fs::read_to_string(path.with_extension("command")) {
+            Ok(line) => line.split_whitespace().map(str::to_owned).collect(),
+            Err(_) => vec!["check".to_owned(), name.clone()],
+        };
         let out = std::process::Command::new(crate::BIN)
-            .args(["check", &name])
+            .args(&args)
             .current_dir(&dir)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{name} was accepted");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Absolute paths differ between machines: the corpus is `$CORPUS`.
+        let stderr = String::from_utf8_lossy(&out.stderr)
+            .replace(&dir.display().to_string(), "$CORPUS");
         let errors: Vec<&str> = stderr
             .lines()
-            .filter(|l| l.starts_with("error: "))
+            .filter(|l| ["error: ", "warning: ", "  help: "].iter().any(|p| l.starts_with(p)))
             .collect();
         let wanted: Vec<&str> = expected.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(errors, wanted, "{name}:\n{stderr}");

@@ -1,0 +1,1 @@
+run repeated-bad-var.yaml --dry-run --var severity=high
