@@ -702,14 +702,21 @@ impl Analyzer<'_> {
         if !known_now {
             return;
         }
-        let Ok(rendered) = self.templates.render(&tvalue, &crate::template::value(vars)) else {
+        let Ok(rendered) = self
+            .templates
+            .render(&tvalue, &crate::template::value(vars))
+        else {
             return;
         };
         let program = match &rendered {
-            Json::String(line) => shell_words::split(line).ok().and_then(|w| w.into_iter().next()),
+            Json::String(line) => shell_words::split(line)
+                .ok()
+                .and_then(|w| w.into_iter().next()),
             Json::Array(items) => match items.first() {
                 Some(Json::String(s)) => Some(s.clone()),
-                Some(Json::Array(words)) => words.first().and_then(|w| w.as_str()).map(str::to_owned),
+                Some(Json::Array(words)) => {
+                    words.first().and_then(|w| w.as_str()).map(str::to_owned)
+                }
                 _ => None,
             },
             _ => None,
@@ -1006,8 +1013,11 @@ impl Analyzer<'_> {
                 if let Some(step) = parts.next() {
                     if !ctx.ids.iter().any(|id| id == step) {
                         problems.push(
-                            Diagnostic::at(&span.pointing_at(step), format!("no step `{step}` in this playbook"))
-                                .suggest(step, ctx.ids.iter().map(String::as_str)),
+                            Diagnostic::at(
+                                &span.pointing_at(step),
+                                format!("no step `{step}` in this playbook"),
+                            )
+                            .suggest(step, ctx.ids.iter().map(String::as_str)),
                         );
                     }
                 }
@@ -1015,8 +1025,11 @@ impl Analyzer<'_> {
                 let field = parts.next();
                 if let Some(field) = field.filter(|f| !crate::summary::FIELDS.contains(f)) {
                     problems.push(
-                        Diagnostic::at(&span.pointing_at(field), format!("`run` has no field `{field}`"))
-                            .suggest(field, crate::summary::FIELDS.iter().copied()),
+                        Diagnostic::at(
+                            &span.pointing_at(field),
+                            format!("`run` has no field `{field}`"),
+                        )
+                        .suggest(field, crate::summary::FIELDS.iter().copied()),
                     );
                     continue;
                 }
@@ -1024,8 +1037,11 @@ impl Analyzer<'_> {
                 if let (Some("facts"), Some(fact)) = (field, parts.next()) {
                     if !self.facts.iter().any(|f| f.name == fact) {
                         let known: Vec<&str> = self.facts.iter().map(|f| f.name.as_str()).collect();
-                        let d = Diagnostic::at(&span.pointing_at(fact), format!("no fact `{fact}` is declared"))
-                            .suggest(fact, known.iter().copied());
+                        let d = Diagnostic::at(
+                            &span.pointing_at(fact),
+                            format!("no fact `{fact}` is declared"),
+                        )
+                        .suggest(fact, known.iter().copied());
                         let d = if d.help.is_none() {
                             d.help(format!(
                                 "declare it under `facts:` in this playbook (a default) or in the one that includes it: `{fact}: EXPRESSION`"
@@ -1043,8 +1059,11 @@ impl Analyzer<'_> {
                     .chain([RUN, STEPS])
                     .chain(ctx.extra.iter().copied())
                     .collect();
-                let d = Diagnostic::at(&span.pointing_at(root), format!("undefined variable `{root}`"))
-                    .suggest(root, candidates);
+                let d = Diagnostic::at(
+                    &span.pointing_at(root),
+                    format!("undefined variable `{root}`"),
+                )
+                .suggest(root, candidates);
                 let d = if d.help.is_none() {
                     d.help(format!(
                         "declare `{root}` under `vars`, or pass it with --var {root}=VALUE"

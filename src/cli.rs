@@ -79,13 +79,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
     },
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell): `source <(runbook completions bash)`
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    Man,
+    /// Print a manual page (roff): runbook's, or a subcommand's
+    Man {
+        /// The subcommand whose page to print, e.g. `backup create` [default: runbook's own]
+        #[arg(value_name = "SUBCOMMAND")]
+        command: Vec<String>,
+        /// Write every page into this directory instead (runbook.1, runbook-run.1, …), e.g. ~/.local/share/man/man1
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
     /// Print the JSON Schema of playbooks (for editors)
     Schema,
     /// List playbooks with their descriptions
@@ -148,7 +155,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct RunRef {
     /// The run: its directory, its name under --runs, or `latest`
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::ArgValueCandidates::new(crate::command::completions::run_names))]
     pub run: String,
     /// Where run directories are
     #[arg(
@@ -162,24 +169,100 @@ pub struct RunRef {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// What to do
-    #[arg(value_enum)]
+    #[command(subcommand)]
     pub op: BackupOp,
-    /// The live database
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
-    /// The backup directory [default: `backups/` beside `db_data/`, or beside the database]
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// The backup file (verify, restore, delete)
-    #[arg(long, value_name = "FILE")]
-    pub backup: Option<PathBuf>,
-    /// Restore or delete without asking
-    #[arg(long)]
-    pub force: bool,
-    /// A word for the new backup's name: emergency, before-upgrade…
-    #[arg(long)]
-    pub label: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupOp {
+    /// Back up a live database, consistently while the app runs, with a manifest (sha256, fingerprint)
+    Create {
+        /// The live database
+        #[arg(long, value_name = "PATH")]
+        db: PathBuf,
+        /// The backup directory [default: `backups/` beside `db_data/`, or beside the database]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// A word for the new backup's name: emergency, before-upgrade…
+        #[arg(long)]
+        label: Option<String>,
+        #[command(flatten)]
+        counting: CountingArgs,
+        #[command(flatten)]
+        wait: WaitArg,
+        /// Print JSON: the new backup's path and manifest
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a directory's backups, newest first, each with its fingerprint
+    List {
+        /// The backup directory
+        #[arg(long, value_name = "DIR", required_unless_present = "db")]
+        dir: Option<PathBuf>,
+        /// The live database, to list its default backup directory
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// The prefix of the application's own backups in the directory (PREFIX + YYYYMMDD-HHMMSS.db), listed too
+        #[arg(long, value_name = "PREFIX")]
+        app_backups: Option<String>,
+        #[command(flatten)]
+        counting: CountingArgs,
+        /// Print JSON: `{count, backups}`, the `backup.list` action's outputs
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a backup: SQLite integrity, its sha256 against its manifest, its fingerprint
+    Verify {
+        /// The backup file
+        #[arg(long, value_name = "FILE")]
+        backup: PathBuf,
+        #[command(flatten)]
+        counting: CountingArgs,
+        /// Print JSON: integrity, sha256, manifest, fingerprint
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a live database with a backup, after backing up what it replaces
+    Restore {
+        /// The live database
+        #[arg(long, value_name = "PATH")]
+        db: PathBuf,
+        /// The backup file to restore
+        #[arg(long, value_name = "FILE")]
+        backup: PathBuf,
+        /// Where the pre-restore backup goes [default: `backups/` beside `db_data/`, or beside the database]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Restore without asking
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        counting: CountingArgs,
+        #[command(flatten)]
+        wait: WaitArg,
+        /// Print JSON: the restore's outputs
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a backup and its manifest
+    Delete {
+        /// The backup file
+        #[arg(long, value_name = "FILE")]
+        backup: PathBuf,
+        /// Delete without asking
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: WaitArg,
+        /// Print JSON: the path deleted
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The terms a fingerprint is read in.
+#[derive(Debug, Args)]
+pub struct CountingArgs {
     /// Count the rows of this table in fingerprints (repeatable) [default: every table]
     #[arg(long = "count", value_name = "TABLE")]
     pub count: Vec<String>,
@@ -189,18 +272,16 @@ pub struct BackupArgs {
     /// Where the app records the migrations it ran: TABLE.COLUMN, or a SELECT returning them
     #[arg(long, value_name = "TABLE.COLUMN|QUERY")]
     pub markers: Option<String>,
-    /// The prefix of the application's own backups in the directory (PREFIX + YYYYMMDD-HHMMSS.db), listed too
-    #[arg(long, value_name = "PREFIX")]
-    pub app_backups: Option<String>,
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArg {
     /// If another run holds the install, wait up to this long for it (e.g. 10m) instead of refusing
     #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
     pub wait: Option<std::time::Duration>,
 }
 
-impl BackupArgs {
+impl CountingArgs {
     /// The terms fingerprints are read in, from `--count`, `--soft-delete`
     /// and `--markers`.
     pub fn counting(&self) -> crate::database::Counting {
@@ -239,15 +320,6 @@ pub enum GraphFormat {
 pub enum ReportFormat {
     Markdown,
     Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackupOp {
-    Create,
-    List,
-    Restore,
-    Verify,
-    Delete,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

@@ -20,9 +20,20 @@ pub enum Exit {
     Interrupted,
 }
 
-impl From<Exit> for ExitCode {
-    fn from(e: Exit) -> ExitCode {
-        ExitCode::from(match e {
+impl Exit {
+    /// Every exit code, in order: for the manual's EXIT STATUS.
+    pub const EVERY: [Exit; 7] = [
+        Exit::Success,
+        Exit::Failed,
+        Exit::Invalid,
+        Exit::Aborted,
+        Exit::Locked,
+        Exit::Unpredictable,
+        Exit::Interrupted,
+    ];
+
+    pub fn code(self) -> u8 {
+        match self {
             Exit::Success => 0,
             Exit::Failed => 1,
             Exit::Invalid => 2,
@@ -30,6 +41,25 @@ impl From<Exit> for ExitCode {
             Exit::Locked => 4,
             Exit::Unpredictable => 5,
             Exit::Interrupted => 130,
-        })
+        }
+    }
+
+    /// What the code means, in the words the manual gives it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => "The run or command succeeded (a run with warnings included).",
+            Exit::Failed => "A step failed and no fallback succeeded, or the command failed.",
+            Exit::Invalid => "Invalid usage, playbook or template; nothing was executed.",
+            Exit::Aborted => "An operator declined a confirmation, or the run was aborted.",
+            Exit::Locked => "Another run holds the install; nothing was executed.",
+            Exit::Unpredictable => "A dry run cannot tell whether the run would succeed.",
+            Exit::Interrupted => "Interrupted (Ctrl-C, SIGTERM): stopped between steps after the always-steps ran; resume it.",
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e.code())
     }
 }

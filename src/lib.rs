@@ -61,6 +61,20 @@ where
     T: Into<OsString> + Clone,
 {
     ignore_file_size_signal();
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // A shell asking for completions (`COMPLETE=bash runbook -- runbook report `):
+    // answered before anything else, with run names read from disk.
+    let here = std::env::current_dir().ok();
+    match clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .try_complete(args.clone(), here.as_deref())
+    {
+        Ok(true) => return Exit::Success.into(),
+        Ok(false) => {}
+        Err(err) => {
+            let _ = err.print();
+            return Exit::Invalid.into();
+        }
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => {
             // What runbook reads from its environment has been read (the
@@ -86,27 +100,8 @@ where
         Command::List { dir, json } => command::list::list(&dir, json),
         Command::Backup(args) => command::backup::backup(&args),
         Command::Graph { playbook, format } => command::graph::graph(&playbook, format),
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut script);
-            say!(raw: script);
-            Exit::Success
-        }
-        Command::Man => {
-            use clap::CommandFactory;
-            let mut page = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
-                Ok(()) => {
-                    say!(raw: page);
-                    Exit::Success
-                }
-                Err(err) => {
-                    eprintln!("error: cannot write the man page: {err}");
-                    Exit::Failed
-                }
-            }
-        }
+        Command::Completions { shell } => command::completions::completions(shell),
+        Command::Man { command, dir } => command::man::man(&command, dir.as_deref()),
         Command::Schema => {
             say!(raw: schema::rendered());
             Exit::Success

@@ -439,8 +439,32 @@ const KNOWN_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
 
 /// Words of Jinja's own that may stand before a parenthesis.
 const KEYWORDS: &[&str] = &[
-    "and", "or", "not", "in", "if", "else", "elif", "is", "for", "macro", "call", "set", "with",
-    "filter", "recursive", "import", "from", "as", "include", "extends", "block", "return", "caller", "super", "loop", "self",
+    "and",
+    "or",
+    "not",
+    "in",
+    "if",
+    "else",
+    "elif",
+    "is",
+    "for",
+    "macro",
+    "call",
+    "set",
+    "with",
+    "filter",
+    "recursive",
+    "import",
+    "from",
+    "as",
+    "include",
+    "extends",
+    "block",
+    "return",
+    "caller",
+    "super",
+    "loop",
+    "self",
 ];
 
 /// For "did you mean": minijinja's filters and runbook's own.

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::action::{confirm, Failure};
 use crate::backup;
-use crate::cli::{BackupArgs, BackupOp};
+use crate::cli::{BackupArgs, BackupOp, WaitArg};
 use crate::exit::Exit;
 
 pub fn backup(args: &BackupArgs) -> Exit {
@@ -59,10 +59,6 @@ fn default_dir(db: &Path) -> PathBuf {
     }
 }
 
-fn need<'a>(value: Option<&'a PathBuf>, flag: &str, op: &str) -> Result<&'a PathBuf, Problem> {
-    value.ok_or_else(|| Problem::Usage(format!("`runbook backup {op}` needs {flag}")))
-}
-
 fn ask(question: &str, force: bool) -> Result<(), Problem> {
     confirm::ask("runbook backup", question, force).map_err(|e| match e {
         Failure::Declined(m) => Problem::Declined(m),
@@ -71,22 +67,19 @@ fn ask(question: &str, force: bool) -> Result<(), Problem> {
 }
 
 fn run(args: &BackupArgs) -> Result<(), Problem> {
-    let dir = || -> Result<PathBuf, Problem> {
-        match (&args.dir, &args.db) {
-            (Some(d), _) => Ok(d.clone()),
-            (None, Some(db)) => Ok(default_dir(db)),
-            (None, None) => Err(Problem::Usage(
-                "give --dir DIR, or --db PATH to use its backups directory".into(),
-            )),
-        }
-    };
-    match args.op {
-        BackupOp::Create => {
-            let db = need(args.db.as_ref(), "--db PATH", "create")?;
-            let dir = dir()?;
-            let _lock = lock(std::slice::from_ref(&dir), args)?;
-            let (path, m) = backup::create(db, &dir, args.label.as_deref(), &args.counting())?;
-            if args.json {
+    match &args.op {
+        BackupOp::Create {
+            db,
+            dir,
+            label,
+            counting,
+            wait,
+            json,
+        } => {
+            let dir = dir.clone().unwrap_or_else(|| default_dir(db));
+            let _lock = lock(std::slice::from_ref(&dir), wait)?;
+            let (path, m) = backup::create(db, &dir, label.as_deref(), &counting.counting())?;
+            if *json {
                 say!("{}", json!({"path": path, "manifest": m}));
             } else {
                 say!("{}", path.display());
@@ -98,15 +91,30 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 );
             }
         }
-        BackupOp::List => {
-            let entries = backup::list(&dir()?, &args.counting(), args.app_backups.as_deref())?;
-            if args.json {
+        BackupOp::List {
+            dir,
+            db,
+            app_backups,
+            counting,
+            json,
+        } => {
+            let dir = match (dir, db) {
+                (Some(d), _) => d.clone(),
+                (None, Some(db)) => default_dir(db),
+                (None, None) => {
+                    return Err(Problem::Usage(
+                        "give --dir DIR, or --db PATH to use its backups directory".into(),
+                    ))
+                }
+            };
+            let entries = backup::list(&dir, &counting.counting(), app_backups.as_deref())?;
+            if *json {
                 // The shape of the `backup.list` action's outputs.
                 let backups: Vec<serde_json::Value> =
                     entries.iter().map(backup::Entry::to_json).collect();
                 say!("{}", json!({"count": backups.len(), "backups": backups}));
             } else if entries.is_empty() {
-                say!("no backups in {}", dir()?.display());
+                say!("no backups in {}", dir.display());
             } else {
                 for e in &entries {
                     let what = match &e.fingerprint {
@@ -128,10 +136,13 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 }
             }
         }
-        BackupOp::Verify => {
-            let file = need(args.backup.as_ref(), "--backup FILE", "verify")?;
-            let v = backup::verify(file, &args.counting())?;
-            if args.json {
+        BackupOp::Verify {
+            backup: file,
+            counting,
+            json,
+        } => {
+            let v = backup::verify(file, &counting.counting())?;
+            if *json {
                 say!(
                     "{}",
                     json!({"backup": file, "integrity": "ok", "sha256": v.sha256, "manifest": v.manifest, "fingerprint": v.fingerprint})
@@ -149,21 +160,33 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 );
             }
         }
-        BackupOp::Restore => {
-            let db = need(args.db.as_ref(), "--db PATH", "restore")?;
-            let file = need(args.backup.as_ref(), "--backup FILE", "restore")?;
-            let dir = dir()?;
-            let _lock = lock(&[db.clone(), dir.clone()], args)?;
+        BackupOp::Restore {
+            db,
+            backup: file,
+            dir,
+            force,
+            counting,
+            wait,
+            json,
+        } => {
+            let dir = dir.clone().unwrap_or_else(|| default_dir(db));
+            let _lock = lock(&[db.clone(), dir.clone()], wait)?;
             ask(
                 &format!(
                     "Replace {} with {}? (a pre-restore backup is made first)",
                     db.display(),
                     file.display()
                 ),
-                args.force,
+                *force,
             )?;
-            let r = backup::restore(db, file, &dir, Duration::from_secs(10), &args.counting())?;
-            if args.json {
+            let r = backup::restore(
+                db,
+                file,
+                &dir,
+                Duration::from_secs(10),
+                &counting.counting(),
+            )?;
+            if *json {
                 say!("{}", serde_json::to_string(&r).unwrap_or_default());
             } else {
                 say!("restored {} from {}", db.display(), file.display());
@@ -174,19 +197,22 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 say!("  now: {}", summary(&r.fingerprint));
             }
         }
-        BackupOp::Delete => {
-            let file = need(args.backup.as_ref(), "--backup FILE", "delete")?;
+        BackupOp::Delete {
+            backup: file,
+            force,
+            wait,
+            json,
+        } => {
             let parent = file
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let _lock = lock(&[parent.to_path_buf()], args)?;
-            ask(
-                &format!("Delete the backup {}?", file.display()),
-                args.force,
-            )?;
+            let _lock = lock(&[parent.to_path_buf()], wait)?;
+            ask(&format!("Delete the backup {}?", file.display()), *force)?;
             backup::delete(file)?;
-            if !args.json {
+            if *json {
+                say!("{}", json!({"deleted": file}));
+            } else {
                 say!("deleted {}", file.display());
             }
         }
@@ -195,8 +221,8 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
 }
 
 /// The install lock for what this command changes, held until it returns.
-fn lock(targets: &[PathBuf], args: &BackupArgs) -> Result<crate::lock::Locks, Problem> {
-    crate::lock::Locks::acquire(targets, args.wait).map_err(|e| Problem::Locked(Box::new(e)))
+fn lock(targets: &[PathBuf], wait: &WaitArg) -> Result<crate::lock::Locks, Problem> {
+    crate::lock::Locks::acquire(targets, wait.wait).map_err(|e| Problem::Locked(Box::new(e)))
 }
 
 /// `orders 80, users 120; markers: 0042_add_email`: each table counted,

@@ -2,9 +2,11 @@
 
 pub mod backup;
 pub mod check;
+pub mod completions;
 pub mod demo;
 pub mod graph;
 pub mod list;
+pub mod man;
 pub mod report;
 pub mod resume;
 pub mod run;

@@ -18,7 +18,9 @@ impl Screen {
     /// Starts `command` in a 120x30 terminal; `None` without tmux.
     fn start(dir: &Path, command: &str) -> Option<Screen> {
         Command::new("tmux").arg("-V").output().ok()?;
-        let socket = format!("runbook-test-{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = format!("runbook-test-{}-{n}", std::process::id());
         let status = Command::new("tmux")
             .args(["-L", &socket, "new-session", "-d", "-x", "120", "-y", "30"])
             .arg(format!(
@@ -82,7 +84,9 @@ fn the_question_stays_on_screen_until_answered_and_y_goes_on() {
     );
     let command = format!("{} run pb.yaml", env!("CARGO_BIN_EXE_runbook"));
     let Some(screen) = Screen::start(t.path(), &command) else {
-        eprintln!("SKIPPED: tmux is not installed, so no terminal test ran (apt-get install tmux)");
+        crate::support::skipped(
+            "tmux is not installed, so no terminal test ran (apt-get install tmux)",
+        );
         return;
     };
     let question = "? assess: Have you called the development lead? [y/N]";
@@ -106,4 +110,35 @@ fn the_question_stays_on_screen_until_answered_and_y_goes_on() {
     assert!(text.contains("EXIT=0"), "{text}");
     assert!(text.contains("✓ assess"), "{text}");
     assert!(t.path().join("answered").exists(), "the run did not go on");
+}
+
+/// TAB after `runbook report` offers `latest` and the runs on disk, as
+/// bash shows them to a person who sourced `runbook completions bash`.
+#[test]
+fn tab_completes_run_names_and_latest_in_bash() {
+    let t = Test::new()
+        .file(".runbook/runs/20261201T020304Z-ab/journal.jsonl", "")
+        .file(".runbook/runs/20261202T050607Z-cd/journal.jsonl", "")
+        .file(".runbook/runs/not-a-run/notes.txt", "");
+    let bin = Path::new(env!("CARGO_BIN_EXE_runbook")).parent().unwrap();
+    let command = format!("PATH='{}':$PATH bash --norc --noprofile", bin.display());
+    let Some(screen) = Screen::start(t.path(), &command) else {
+        crate::support::skipped(
+            "tmux is not installed, so no terminal test ran (apt-get install tmux)",
+        );
+        return;
+    };
+    screen.keys(&[
+        "source <(runbook completions bash) && echo SOURCED",
+        "Enter",
+    ]);
+    screen.wait_for("\nSOURCED");
+    screen.keys(&["runbook report ", "Tab", "Tab"]);
+    let text = screen.wait_for("20261202T050607Z-cd");
+    assert!(text.contains("latest"), "{text}");
+    assert!(text.contains("20261201T020304Z-ab"), "{text}");
+    assert!(!text.contains("not-a-run"), "{text}");
+    // One match left: TAB writes it out.
+    screen.keys(&["C-u", "runbook resume 20261201", "Tab"]);
+    screen.wait_for("runbook resume 20261201T020304Z-ab");
 }

@@ -32,11 +32,15 @@ fn every_broken_playbook_gets_its_expected_messages() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{name} was accepted");
         // Absolute paths differ between machines: the corpus is `$CORPUS`.
-        let stderr = String::from_utf8_lossy(&out.stderr)
-            .replace(&dir.display().to_string(), "$CORPUS");
+        let stderr =
+            String::from_utf8_lossy(&out.stderr).replace(&dir.display().to_string(), "$CORPUS");
         let errors: Vec<&str> = stderr
             .lines()
-            .filter(|l| ["error: ", "warning: ", "  help: "].iter().any(|p| l.starts_with(p)))
+            .filter(|l| {
+                ["error: ", "warning: ", "  help: "]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
             .collect();
         let wanted: Vec<&str> = expected.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(errors, wanted, "{name}:\n{stderr}");
