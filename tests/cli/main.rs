@@ -7,6 +7,7 @@ mod support;
 mod actions;
 mod backups;
 mod check;
+mod conventions;
 mod dry_run;
 mod emergency;
 mod general;
