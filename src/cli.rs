@@ -66,9 +66,12 @@ pub enum Command {
         /// Where to build it [default: a new temporary directory]
         #[arg(value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// Only build the install (to practise the workflow on it); run nothing
+        /// Only build the install (to practise the workflow on it), and keep it; run nothing
         #[arg(long)]
         build_only: bool,
+        /// Keep the temporary directory (install, run directory, report, outbox) after the demo
+        #[arg(long)]
+        keep: bool,
     },
     /// Draw a playbook's flow: steps, includes, fallbacks, always-steps
     Graph {

@@ -106,7 +106,11 @@ where
             say!(raw: schema::rendered());
             Exit::Success
         }
-        Command::Demo { dir, build_only } => command::demo::demo(dir.as_deref(), build_only),
+        Command::Demo {
+            dir,
+            build_only,
+            keep,
+        } => command::demo::demo(dir.as_deref(), build_only, keep),
         Command::Report {
             which,
             format,

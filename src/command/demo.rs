@@ -50,13 +50,26 @@ const FILES: &[(&str, &str)] = &[
     ("templates/report.md", crate::report::BUILT_IN),
 ];
 
-pub fn demo(dir: Option<&Path>, build_only: bool) -> Exit {
+pub fn demo(dir: Option<&Path>, build_only: bool, keep: bool) -> Exit {
     match prepare(dir) {
         Ok(dir) if build_only => {
             say!("demo: built; try: cd {} && runbook run playbooks/emergency_rollback.yaml --var root=app --var reason=practice --dry-run", dir.display());
             Exit::Success
         }
-        Ok(dir) => run(&dir),
+        Ok(built) => {
+            let exit = run(&built);
+            // A directory of its own making goes when the demo ends, unless kept.
+            if dir.is_none() && !keep {
+                match std::fs::remove_dir_all(&built) {
+                    Ok(()) => say!(
+                        "demo: removed {} and the report and outbox in it; `runbook demo --keep` keeps them",
+                        built.display()
+                    ),
+                    Err(err) => eprintln!("warning: cannot remove {}: {err}", built.display()),
+                }
+            }
+            exit
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             Exit::Failed

@@ -1088,3 +1088,28 @@ fn after_a_resume_the_mail_states_what_the_interrupted_run_did() {
         &["FAILED", "none"],
     );
 }
+
+/// Without a DIR, the demo works in a temporary directory and removes it
+/// when it ends, saying so; `--keep` keeps it.
+#[test]
+fn the_demo_leaves_no_directory_behind_unless_kept() {
+    let t = Test::new().file("tmp/.keep", "");
+    let tmp = t.path().join("tmp");
+    let t = t.env("TMPDIR", tmp.to_str().unwrap());
+    let demos = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("runbook-demo-"))
+            .collect()
+    };
+    let out = t.run(&["demo"]);
+    out.code(0).stdout_has("run succeeded").stdout_has("demo: removed ");
+    assert_eq!(demos(), Vec::<std::path::PathBuf>::new());
+    let out = t.run(&["demo", "--keep"]);
+    out.code(0).stdout_has("run succeeded");
+    assert!(!out.stdout.contains("demo: removed"), "{}", out.stdout);
+    let kept = demos();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].join("app/db_data/main.db").is_file());
+}
