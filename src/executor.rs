@@ -120,6 +120,7 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
         simulating: false,
         simulated: std::collections::HashSet::new(),
         unknowable: Vec::new(),
+        commands_not_run: Vec::new(),
         failing_now: false,
         foreseen: None,
     };
@@ -192,6 +193,9 @@ struct Executor<'a, 's> {
     simulated: std::collections::HashSet<String>,
     /// Dry run: `step: why` for each step whose outcome it cannot know.
     unknowable: Vec<String>,
+    /// Commands a dry run described rather than ran: a later step may fail
+    /// in the dry run only because they did not make what it reads.
+    commands_not_run: Vec<String>,
     /// Dry run: a check of the step being looked at fails now, on a state
     /// the steps ahead of it will change.
     failing_now: bool,
@@ -324,6 +328,17 @@ impl Executor<'_, '_> {
                 failed_step = Some(step.id.clone());
                 error = Some(err);
             }
+        }
+        // A failure after a command the dry run did not run may be that
+        // command's work left undone (`touch app.db`, then a step that opens
+        // it): no prediction either way.
+        if let (true, RunStatus::Failed, Some(command)) =
+            (self.options.dry_run, status, self.commands_not_run.first())
+        {
+            status = RunStatus::Unpredictable;
+            error = error.map(|why| {
+                format!("{why}, unless `{command}` (a command, which a dry run does not run) changes that")
+            });
         }
         // A prediction that rests on what the dry run could not know is no
         // prediction: it says which step, and does not say "succeeded".
@@ -1025,6 +1040,9 @@ impl Executor<'_, '_> {
         let (detail, invalidates, known) = self.description(step, action, args);
         // What later checks read may differ from what the dry run sees now.
         self.uncertain |= invalidates;
+        if action == "shell" {
+            self.commands_not_run.push(step.id.clone());
+        }
         if !known {
             self.unknowable.push(format!("{}: {detail}", step.id));
         }

@@ -98,6 +98,12 @@ fn prepare(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
+    // The playbooks name their schema (`../docs/playbook.schema.json`) for
+    // editors: it is where they say.
+    let schema = dir.join("docs/playbook.schema.json");
+    std::fs::create_dir_all(dir.join("docs")).context("creating docs/")?;
+    std::fs::write(&schema, crate::schema::rendered())
+        .with_context(|| format!("writing {}", schema.display()))?;
     let db = crate::sample_install::build(&dir.join("app"))?;
     say!(
         "demo: a migrated go-fast-cdn install in {}",

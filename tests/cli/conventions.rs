@@ -53,7 +53,15 @@ fn every_subcommand_has_a_man_page_with_exit_status_and_environment() {
     assert_eq!(written, expected);
     for page in &written {
         let text = std::fs::read_to_string(t.path().join("man1").join(page)).unwrap();
-        for section in [".SH NAME", ".SH SYNOPSIS", ".SH \"EXIT STATUS\"", ".SH ENVIRONMENT", "RUNBOOK_RUNS", "\\fB0\\fR", "\\fB2\\fR"] {
+        for section in [
+            ".SH NAME",
+            ".SH SYNOPSIS",
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            "RUNBOOK_RUNS",
+            "\\fB0\\fR",
+            "\\fB2\\fR",
+        ] {
             assert!(text.contains(section), "{page} has no `{section}`:\n{text}");
         }
         // Every page it refers to exists.
@@ -81,10 +89,19 @@ fn every_subcommand_has_a_man_page_with_exit_status_and_environment() {
 fn each_backup_operation_has_its_own_help() {
     let t = Test::new();
     let create = t.run(&["backup", "create", "--help"]);
-    create.code(0).stdout_has("Usage: runbook backup create").stdout_has("--label");
-    assert!(!create.stdout.contains("--app-backups"), "{}", create.stdout);
+    create
+        .code(0)
+        .stdout_has("Usage: runbook backup create")
+        .stdout_has("--label");
+    assert!(
+        !create.stdout.contains("--app-backups"),
+        "{}",
+        create.stdout
+    );
     let list = t.run(&["backup", "list", "--help"]);
-    list.code(0).stdout_has("Usage: runbook backup list").stdout_has("--app-backups");
+    list.code(0)
+        .stdout_has("Usage: runbook backup list")
+        .stdout_has("--app-backups");
     assert!(!list.stdout.contains("--label"), "{}", list.stdout);
     // A required argument missing is a usage error naming it.
     t.run(&["backup", "restore", "--db", "x.db"])
@@ -126,7 +143,10 @@ fn json_output_parses_on_every_command_that_prints_data() {
     assert_eq!(listed["backups"][0]["fingerprint"]["counts"]["notes"], 2);
     let verified = parse(&["backup", "verify", "--backup", &backup, "--json"]);
     assert_eq!(verified["integrity"], "ok");
-    let restored = parse(&["backup", "restore", "--db", "app.db", "--backup", &backup, "--dir", "b", "--force", "--json"]);
+    let restored = parse(&[
+        "backup", "restore", "--db", "app.db", "--backup", &backup, "--dir", "b", "--force",
+        "--json",
+    ]);
     assert!(restored["pre_restore_backup"].is_string(), "{restored}");
     let deleted = parse(&["backup", "delete", "--backup", &backup, "--force", "--json"]);
     assert_eq!(deleted["deleted"], backup.as_str());

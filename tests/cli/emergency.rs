@@ -1100,11 +1100,18 @@ fn the_demo_leaves_no_directory_behind_unless_kept() {
         std::fs::read_dir(&tmp)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("runbook-demo-"))
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("runbook-demo-")
+            })
             .collect()
     };
     let out = t.run(&["demo"]);
-    out.code(0).stdout_has("run succeeded").stdout_has("demo: removed ");
+    out.code(0)
+        .stdout_has("run succeeded")
+        .stdout_has("demo: removed ");
     assert_eq!(demos(), Vec::<std::path::PathBuf>::new());
     let out = t.run(&["demo", "--keep"]);
     out.code(0).stdout_has("run succeeded");
@@ -1112,4 +1119,20 @@ fn the_demo_leaves_no_directory_behind_unless_kept() {
     let kept = demos();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].join("app/db_data/main.db").is_file());
+}
+
+/// The demo's playbooks name their schema for editors; it is where they say.
+#[test]
+fn the_demo_playbooks_schema_is_where_they_point() {
+    let t = Test::new();
+    t.run(&["demo", "--build-only", "d"]).code(0);
+    let playbook =
+        std::fs::read_to_string(t.path().join("d/playbooks/emergency_rollback.yaml")).unwrap();
+    let first = playbook.lines().next().unwrap();
+    let relative = first.split("$schema=").nth(1).expect("a schema line");
+    let schema = t.path().join("d/playbooks").join(relative);
+    let text =
+        std::fs::read_to_string(&schema).unwrap_or_else(|e| panic!("{}: {e}", schema.display()));
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(value["properties"]["steps"].is_object(), "{value}");
 }
