@@ -193,9 +193,10 @@ struct Executor<'a, 's> {
     simulated: std::collections::HashSet<String>,
     /// Dry run: `step: why` for each step whose outcome it cannot know.
     unknowable: Vec<String>,
-    /// Commands a dry run described rather than ran: a later step may fail
-    /// in the dry run only because they did not make what it reads.
-    commands_not_run: Vec<String>,
+    /// Commands a dry run described rather than ran, with the files they
+    /// name: a later step may fail in the dry run only because they did not
+    /// make what it reads.
+    commands_not_run: Vec<(String, Vec<String>)>,
     /// Dry run: a check of the step being looked at fails now, on a state
     /// the steps ahead of it will change.
     failing_now: bool,
@@ -329,15 +330,21 @@ impl Executor<'_, '_> {
                 error = Some(err);
             }
         }
-        // A failure after a command the dry run did not run may be that
-        // command's work left undone (`touch app.db`, then a step that opens
-        // it): no prediction either way.
-        if let (true, RunStatus::Failed, Some(command)) =
-            (self.options.dry_run, status, self.commands_not_run.first())
-        {
+        // A failure about a file that a command the dry run did not run
+        // names may be that command's work left undone (`touch app.db`,
+        // then a step that opens it): no prediction either way.
+        let undone = error.as_deref().and_then(|why| {
+            self.commands_not_run
+                .iter()
+                .find(|(_, names)| names.iter().any(|n| why.contains(n.as_str())))
+                .map(|(id, _)| id.clone())
+        });
+        if let (true, RunStatus::Failed, Some(command)) = (self.options.dry_run, status, undone) {
             status = RunStatus::Unpredictable;
             error = error.map(|why| {
-                format!("{why}, unless `{command}` (a command, which a dry run does not run) changes that")
+                format!(
+                    "{why}, unless `{command}` (a command, which a dry run does not run) makes it"
+                )
             });
         }
         // A prediction that rests on what the dry run could not know is no
@@ -1041,7 +1048,17 @@ impl Executor<'_, '_> {
         // What later checks read may differ from what the dry run sees now.
         self.uncertain |= invalidates;
         if action == "shell" {
-            self.commands_not_run.push(step.id.clone());
+            // The files it names: `would run `touch app.db` (…)`.
+            let names: Vec<String> = detail
+                .split('`')
+                .nth(1)
+                .unwrap_or("")
+                .split_whitespace()
+                .skip(1)
+                .filter(|w| w.contains('/') || w.contains('.'))
+                .map(str::to_owned)
+                .collect();
+            self.commands_not_run.push((step.id.clone(), names));
         }
         if !known {
             self.unknowable.push(format!("{}: {detail}", step.id));

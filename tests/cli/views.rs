@@ -194,13 +194,19 @@ fn graph_draws_steps_includes_fallbacks_and_always_steps() {
 #[test]
 fn completions_and_the_man_page_come_from_the_command_line_definition() {
     let t = Test::new();
-    let bash = t.run(&["completions", "bash"]);
-    bash.code(0)
-        .stdout_has("_runbook()")
-        .stdout_has("--expect-plan");
+    // The script hands each TAB to runbook; runbook answers from its definition.
+    t.run(&["completions", "bash"])
+        .code(0)
+        .stdout_has("_clap_complete_runbook()")
+        .stdout_has("COMPLETE=\"bash\"");
     t.run(&["completions", "zsh"])
         .code(0)
         .stdout_has("#compdef runbook");
+    let asked = Test::new()
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "2")
+        .run(&["--", "runbook", "run", "--expect"]);
+    asked.code(0).stdout_has("--expect-plan");
     let man = t.run(&["man"]);
     man.code(0).stdout_has(".TH runbook 1").stdout_has("resume");
 }
