@@ -678,21 +678,20 @@ impl Analyzer<'_> {
         })
     }
 
-    /// The program a shell step runs, where the variables alone name it: a
-    /// path that does not exist is an error now rather than a fallback at
-    /// 3 a.m.; a name not on PATH is a warning, as the host that runs the
-    /// playbook may have it where this one does not.
-    fn program(&mut self, with: &Node, with_span: &Span, ctx: &Ctx<'_>) {
-        let Value::Map(entries) = &with.value else {
-            return;
-        };
-        let arg = |name: &str| entries.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
-        let Some(command) = arg("command") else {
-            return;
-        };
-        let Ok((tvalue, reads)) = self.templates.compile(command) else {
-            return;
-        };
+    /// The program a step runs, where the variables alone name it: a path
+    /// that does not exist is an error now rather than a fallback at 3 a.m.;
+    /// a name not on PATH is a warning, as the host that runs the playbook
+    /// may have it where this one does not. The action looks it up, as it
+    /// will when it runs.
+    fn program(
+        &mut self,
+        action: &str,
+        args: &TValue,
+        reads: &[crate::template::Reads],
+        with: &Node,
+        with_span: &Span,
+        ctx: &Ctx<'_>,
+    ) {
         let vars = &self.scopes[ctx.scope].vars;
         // Known only when the step runs: a program named by an earlier step's output.
         let known_now = reads.iter().flat_map(|r| &r.vars).all(|path| {
@@ -702,59 +701,44 @@ impl Analyzer<'_> {
         if !known_now {
             return;
         }
-        let Ok(rendered) = self
-            .templates
-            .render(&tvalue, &crate::template::value(vars))
+        let Ok(rendered) = self.templates.render(args, &crate::template::value(vars)) else {
+            return;
+        };
+        let Some(command) = Call::new(action, rendered)
+            .ok()
+            .and_then(|call| call.action().command())
         else {
             return;
         };
-        let program = match &rendered {
-            Json::String(line) => shell_words::split(line)
-                .ok()
-                .and_then(|w| w.into_iter().next()),
-            Json::Array(items) => match items.first() {
-                Some(Json::String(s)) => Some(s.clone()),
-                Some(Json::Array(words)) => {
-                    words.first().and_then(|w| w.as_str()).map(str::to_owned)
-                }
-                _ => None,
-            },
+        let program = &command.argv[0];
+        let at = match &with.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.name == "command")
+                .map(|(_, v)| v.pos),
             _ => None,
-        };
-        let Some(program) = program.filter(|p| !p.is_empty()) else {
-            return;
-        };
-        let at = if command.pos.line == 0 {
-            with_span.clone()
-        } else {
-            Span::new(&with_span.file, command.pos.line, command.pos.column)
-        };
-        let at = at.pointing_at(&program);
-        if program.contains('/') {
-            let cwd = match arg("cwd").map(|c| &c.value) {
-                Some(Value::Str(dir)) if !dir.contains("{{") => PathBuf::from(dir),
-                Some(_) => return,
-                None => PathBuf::new(),
-            };
-            let path = cwd.join(&program);
-            let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
-            match std::fs::metadata(&path) {
-                Err(_) => self.error(
-                    Diagnostic::at(&at, format!("program `{program}` does not exist: no {}", shown.display()))
-                        .help("a relative path is taken from the directory runbook runs in (or the step's `cwd`); run from the install's directory, or give the right path"),
-                ),
-                Ok(meta) if !is_executable(&meta) => self.error(
-                    Diagnostic::at(&at, format!("program `{program}` is not executable: {}", shown.display()))
-                        .help(format!("make it executable (chmod +x {}), or run it through its interpreter, e.g. [sh, {program}]", shown.display())),
-                ),
-                Ok(_) => {}
-            }
-        } else if which::which(&program).is_err() {
-            self.warnings.push(
+        }
+        .filter(|pos| pos.line > 0)
+        .map_or_else(
+            || with_span.clone(),
+            |pos| Span::new(&with_span.file, pos.line, pos.column),
+        )
+        .pointing_at(program);
+        match command.program {
+            action::Lookup::Found(_) => {}
+            action::Lookup::NoFile(path) => self.error(
+                Diagnostic::at(&at, format!("program `{program}` does not exist: no {}", path.display()))
+                    .help("a relative path is taken from the directory runbook runs in (or the step's `cwd`); run from the install's directory, or give the right path"),
+            ),
+            action::Lookup::NotExecutable(path) => self.error(
+                Diagnostic::at(&at, format!("program `{program}` is not executable: {}", path.display()))
+                    .help(format!("make it executable (chmod +x {}), or run it through its interpreter, e.g. [sh, {program}]", path.display())),
+            ),
+            action::Lookup::NotOnPath => self.warnings.push(
                 Diagnostic::at(&at, format!("program `{program}` is not on PATH here"))
                     .help("the run fails at this step unless the machine that runs it has the program; install it, or give its full path")
                     .as_warning(),
-            );
+            ),
         }
     }
 
@@ -822,7 +806,7 @@ impl Analyzer<'_> {
             value: Value::Null,
         };
         let node = with.unwrap_or(&empty);
-        let args = self.tvalue(node, &with_span, ctx);
+        let compiled = self.compiled(node, &with_span, ctx);
         let call = match probe(&action.value, node) {
             Ok(call) => call,
             Err(err) => {
@@ -849,7 +833,7 @@ impl Analyzer<'_> {
         };
         let Some((call, whole)) = call else {
             // Known only at run time; assume the worst.
-            return Some((args?, true)).filter(|_| !check);
+            return Some((compiled?.0, true)).filter(|_| !check);
         };
         let a = call.action();
         if let (Some(why), true) = (a.invalid(), whole) {
@@ -864,7 +848,9 @@ impl Analyzer<'_> {
         }
         if action.value == "shell" {
             self.secrets_in_command(node, &step_span.file);
-            self.program(node, &with_span, ctx);
+            if let Some((args, reads)) = &compiled {
+                self.program(&action.value, args, reads, node, &with_span, ctx);
+            }
         }
         let base = step_span.path().parent().unwrap_or_else(|| Path::new(""));
         for file in a.template_files() {
@@ -903,7 +889,7 @@ impl Analyzer<'_> {
             );
             return None;
         }
-        Some((args?, mutates))
+        Some((compiled?.0, mutates))
     }
 
     fn checks(&mut self, checks: &[Check], ctx: &Ctx<'_>) -> Vec<PlanCheck> {
@@ -982,6 +968,16 @@ impl Analyzer<'_> {
     }
 
     fn tvalue(&mut self, node: &Node, span: &Span, ctx: &Ctx<'_>) -> Option<TValue> {
+        self.compiled(node, span, ctx).map(|(t, _)| t)
+    }
+
+    /// The same, with what each of its strings reads.
+    fn compiled(
+        &mut self,
+        node: &Node,
+        span: &Span,
+        ctx: &Ctx<'_>,
+    ) -> Option<(TValue, Vec<crate::template::Reads>)> {
         match self.templates.compile(node) {
             Ok((t, reads)) => {
                 let mut ok = true;
@@ -989,7 +985,7 @@ impl Analyzer<'_> {
                     let at = self.leaf_span(span, read.pos);
                     ok &= self.check_names(&read.vars, &at, ctx);
                 }
-                ok.then_some(t)
+                ok.then_some((t, reads))
             }
             Err(err) => {
                 let at = err
@@ -1203,9 +1199,4 @@ fn plan_fingerprint(
         h.update(serde_json::to_vec(&vars).unwrap_or_default());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn is_executable(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    meta.is_file() && meta.permissions().mode() & 0o111 != 0
 }

@@ -193,9 +193,9 @@ struct Executor<'a, 's> {
     simulated: std::collections::HashSet<String>,
     /// Dry run: `step: why` for each step whose outcome it cannot know.
     unknowable: Vec<String>,
-    /// Commands a dry run described rather than ran, with the files they
-    /// name: a later step may fail in the dry run only because they did not
-    /// make what it reads.
+    /// Commands a dry run described rather than ran, with their argv: a
+    /// later step may fail in the dry run only because they did not make a
+    /// file they name.
     commands_not_run: Vec<(String, Vec<String>)>,
     /// Dry run: a check of the step being looked at fails now, on a state
     /// the steps ahead of it will change.
@@ -336,7 +336,12 @@ impl Executor<'_, '_> {
         let undone = error.as_deref().and_then(|why| {
             self.commands_not_run
                 .iter()
-                .find(|(_, names)| names.iter().any(|n| why.contains(n.as_str())))
+                .find(|(_, argv)| {
+                    argv[1..]
+                        .iter()
+                        .filter(|a| a.contains('/') || a.contains('.'))
+                        .any(|a| why.contains(a.as_str()))
+                })
                 .map(|(id, _)| id.clone())
         });
         if let (true, RunStatus::Failed, Some(command)) = (self.options.dry_run, status, undone) {
@@ -1044,47 +1049,29 @@ impl Executor<'_, '_> {
 
     /// Dry run of a mutating action: what it would do, arguments resolved where they can be.
     fn describe(&mut self, step: &PlanStep, action: &str, args: &TValue) -> Attempt {
-        let (detail, invalidates, known) = self.description(step, action, args);
+        let (detail, call) = self.description(step, action, args);
         // What later checks read may differ from what the dry run sees now.
-        self.uncertain |= invalidates;
-        if action == "shell" {
-            // The files it names: `would run `touch app.db` (…)`.
-            let names: Vec<String> = detail
-                .split('`')
-                .nth(1)
-                .unwrap_or("")
-                .split_whitespace()
-                .skip(1)
-                .filter(|w| w.contains('/') || w.contains('.'))
-                .map(str::to_owned)
-                .collect();
-            self.commands_not_run.push((step.id.clone(), names));
-        }
-        if !known {
+        self.uncertain |= call.as_ref().is_none_or(|c| c.action().invalidates_reads());
+        let Some(call) = call else {
             self.unknowable.push(format!("{}: {detail}", step.id));
+            return (Status::WouldRun, StepResult::Done, Some(detail), Map::new());
+        };
+        if let Some(command) = call.action().command() {
+            self.commands_not_run.push((step.id.clone(), command.argv));
         }
-        let ctx = self.context(step.scope, None);
-        let warning = self
-            .build(action, args, &ctx)
-            .ok()
-            .and_then(|call| call.action().foreseen_warning());
-        if let Some(warning) = warning {
+        if let Some(warning) = call.action().foreseen_warning() {
             self.foreseen = Some(warning.to_owned());
             return (Status::Warning, StepResult::Done, Some(detail), Map::new());
         }
         (Status::WouldRun, StepResult::Done, Some(detail), Map::new())
     }
 
-    /// What a mutating action would do, whether what checks read
-    /// afterwards may differ from now, and whether its arguments are known.
-    fn description(&self, step: &PlanStep, action: &str, args: &TValue) -> (String, bool, bool) {
+    /// What a mutating action would do, and the call it would make, where
+    /// its arguments are known now.
+    fn description(&self, step: &PlanStep, action: &str, args: &TValue) -> (String, Option<Call>) {
         let ctx = self.context(step.scope, None);
         let built = self.build(action, args, &ctx);
-        let known = built.is_ok();
-        let invalidates = built
-            .as_ref()
-            .map_or(true, |call| call.action().invalidates_reads());
-        let mut detail = match built {
+        let mut detail = match &built {
             Ok(call) => {
                 match self.with_action_context(step, &ctx, step.timeout, |actx| {
                     call.action().preview(actx)
@@ -1108,7 +1095,7 @@ impl Executor<'_, '_> {
         if let Some(shadow) = &self.shadow {
             detail = shadow.marked(&detail);
         }
-        (detail, invalidates, known)
+        (detail, built.ok())
     }
 
     fn include(&mut self, scope: usize, steps: &[PlanStep], always: &[PlanStep]) -> Attempt {

@@ -45,6 +45,17 @@ pub fn create(runs: &Path, playbook: &str) -> io::Result<PathBuf> {
     ))
 }
 
+/// The run directories under `runs` (those with a journal), oldest first:
+/// their names begin with the time they started.
+pub fn list(runs: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(crate::journal::FILE_NAME).is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
 /// A run directory from what the operator typed: a path, a name under
 /// `runs`, or `latest`.
 pub fn locate(run: &str, runs: &Path) -> Result<PathBuf, String> {
@@ -53,13 +64,8 @@ pub fn locate(run: &str, runs: &Path) -> Result<PathBuf, String> {
         return Ok(direct.to_path_buf());
     }
     if run == "latest" {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        return list(runs)
             .map_err(|e| format!("cannot list {}: {e}", runs.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join(crate::journal::FILE_NAME).is_file())
-            .collect();
-        dirs.sort();
-        return dirs
             .pop()
             .ok_or_else(|| format!("there are no runs in {}", runs.display()));
     }

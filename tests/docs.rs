@@ -59,7 +59,6 @@ struct Block {
 fn blocks(text: &str) -> Vec<Block> {
     let mut out = Vec::new();
     let mut open: Option<Block> = None;
-    let mut blank_since_close = true;
     let mut only_blank = false;
     for (i, line) in text.lines().enumerate() {
         if let Some(fence) = line.strip_prefix("```") {
@@ -73,7 +72,7 @@ fn blocks(text: &str) -> Vec<Block> {
                         lang: fence.trim().to_owned(),
                         lines: Vec::new(),
                         at: i + 1,
-                        follows_previous: only_blank && blank_since_close,
+                        follows_previous: only_blank,
                     });
                 }
             }
@@ -81,13 +80,9 @@ fn blocks(text: &str) -> Vec<Block> {
         }
         match &mut open {
             Some(b) => b.lines.push(line.to_owned()),
-            None => {
-                if !line.trim().is_empty() {
-                    only_blank = false;
-                }
-            }
+            None if !line.trim().is_empty() => only_blank = false,
+            None => {}
         }
-        blank_since_close = true;
     }
     out
 }

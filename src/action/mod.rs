@@ -33,6 +33,24 @@ pub fn outputs(value: impl serde::Serialize) -> Outputs {
     }
 }
 
+/// A program's command line, and what looking its program up found.
+#[derive(Debug)]
+pub struct CommandLine {
+    pub argv: Vec<String>,
+    pub program: Lookup,
+}
+
+/// Where a program is, or why it is not there.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(PathBuf),
+    /// A path (`./stop-app.sh`) with no file at it, taken from the working directory.
+    NoFile(PathBuf),
+    NotExecutable(PathBuf),
+    /// A name no directory of the `PATH` it runs with holds.
+    NotOnPath,
+}
+
 /// A call of an action with its arguments, as a playbook writes it:
 /// `action: NAME` and `with: {…}`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -212,6 +230,13 @@ pub trait Action: fmt::Debug {
     /// What it will fall short of, known before it runs (an e-mail that
     /// will only be written to the outbox): a dry run predicts the ⚠.
     fn foreseen_warning(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The program it starts and where that program is, found the way the
+    /// run will look for it: `check` reports one that is not there, and a
+    /// dry run knows which files a command it does not run names.
+    fn command(&self) -> Option<CommandLine> {
         None
     }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Action, Context, Failure, Outputs, Text};
+use super::{Action, CommandLine, Context, Failure, Lookup, Outputs, Text};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -88,20 +88,25 @@ impl Shell {
         if name.contains('/') {
             return name.into();
         }
+        self.search(name).map_or_else(|| name.into(), Into::into)
+    }
+
+    /// `name` in the directories of the `PATH` the program runs with.
+    fn search(&self, name: &str) -> Option<PathBuf> {
         let path = match self.env.get("PATH") {
             Some(p) => Some(std::ffi::OsString::from(&p.0)),
             None => std::env::var_os("PATH"),
         };
-        let cwd = match &self.cwd {
-            Some(dir) => std::env::current_dir().map(|here| here.join(dir)),
-            None => std::env::current_dir(),
-        };
-        match (path, cwd) {
-            (Some(path), Ok(cwd)) => which::which_in(name, Some(path), cwd)
-                .map(Into::into)
-                .unwrap_or_else(|_| name.into()),
-            _ => name.into(),
-        }
+        which::which_in(name, path, self.cwd().ok()?).ok()
+    }
+
+    /// The directory it runs in.
+    fn cwd(&self) -> std::io::Result<PathBuf> {
+        let here = std::env::current_dir()?;
+        Ok(match &self.cwd {
+            Some(dir) => here.join(dir),
+            None => here,
+        })
     }
 }
 
@@ -112,6 +117,28 @@ impl Action for Shell {
 
     fn mutates(&self) -> bool {
         !self.read_only
+    }
+
+    fn command(&self) -> Option<CommandLine> {
+        use std::os::unix::fs::PermissionsExt;
+        let argv = self.argv().ok()?;
+        let name = &argv[0];
+        let program = if name.contains('/') {
+            let at = self
+                .cwd()
+                .map_or_else(|_| PathBuf::from(name), |cwd| cwd.join(name));
+            let at = std::path::absolute(&at).unwrap_or(at);
+            match std::fs::metadata(&at) {
+                Err(_) => Lookup::NoFile(at),
+                Ok(meta) if !(meta.is_file() && meta.permissions().mode() & 0o111 != 0) => {
+                    Lookup::NotExecutable(at)
+                }
+                Ok(_) => Lookup::Found(at),
+            }
+        } else {
+            self.search(name).map_or(Lookup::NotOnPath, Lookup::Found)
+        };
+        Some(CommandLine { argv, program })
     }
 
     fn describe(&self) -> String {

@@ -42,14 +42,12 @@ pub fn completions(shell: clap_complete::Shell) -> Exit {
 pub fn run_names() -> Vec<CompletionCandidate> {
     let runs = std::env::var_os("RUNBOOK_RUNS")
         .map_or_else(|| PathBuf::from(".runbook/runs"), PathBuf::from);
-    let mut names: Vec<String> = std::fs::read_dir(&runs)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join(crate::journal::FILE_NAME).is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let mut names: Vec<String> = crate::run_dir::list(&runs)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|dir| Some(dir.file_name()?.to_string_lossy().into_owned()))
         .collect();
-    names.sort_unstable_by(|a, b| b.cmp(a));
+    names.reverse();
     std::iter::once(CompletionCandidate::new("latest").help(Some("the newest run".into())))
         .chain(names.into_iter().map(CompletionCandidate::new))
         .collect()
