@@ -106,6 +106,10 @@ pub enum Event {
         warnings: Vec<String>,
         #[serde(default, skip_serializing_if = "Map::is_empty")]
         facts: Map<String, Json>,
+        /// Whether the steps ended within the deadline: what the `always`
+        /// steps' e-mails may state, and what `run_finished` records.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_met: Option<bool>,
     },
     RunFinished {
         at: String,

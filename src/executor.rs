@@ -91,7 +91,6 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
             })
             .collect(),
         outputs: vec![Records::default(); plan.scopes.len()],
-        all: Records::default(),
         finishing: false,
         summary: Arc::new(Summary::from_events(&options.earlier)),
         // A resumed run's clock counts from its first start.
@@ -158,7 +157,6 @@ struct Executor<'a, 's> {
     /// Per scope: each finished step's record (status and outputs), by local id.
     outputs: Vec<Records>,
     /// Every step's record, by full id.
-    all: Records,
     /// Running the `always` steps, which Ctrl-C does not stop: they are
     /// what tells the team how the run ended.
     finishing: bool,
@@ -309,6 +307,9 @@ impl Executor<'_, '_> {
             }
         }
         self.establish_facts();
+        // Judged once, when the steps are over: the e-mails the `always`
+        // steps send and the run's record state the same answer.
+        let deadline_met = self.plan.deadline.map(|d| started.elapsed() <= d);
         if !self.plan.always.is_empty() {
             self.emit(&Event::AlwaysStarted {
                 at: event::now(),
@@ -317,6 +318,7 @@ impl Executor<'_, '_> {
                 error: error.clone(),
                 warnings: self.warnings.clone(),
                 facts: self.facts.clone(),
+                deadline_met,
             });
         }
         self.finishing = true;
@@ -382,7 +384,7 @@ impl Executor<'_, '_> {
             duration_ms: millis(started.elapsed()),
             failed_step,
             error,
-            deadline_met: self.plan.deadline.map(|d| started.elapsed() <= d),
+            deadline_met,
             fingerprint: fingerprint.clone(),
             warnings: self.warnings.clone(),
             facts: self.facts.clone(),
@@ -463,7 +465,6 @@ impl Executor<'_, '_> {
         let rec = template::value(&rec);
         // Contexts are dropped after use, so nothing else holds these and
         // make_mut inserts in place.
-        Arc::make_mut(&mut self.all).insert(step.id.clone(), rec.clone());
         Arc::make_mut(&mut self.outputs[step.scope]).insert(step.local_id.clone(), rec);
     }
 
@@ -1138,8 +1139,16 @@ impl Executor<'_, '_> {
             .find_map(|s| self.descriptions.get(&s.id))
             .cloned()
             .or_else(|| {
-                (self.options.dry_run && applied > 0)
-                    .then(|| "would pass: each of its steps does".to_owned())
+                (self.options.dry_run && applied > 0).then(|| {
+                    if applied == steps.len() {
+                        "would pass: each of its steps does".to_owned()
+                    } else {
+                        format!(
+                            "would pass: the {applied} of its {} steps that apply do",
+                            steps.len()
+                        )
+                    }
+                })
             });
         // An include achieved what its name promises only if something in
         // it applied, and nothing in it fell short.

@@ -335,11 +335,17 @@ impl Human {
                     (0, Some(end), false) => {
                         let now = std::time::Instant::now();
                         let text = if now <= end {
-                            // Rounded up: at the start of a 15-minute deadline, 15m are left.
-                            format!(
-                                " [{} left]",
-                                minutes(end - now + std::time::Duration::from_secs(59))
-                            )
+                            // Rounded up to the minute: at the start of a
+                            // 15-minute deadline, 15m are left; under a
+                            // minute, the seconds as they are.
+                            let left = end - now;
+                            let minute = std::time::Duration::from_secs(60);
+                            let shown = if left >= minute {
+                                left + std::time::Duration::from_secs(59)
+                            } else {
+                                left
+                            };
+                            format!(" [{} left]", minutes(shown))
                         } else {
                             format!(" [deadline passed {} ago]", minutes(now - end))
                         };

@@ -103,8 +103,8 @@ pub struct Summary {
     /// The playbook's deadline (`15m`) and when it falls (UTC).
     pub deadline: Option<String>,
     pub deadline_at: Option<String>,
-    /// Whether the run ended within the deadline; none without one, or
-    /// while the run is going on.
+    /// Whether the steps ended within the deadline; none without one, or
+    /// before the steps are over.
     pub deadline_met: Option<bool>,
     pub time_left_s: Option<u64>,
     /// Each step's last word, in the order the steps first finished.
@@ -364,6 +364,7 @@ impl Summary {
                 error,
                 warnings,
                 facts,
+                deadline_met,
             } => {
                 self.timeline.push(Entry {
                     at: at.clone(),
@@ -377,6 +378,7 @@ impl Summary {
                 self.error = error.clone();
                 self.warnings = warnings.clone();
                 self.facts = facts.clone();
+                self.deadline_met = *deadline_met;
             }
             Event::RunFinished {
                 at,
@@ -543,12 +545,6 @@ impl Object for RunView {
                         &live
                             .deadline
                             .map(|d| d.saturating_sub(live.elapsed).as_secs()),
-                    ))
-                }
-                // Whether it is still within the deadline, as of now.
-                "deadline_met" => {
-                    return Some(crate::template::value(
-                        &live.deadline.map(|d| live.elapsed <= d),
                     ))
                 }
                 _ => {}

@@ -596,3 +596,22 @@ fn a_steps_timeout_covers_rendering_its_arguments() {
     out.code(1).stdout_has("timed out after 10ms");
     assert!(!t.path().join("made").exists(), "the program ran");
 }
+
+/// What an `always` step states about the deadline is what the run
+/// records, however long the `always` steps themselves take: here the
+/// message is written within the deadline and the run ends after it.
+#[test]
+fn the_always_steps_state_the_deadline_answer_the_run_records() {
+    let pb = "deadline: 1s\nsteps:\n  - id: s\n    action: shell\n    with: {command: [\"true\"]}\nalways:\n  - id: say\n    action: shell\n    with: {command: [echo, \"met={{ run.deadline_met }}\"]}\n  - id: slow\n    action: shell\n    with: {command: [sleep, \"1.2\"]}\n";
+    let t = Test::new().file("pb.yaml", pb);
+    let out = t.run(&["run", "pb.yaml"]);
+    let journal = out.journal();
+    let recorded = &journal.last().unwrap()["deadline_met"];
+    let said = out.finished("say")["outputs"]["stdout"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .to_lowercase();
+    assert_eq!(said, format!("met={recorded}"), "{}", out.stdout);
+    assert_eq!(recorded, true);
+}
