@@ -52,21 +52,31 @@ const FILES: &[(&str, &str)] = &[
 
 pub fn demo(dir: Option<&Path>, build_only: bool, keep: bool) -> Exit {
     match prepare(dir) {
-        Ok(dir) if build_only => {
+        Ok((dir, temporary)) if build_only => {
+            // Built to practise on: kept.
+            let dir = temporary.map_or(dir, tempfile::TempDir::keep);
             say!("demo: built; try: cd {} && runbook run playbooks/emergency_rollback.yaml --var root=app --var reason=practice --dry-run", dir.display());
             Exit::Success
         }
-        Ok(built) => {
+        Ok((built, temporary)) => {
             let exit = run(&built);
-            // A directory of its own making goes when the demo ends, unless kept.
-            if dir.is_none() && !keep {
-                match std::fs::remove_dir_all(&built) {
+            // A directory of its own making goes when the demo succeeded,
+            // unless kept; after a failure or an interruption it holds the
+            // report and the run to resume, so it stays.
+            match temporary {
+                Some(temporary) if keep => drop(temporary.keep()),
+                Some(temporary) if exit == Exit::Success => match temporary.close() {
                     Ok(()) => say!(
                         "demo: removed {} and the report and outbox in it; `runbook demo --keep` keeps them",
                         built.display()
                     ),
                     Err(err) => eprintln!("warning: cannot remove {}: {err}", built.display()),
+                },
+                Some(temporary) => {
+                    let _ = temporary.keep();
+                    say!("demo: kept {}: the run did not succeed", built.display());
                 }
+                None => {}
             }
             exit
         }
@@ -77,18 +87,22 @@ pub fn demo(dir: Option<&Path>, build_only: bool, keep: bool) -> Exit {
     }
 }
 
-fn prepare(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// The install, built in `dir` or in a temporary directory (returned too,
+/// removed when dropped: a build that fails leaves nothing behind).
+fn prepare(dir: Option<&Path>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
     use anyhow::Context as _;
-    let dir = match dir {
+    let (dir, temporary) = match dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-            d.to_path_buf()
+            (d.to_path_buf(), None)
         }
-        None => tempfile::Builder::new()
-            .prefix("runbook-demo-")
-            .tempdir()
-            .context("creating a temporary directory")?
-            .keep(),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("runbook-demo-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            (t.path().to_path_buf(), Some(t))
+        }
     };
     for (name, text) in FILES {
         let path = dir.join(name);
@@ -113,7 +127,7 @@ fn prepare(dir: Option<&Path>) -> anyhow::Result<PathBuf> {
         "demo: database {} (400 images and docs, 4 uploads made after the migration, one a video)",
         db.display()
     );
-    Ok(dir)
+    Ok((dir, temporary))
 }
 
 fn run(dir: &Path) -> Exit {

@@ -350,32 +350,6 @@ fn an_smtp_server_that_is_down_is_a_clear_error_and_the_message_stays_in_the_out
     assert_eq!(outbox(&out).len(), 1);
 }
 
-#[test]
-fn the_demo_builds_an_install_and_rolls_it_back() {
-    let t = Test::new();
-    let out = t.run(&["demo", "demo"]);
-    out.code(0)
-        .stdout_has("run succeeded")
-        .stdout_has("report: ")
-        .stdout_has("outbox: ");
-    let outbox_line = out
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("outbox: "))
-        .unwrap();
-    let outbox = t.path().join(outbox_line.trim_start_matches("outbox: "));
-    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 3);
-    let db = rusqlite::Connection::open(t.path().join("demo/app/db_data/main.db")).unwrap();
-    let media: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'media'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(media, 0);
-}
-
 /// Python's http.server standing in for the app's read endpoints.
 fn app_server(dir: &Path) -> LoopbackServer {
     let root = dir.join("www");
@@ -1087,52 +1061,4 @@ fn after_a_resume_the_mail_states_what_the_interrupted_run_did() {
         ],
         &["FAILED", "none"],
     );
-}
-
-/// Without a DIR, the demo works in a temporary directory and removes it
-/// when it ends, saying so; `--keep` keeps it.
-#[test]
-fn the_demo_leaves_no_directory_behind_unless_kept() {
-    let t = Test::new().file("tmp/.keep", "");
-    let tmp = t.path().join("tmp");
-    let t = t.env("TMPDIR", tmp.to_str().unwrap());
-    let demos = || -> Vec<std::path::PathBuf> {
-        std::fs::read_dir(&tmp)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("runbook-demo-")
-            })
-            .collect()
-    };
-    let out = t.run(&["demo"]);
-    out.code(0)
-        .stdout_has("run succeeded")
-        .stdout_has("demo: removed ");
-    assert_eq!(demos(), Vec::<std::path::PathBuf>::new());
-    let out = t.run(&["demo", "--keep"]);
-    out.code(0).stdout_has("run succeeded");
-    assert!(!out.stdout.contains("demo: removed"), "{}", out.stdout);
-    let kept = demos();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    assert!(kept[0].join("app/db_data/main.db").is_file());
-}
-
-/// The demo's playbooks name their schema for editors; it is where they say.
-#[test]
-fn the_demo_playbooks_schema_is_where_they_point() {
-    let t = Test::new();
-    t.run(&["demo", "--build-only", "d"]).code(0);
-    let playbook =
-        std::fs::read_to_string(t.path().join("d/playbooks/emergency_rollback.yaml")).unwrap();
-    let first = playbook.lines().next().unwrap();
-    let relative = first.split("$schema=").nth(1).expect("a schema line");
-    let schema = t.path().join("d/playbooks").join(relative);
-    let text =
-        std::fs::read_to_string(&schema).unwrap_or_else(|e| panic!("{}: {e}", schema.display()));
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert!(value["properties"]["steps"].is_object(), "{value}");
 }

@@ -8,6 +8,7 @@ mod actions;
 mod backups;
 mod check;
 mod conventions;
+mod demo;
 mod dry_run;
 mod emergency;
 mod general;
