@@ -26,6 +26,16 @@ pub fn take_environment() {
     }
 }
 
+/// One secret given through the environment, by its lower-cased name
+/// (`smtp_password` for `RUNBOOK_SECRET_SMTP_PASSWORD`): read from what
+/// was taken at start, as the environment no longer holds it.
+pub fn get(name: &str) -> Option<String> {
+    from_environment()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, value)| value)
+}
+
 /// The secret variables given through the environment, by lower-cased name.
 pub fn from_environment() -> Vec<(String, String)> {
     TAKEN.get().cloned().unwrap_or_else(in_environment)

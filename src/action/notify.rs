@@ -176,7 +176,7 @@ impl Email {
                 };
                 let mut builder = builder.port(port).timeout(Some(Duration::from_secs(30)));
                 if let Some(user) = self.smtp_user.as_deref().filter(|u| !u.is_empty()) {
-                    let password = std::env::var(SMTP_PASSWORD_ENV).map_err(|_| {
+                    let password = crate::secret::get("smtp_password").ok_or_else(|| {
                         Failure::failed(format!("smtp_user is set but {SMTP_PASSWORD_ENV} is not: put the password in that environment variable"))
                     })?;
                     builder = builder.credentials(Credentials::new(user.to_owned(), password));

@@ -230,9 +230,24 @@ struct Keep {
     received: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     message: Vec<u8>,
     rcpt: Vec<String>,
+    /// The credentials it accepts, when it asks for any.
+    login: Option<(String, String)>,
 }
 
 impl mailin_embedded::Handler for Keep {
+    fn auth_plain(
+        &mut self,
+        _authorization_id: &str,
+        user: &str,
+        password: &str,
+    ) -> mailin_embedded::Response {
+        if self.login.as_ref() == Some(&(user.to_owned(), password.to_owned())) {
+            mailin_embedded::response::AUTH_OK
+        } else {
+            mailin_embedded::response::INVALID_CREDENTIALS
+        }
+    }
+
     fn data_start(
         &mut self,
         _domain: &str,
@@ -259,6 +274,11 @@ impl mailin_embedded::Handler for Keep {
 }
 
 fn smtp_server() -> SmtpServer {
+    smtp_server_with(None)
+}
+
+/// The same, asking for a login (AUTH PLAIN) and accepting only `login`.
+fn smtp_server_with(login: Option<(&str, &str)>) -> SmtpServer {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -266,7 +286,11 @@ fn smtp_server() -> SmtpServer {
         received: std::sync::Arc::clone(&received),
         message: Vec::new(),
         rcpt: Vec::new(),
+        login: login.map(|(u, p)| (u.to_owned(), p.to_owned())),
     });
+    if login.is_some() {
+        server.with_auth(mailin_embedded::AuthMechanism::Plain);
+    }
     server
         .with_name("smtp.test")
         .with_ssl(mailin_embedded::SslConfig::None)
@@ -280,9 +304,15 @@ fn smtp_server() -> SmtpServer {
 }
 
 fn notify_smtp(t: &Test, port: u16) -> Output {
+    notify_smtp_as(t, port, "")
+}
+
+fn notify_smtp_as(t: &Test, port: u16, user: &str) -> Output {
     t.run(&[
         "run",
         NOTIFY,
+        "--var",
+        &format!("smtp_user={user}"),
         "--var",
         "reason=disk full",
         "--var",
@@ -337,6 +367,34 @@ fn notifications_are_delivered_over_smtp_and_kept_in_the_outbox() {
         Some("lead@example.com, pm@example.com")
     );
     assert_eq!(outbox(&out).len(), 1);
+}
+
+/// The SMTP password is the one given through `RUNBOOK_SECRET_SMTP_PASSWORD`,
+/// which runbook keeps at start and takes out of the environment its
+/// programs inherit. Over a connection without TLS it is not sent: the
+/// login fails for want of a mechanism the client will use in the clear,
+/// not for want of a password. Without the variable, the step says which
+/// one is missing. The password is in no file of the run.
+#[test]
+fn the_smtp_password_comes_from_the_secret_environment_and_never_goes_in_clear() {
+    let server = smtp_server_with(Some(("runbook", "pa55-w0rd")));
+    let t = Test::new().env("RUNBOOK_SECRET_SMTP_PASSWORD", "pa55-w0rd");
+    let out = notify_smtp_as(&t, server.port, "runbook");
+    out.code(1)
+        .stdout_has("compatible authentication mechanism was found");
+    assert!(!out.stdout.contains("is not:"), "{}", out.stdout);
+    assert!(server.received.lock().unwrap().is_empty());
+    for (path, bytes) in t.snapshot() {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("pa55-w0rd"),
+            "{} holds the password",
+            path.display()
+        );
+    }
+    let t = Test::new();
+    notify_smtp_as(&t, server.port, "runbook")
+        .code(1)
+        .stdout_has("smtp_user is set but RUNBOOK_SECRET_SMTP_PASSWORD is not");
 }
 
 #[test]
