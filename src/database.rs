@@ -357,6 +357,11 @@ pub fn markers_on(
         Some(Markers::Query { query }) => query.clone(),
     };
     let mut stmt = conn.prepare(&sql)?;
+    // Read on the live database's own connection, inside a backup or a
+    // restore: a query that would write is refused before it runs.
+    if !stmt.readonly() {
+        return Err(rusqlite::Error::InvalidQuery);
+    }
     let mut names: Vec<String> = stmt
         .query_map([], |r| {
             r.get::<_, rusqlite::types::Value>(0).map(|v| match v {

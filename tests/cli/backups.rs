@@ -828,3 +828,31 @@ fn a_hot_journal_is_rolled_back_into_the_pre_restore_backup_never_onto_the_resto
     std::fs::copy(&kept, kept_app.db()).unwrap();
     assert_eq!(kept_app.dump("docs"), committed);
 }
+
+/// A markers query is read on the live database's own connection: one that
+/// would write is refused before it runs, and nothing is changed or made.
+#[test]
+fn a_markers_query_that_writes_is_refused_and_changes_nothing() {
+    let t = Test::new().db(
+        "app.db",
+        "CREATE TABLE m(name TEXT); INSERT INTO m VALUES ('0001_init');",
+    );
+    let out = t.run(&[
+        "backup",
+        "create",
+        "--db",
+        "app.db",
+        "--dir",
+        "b",
+        "--markers",
+        "UPDATE m SET name = 'gone' RETURNING name",
+    ]);
+    out.code(1).stderr_has("not read-only");
+    assert_eq!(
+        t.query("app.db", "SELECT name FROM m"),
+        vec![vec!["0001_init".to_owned()]]
+    );
+    assert!(
+        !t.path().join("b").exists() || std::fs::read_dir(t.path().join("b")).unwrap().count() == 0
+    );
+}
