@@ -74,37 +74,15 @@ fn analyze_parsed(
         .as_ref()
         .and_then(|node| a.deadline(node, scope, &top.file));
     a.check_cli_vars();
-    if !a.diagnostics.is_empty() {
+    let mut secrets = std::mem::take(&mut a.secrets);
+    secrets.retain(|s| !s.is_empty());
+    let errors = tidy(std::mem::take(&mut a.diagnostics), &secrets);
+    let warnings = tidy(Diagnostics(std::mem::take(&mut a.warnings)), &secrets);
+    if !errors.is_empty() {
         // Said alongside the errors, in file order: the one report to fix from.
-        let warnings = std::mem::take(&mut a.warnings);
-        a.diagnostics.0.extend(warnings);
-        // A message may hold a value rendered from a secret (`cannot split
-        // 'curl -u admin:…'`): it is redacted like everything else.
-        let secrets: Vec<String> = a
-            .secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .cloned()
-            .collect();
-        for d in &mut a.diagnostics.0 {
-            d.message = crate::event::redact_text(&d.message, &secrets);
-            d.help = d
-                .help
-                .as_deref()
-                .map(|h| crate::event::redact_text(h, &secrets));
-        }
-        a.diagnostics.0.sort_by_key(|d| {
-            d.span
-                .as_ref()
-                .map(|s| (s.file.path.clone(), s.line, s.column))
-        });
-        // A playbook included twice reports its own problems once.
-        a.diagnostics.0.dedup_by(|x, y| {
-            x.message == y.message
-                && x.span.as_ref().map(ToString::to_string)
-                    == y.span.as_ref().map(ToString::to_string)
-        });
-        return Err(a.diagnostics);
+        let mut all = errors;
+        all.extend(warnings);
+        return Err(tidy(all, &[]));
     }
     let name = top.name.as_ref().map_or_else(
         || {
@@ -115,8 +93,6 @@ fn analyze_parsed(
         },
         |n| n.value.clone(),
     );
-    let mut secrets = a.secrets;
-    secrets.retain(|s| !s.is_empty());
     let fingerprint = plan_fingerprint(&steps, &always, &top, &a.templates, &a.scopes, &secrets);
     Ok(Plan {
         fingerprint,
@@ -131,9 +107,33 @@ fn analyze_parsed(
         deadline,
         facts: a.facts,
         rehearsal: a.rehearsal,
-        warnings: a.warnings,
+        warnings: warnings.0,
         report,
     })
+}
+
+/// Problems as they are said: a value rendered from a secret (`cannot
+/// split 'curl -u admin:…'`, a program named by one) redacted like
+/// everything else, in file order, and a playbook included twice reporting
+/// its own problems once.
+fn tidy(mut found: Diagnostics, secrets: &[String]) -> Diagnostics {
+    for d in &mut found.0 {
+        d.message = crate::event::redact_text(&d.message, secrets);
+        d.help = d
+            .help
+            .as_deref()
+            .map(|h| crate::event::redact_text(h, secrets));
+    }
+    found.0.sort_by_key(|d| {
+        d.span
+            .as_ref()
+            .map(|s| (s.file.path.clone(), s.line, s.column))
+    });
+    found.0.dedup_by(|x, y| {
+        x.message == y.message
+            && x.span.as_ref().map(ToString::to_string) == y.span.as_ref().map(ToString::to_string)
+    });
+    found
 }
 
 fn canonical(path: &Path) -> PathBuf {

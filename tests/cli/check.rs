@@ -425,3 +425,28 @@ fn a_mistyped_include_and_a_duplicate_id_say_what_was_meant() {
         .stderr_has("help: did you mean `rollback-option-2.yaml`?")
         .stderr_has("error: pb.yaml:7:9: duplicate step id `b` (the first is at line 4, column 9)");
 }
+
+/// Warnings are said as errors are: a secret in one is `***`, and a
+/// playbook included twice warns once.
+#[test]
+fn warnings_are_redacted_and_said_once_like_errors() {
+    let t = Test::new()
+        .env("RUNBOOK_SECRET_TOOL", "hunter2-cli")
+        .file(
+            "inner.yaml",
+            "vars:\n  tool: {secret: true}\nsteps:\n  - id: go\n    action: shell\n    with: {command: [\"{{ tool }}\"]}\n",
+        )
+        .file(
+            "outer.yaml",
+            "steps:\n  - id: one\n    playbook: inner.yaml\n  - id: two\n    playbook: inner.yaml\n",
+        );
+    let out = t.run(&["check", "outer.yaml"]);
+    out.code(0);
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("is not on PATH here").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
