@@ -423,7 +423,7 @@ impl Analyzer<'_> {
                     ids: &[],
                     extra: &[],
                 };
-                self.check_names(&run, &report.span, &ctx);
+                self.check_names(&run, &report.span, false, &ctx);
             }
             Err(err) => self.error(
                 Diagnostic::at(
@@ -857,7 +857,7 @@ impl Analyzer<'_> {
             let path = base.join(file);
             match self.templates.compile_file(&path) {
                 Ok(used) => {
-                    self.check_names(&used, &with_span, ctx);
+                    self.check_names(&used, &with_span, false, ctx);
                 }
                 Err(err) => {
                     let at = err.line.map(|l| format!(":{l}")).unwrap_or_default();
@@ -959,7 +959,7 @@ impl Analyzer<'_> {
 
     fn expression(&mut self, expr: &Located<String>, ctx: &Ctx<'_>) -> bool {
         match self.templates.expression_variables(&expr.value) {
-            Ok(used) => self.check_names(&used, &expr.span, ctx),
+            Ok(used) => self.check_names(&used, &expr.span, true, ctx),
             Err(err) => {
                 self.template_error(&expr.span, &err);
                 false
@@ -983,7 +983,7 @@ impl Analyzer<'_> {
                 let mut ok = true;
                 for read in &reads {
                     let at = self.leaf_span(span, read.pos);
-                    ok &= self.check_names(&read.vars, &at, ctx);
+                    ok &= self.check_names(&read.vars, &at, true, ctx);
                 }
                 ok.then_some((t, reads))
             }
@@ -998,7 +998,23 @@ impl Analyzer<'_> {
     }
 
     /// Every name a template reads must be a variable of its scope, `run`, or an existing step.
-    fn check_names(&mut self, used: &BTreeSet<String>, span: &Span, ctx: &Ctx<'_>) -> bool {
+    /// `in_text`: whether the span is the template's own text, so that the
+    /// caret can go under the name; a template file's names are in the file,
+    /// and the span is the playbook key that names it.
+    fn check_names(
+        &mut self,
+        used: &BTreeSet<String>,
+        span: &Span,
+        in_text: bool,
+        ctx: &Ctx<'_>,
+    ) -> bool {
+        let at = |name: &str| {
+            if in_text {
+                span.pointing_at(name)
+            } else {
+                span.clone()
+            }
+        };
         let mut ok = true;
         let vars = &self.scopes[ctx.scope].vars;
         let mut problems = Vec::new();
@@ -1009,11 +1025,8 @@ impl Analyzer<'_> {
                 if let Some(step) = parts.next() {
                     if !ctx.ids.iter().any(|id| id == step) {
                         problems.push(
-                            Diagnostic::at(
-                                &span.pointing_at(step),
-                                format!("no step `{step}` in this playbook"),
-                            )
-                            .suggest(step, ctx.ids.iter().map(String::as_str)),
+                            Diagnostic::at(&at(step), format!("no step `{step}` in this playbook"))
+                                .suggest(step, ctx.ids.iter().map(String::as_str)),
                         );
                     }
                 }
@@ -1021,11 +1034,8 @@ impl Analyzer<'_> {
                 let field = parts.next();
                 if let Some(field) = field.filter(|f| !crate::summary::FIELDS.contains(f)) {
                     problems.push(
-                        Diagnostic::at(
-                            &span.pointing_at(field),
-                            format!("`run` has no field `{field}`"),
-                        )
-                        .suggest(field, crate::summary::FIELDS.iter().copied()),
+                        Diagnostic::at(&at(field), format!("`run` has no field `{field}`"))
+                            .suggest(field, crate::summary::FIELDS.iter().copied()),
                     );
                     continue;
                 }
@@ -1033,11 +1043,8 @@ impl Analyzer<'_> {
                 if let (Some("facts"), Some(fact)) = (field, parts.next()) {
                     if !self.facts.iter().any(|f| f.name == fact) {
                         let known: Vec<&str> = self.facts.iter().map(|f| f.name.as_str()).collect();
-                        let d = Diagnostic::at(
-                            &span.pointing_at(fact),
-                            format!("no fact `{fact}` is declared"),
-                        )
-                        .suggest(fact, known.iter().copied());
+                        let d = Diagnostic::at(&at(fact), format!("no fact `{fact}` is declared"))
+                            .suggest(fact, known.iter().copied());
                         let d = if d.help.is_none() {
                             d.help(format!(
                                 "declare it under `facts:` in this playbook (a default) or in the one that includes it: `{fact}: EXPRESSION`"
@@ -1055,11 +1062,8 @@ impl Analyzer<'_> {
                     .chain([RUN, STEPS])
                     .chain(ctx.extra.iter().copied())
                     .collect();
-                let d = Diagnostic::at(
-                    &span.pointing_at(root),
-                    format!("undefined variable `{root}`"),
-                )
-                .suggest(root, candidates);
+                let d = Diagnostic::at(&at(root), format!("undefined variable `{root}`"))
+                    .suggest(root, candidates);
                 let d = if d.help.is_none() {
                     d.help(format!(
                         "declare `{root}` under `vars`, or pass it with --var {root}=VALUE"
