@@ -18,8 +18,18 @@ use crate::shadow::Shadow;
 use crate::summary::{Live, Summary};
 use crate::template::{self, render_error, TValue};
 
-/// Steps a run finished, by full id: their status, outputs and detail.
-pub type Finished = std::collections::HashMap<String, (Status, Map<String, Json>, Option<String>)>;
+/// Steps a run finished, by full id, as their `step_finished` said.
+pub type Finished = std::collections::HashMap<String, Done>;
+
+/// A step as an earlier run finished it.
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub status: Status,
+    pub outputs: Map<String, Json>,
+    pub detail: Option<String>,
+    /// The full id of the fallback that rescued it.
+    pub recovered_by: Option<String>,
+}
 
 #[derive(Debug, Default)]
 pub struct Options {
@@ -591,7 +601,12 @@ impl Executor<'_, '_> {
     /// `verify` checks still hold; its status and outputs are those it had,
     /// so the steps after it see what they would have seen.
     fn done_before(&mut self, step: &PlanStep, started: Instant) -> Option<StepResult> {
-        let (status, outputs, said) = self.options.previous.as_ref()?.get(&step.id)?.clone();
+        let Done {
+            status,
+            outputs,
+            detail: said,
+            recovered_by,
+        } = self.options.previous.as_ref()?.get(&step.id)?.clone();
         if !status.is_done() {
             return None;
         }
@@ -606,10 +621,6 @@ impl Executor<'_, '_> {
         } else {
             format!("{DONE_BEFORE}; its verify checks still hold")
         };
-        let recovered_by = outputs
-            .get("recovered_by")
-            .and_then(Json::as_str)
-            .map(str::to_owned);
         // A shortfall then is still one now: the run's warnings span resumes.
         // An action's own is counted by `finish`; the ones inside an include
         // or a fallback are carried here, as they were said.
@@ -643,7 +654,7 @@ impl Executor<'_, '_> {
                 .previous
                 .as_ref()
                 .and_then(|p| p.get(&s.id))
-                .and_then(|(status, _, said)| (*status == Status::Warning).then(|| said.clone()));
+                .and_then(|done| (done.status == Status::Warning).then(|| done.detail.clone()));
             if let (Body::Action { .. }, Some(Some(said))) = (&s.body, said) {
                 self.warnings.push(format!("{}: {}", s.id, reason(&said)));
             }

@@ -106,10 +106,17 @@ pub fn resume(
             status,
             outputs,
             detail,
+            recovered_by,
             ..
         } = e
         {
-            previous.insert(step.clone(), (*status, outputs.clone(), detail.clone()));
+            let done = crate::executor::Done {
+                status: *status,
+                outputs: outputs.clone(),
+                detail: detail.clone(),
+                recovered_by: recovered_by.clone(),
+            };
+            previous.insert(step.clone(), done);
         }
     }
     // The always steps speak of the outcome, which is not known yet: they run again.

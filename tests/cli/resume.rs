@@ -406,3 +406,28 @@ fn a_resumed_run_keeps_the_incidents_clock() {
         .unwrap_or_else(|| panic!("no elapsed time in the mail:\n{body}"));
     assert!(elapsed >= 2, "the mail says elapsed {elapsed}s:\n{body}");
 }
+
+/// A step rescued by a fallback inside an include is recorded, after a
+/// resume, as rescued by the same fallback (its full id), as the
+/// interrupted run recorded it.
+#[test]
+fn a_rescued_step_keeps_its_rescuer_across_a_resume() {
+    let t = Test::new()
+        .file(
+            "inner.yaml",
+            "steps:\n  - id: a\n    action: shell\n    with: {command: [\"false\"]}\n    fallback:\n      - id: alt\n        action: shell\n        with: {command: [\"true\"]}\n  - id: gate\n    action: shell\n    with: {command: [test, -e, open]}\n",
+        )
+        .file("pb.yaml", "steps:\n  - id: inc\n    playbook: inner.yaml\n");
+    t.run(&["run", "pb.yaml"]).code(1);
+    // The resumed run enters the include again and takes `a` as done.
+    let rescuer = |out: &crate::support::Output| out.finished("inc.a")["recovered_by"].clone();
+    let first = t.run(&["report", "latest", "--json"]);
+    let before: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    std::fs::write(t.path().join("open"), "").unwrap();
+    let resumed = t.run(&["resume", "latest"]);
+    resumed.code(0);
+    assert_eq!(rescuer(&resumed), "inc.alt");
+    let after: serde_json::Value =
+        serde_json::from_str(&t.run(&["report", "latest", "--json"]).stdout).unwrap();
+    assert_eq!(after["recoveries"], before["recoveries"], "{after}");
+}
