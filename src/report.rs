@@ -119,17 +119,38 @@ impl Sink for Report {
 /// Writes through a temporary file and a rename, so a reader never sees half a report.
 /// A write that fails (a full disk) leaves no temporary file behind.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    synced_beside(path, bytes)?
+        .persist(path)
+        .map(drop)
+        .map_err(|e| e.error)
+}
+
+/// Writes a file that must not replace one already there (two writers at
+/// once: the first one's stays whole). `false` if it was there.
+pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    match synced_beside(path, bytes)?.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.error),
     }
-    written
+}
+
+/// `bytes` on disk in a file of its own beside `path`, removed if dropped:
+/// two writers never share a temporary file.
+fn synced_beside(path: &Path, bytes: &[u8]) -> io::Result<tempfile::NamedTempFile> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // Readable as a file made with the usual umask is, not 0600 as a
+    // temporary file would stay.
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    Ok(tmp)
 }
 
 #[cfg(test)]

@@ -80,8 +80,9 @@ impl Review {
             return Ok((path, false));
         }
         let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        crate::report::write_atomically(&path, &json)?;
-        Ok((path, true))
+        // Two reviews of one plan at once: the first one written is kept.
+        let kept = crate::report::write_new(&path, &json)?;
+        Ok((path, kept))
     }
 
     /// The review with this fingerprint, if it was made here.

@@ -351,3 +351,35 @@ steps:
     assert_eq!(t.snapshot(), before, "the dry run changed or created files");
     t.run(&["run", "pb.yaml"]).code(0);
 }
+
+/// Two reviewers save the dry run of one plan at once: one review is
+/// recorded, whole, and the other is told the first one is kept.
+#[test]
+fn two_reviews_saved_at_once_keep_one_whole() {
+    let t = Test::new()
+        .db("app.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .file(
+            "pb.yaml",
+            "steps:\n  - id: read\n    action: sqlite.query\n    with: {db: app.db, sql: SELECT count(*) AS n FROM t}\n",
+        );
+    for _ in 0..5 {
+        let _ = std::fs::remove_dir_all(t.path().join(".runbook/reviews"));
+        let outs: Vec<_> = std::thread::scope(|s| {
+            let a = s.spawn(|| t.run(&["run", "pb.yaml", "--dry-run", "--save-review"]));
+            let b = s.spawn(|| t.run(&["run", "pb.yaml", "--dry-run", "--save-review"]));
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        let recorded = outs
+            .iter()
+            .filter(|o| o.stdout.contains("review recorded: "))
+            .count();
+        assert_eq!(recorded, 1, "{}\n{}", outs[0].stdout, outs[1].stdout);
+        let reviews: Vec<_> = std::fs::read_dir(t.path().join(".runbook/reviews"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(reviews.len(), 1, "{reviews:?}");
+        let text = std::fs::read_to_string(&reviews[0]).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).expect("a whole review");
+    }
+}
