@@ -62,18 +62,8 @@ where
 {
     ignore_file_size_signal();
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    // A shell asking for completions (`COMPLETE=bash runbook -- runbook report `):
-    // answered before anything else, with run names read from disk.
-    let here = std::env::current_dir().ok();
-    match clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
-        .try_complete(args.clone(), here.as_deref())
-    {
-        Ok(true) => return Exit::Success.into(),
-        Ok(false) => {}
-        Err(err) => {
-            let _ = err.print();
-            return Exit::Invalid.into();
-        }
+    if let Some(exit) = command::completions::answer(&args) {
+        return exit.into();
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => {

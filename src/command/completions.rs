@@ -10,8 +10,30 @@ use clap_complete::CompletionCandidate;
 
 use crate::exit::Exit;
 
-/// The environment variable through which a shell asks for completions.
-const VAR: &str = "COMPLETE";
+/// The environment variable through which a shell asks for completions:
+/// runbook's own, so that a `COMPLETE` another tool left in an operator's
+/// environment does not turn every command into a completion request.
+const VAR: &str = "RUNBOOK_COMPLETE";
+
+/// Answers a shell asking for completions (`RUNBOOK_COMPLETE=bash runbook --
+/// runbook report `), before anything else; `None` for every other start.
+pub fn answer(args: &[std::ffi::OsString]) -> Option<Exit> {
+    std::env::var_os(VAR)?;
+    let here = std::env::current_dir().ok();
+    match clap_complete::CompleteEnv::with_factory(
+        <crate::cli::Cli as clap::CommandFactory>::command,
+    )
+    .var(VAR)
+    .try_complete(args, here.as_deref())
+    {
+        Ok(true) => Some(Exit::Success),
+        Ok(false) => None,
+        Err(err) => {
+            let _ = err.print();
+            Some(Exit::Invalid)
+        }
+    }
+}
 
 pub fn completions(shell: clap_complete::Shell) -> Exit {
     let completer: &dyn EnvCompleter = match shell {

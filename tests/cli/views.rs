@@ -198,15 +198,18 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     t.run(&["completions", "bash"])
         .code(0)
         .stdout_has("_clap_complete_runbook()")
-        .stdout_has("COMPLETE=\"bash\"");
+        .stdout_has("RUNBOOK_COMPLETE=\"bash\"");
     t.run(&["completions", "zsh"])
         .code(0)
         .stdout_has("#compdef runbook");
     let asked = Test::new()
-        .env("COMPLETE", "bash")
+        .env("RUNBOOK_COMPLETE", "bash")
         .env("_CLAP_COMPLETE_INDEX", "2")
         .run(&["--", "runbook", "run", "--expect"]);
     asked.code(0).stdout_has("--expect-plan");
+    // Another tool's `COMPLETE` in the environment changes nothing.
+    let stray = Test::new().env("COMPLETE", "1").run(&["schema"]);
+    stray.code(0).stdout_has("\"$schema\"");
     let man = t.run(&["man"]);
     man.code(0).stdout_has(".TH runbook 1").stdout_has("resume");
 }
