@@ -220,6 +220,16 @@ impl Diagnostics {
         self.0.push(d);
     }
 
+    /// The problems that stop a playbook from running.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter().filter(|d| !d.warning)
+    }
+
+    /// The ones said alongside, which do not.
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter().filter(|d| d.warning)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -26,7 +26,7 @@ pub fn check(playbooks: &[std::path::PathBuf], json: bool) -> Exit {
             ),
             (Err(diagnostics), true) => say!(
                 "{}",
-                json!({"file": path, "ok": false, "problems": diagnostics.0.iter().map(problem).collect::<Vec<_>>()})
+                json!({"file": path, "ok": false, "problems": diagnostics.errors().map(problem).collect::<Vec<_>>(), "warnings": diagnostics.warnings().map(problem).collect::<Vec<_>>()})
             ),
         }
     }

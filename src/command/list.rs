@@ -28,7 +28,7 @@ pub fn list(dir: &Path, json: bool) -> Exit {
         // What `check` says of it, counted the same way.
         let problems = match analyzer::analyze(path, &analyzer::Options::default()) {
             Ok(_) => 0,
-            Err(d) => d.0.iter().filter(|d| !d.warning).count(),
+            Err(d) => d.errors().count(),
         };
         if json {
             say!(

@@ -48,7 +48,8 @@ fn pages() -> Vec<clap::Command> {
 /// The codes a command can end with: every one for a run, fewer for the rest.
 fn exit_codes(page: &str) -> Vec<Exit> {
     let wanted: &[Exit] = match page {
-        "runbook" | "runbook-run" => &Exit::EVERY,
+        // The demo ends as the run it makes ends.
+        "runbook" | "runbook-run" | "runbook-demo" => &Exit::EVERY,
         "runbook-resume" => &[
             Exit::Success,
             Exit::Failed,

@@ -83,6 +83,8 @@ fn every_subcommand_has_a_man_page_with_exit_status_and_environment() {
     assert_eq!(alone.stdout, file);
     assert!(file.contains("\\-\\-label"), "{file}");
     t.run(&["man", "backup", "creat"]).code(2);
+    // The demo ends as its run does: interrupted too.
+    t.run(&["man", "demo"]).code(0).stdout_has("\\fB130\\fR");
 }
 
 #[test]

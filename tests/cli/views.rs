@@ -440,3 +440,30 @@ fn the_run_view_is_collapsed_and_fits_100_columns_unless_verbose() {
         .stdout_has("✓ option-1.before Read the database's state")
         .stdout_has("- alert.initiated E-mail: rollback initiated: when: `notify_to and ");
 }
+
+/// A playbook with an error and a warning: `check --json` keeps them apart,
+/// as it does for a playbook that checks, and `list` counts what `check`
+/// counts as problems.
+#[test]
+fn check_and_list_count_errors_alike_and_keep_warnings_apart() {
+    let t = Test::new().file(
+        "playbooks/pb.yaml",
+        "steps:\n  - id: a\n    action: shell\n    with: {command: [no-such-program-here]}\n  - id: b\n    action: shel\n",
+    );
+    let out = t.run(&["check", "playbooks/pb.yaml", "--json"]);
+    out.code(2);
+    let checked: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        checked["problems"].as_array().unwrap().len(),
+        1,
+        "{checked}"
+    );
+    assert_eq!(
+        checked["warnings"].as_array().unwrap().len(),
+        1,
+        "{checked}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&t.run(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(listed["problems"], 1);
+}
