@@ -329,6 +329,7 @@ fn run_document(doc: &str) -> Vec<String> {
         .arg("-c")
         .arg(&script)
         .current_dir(&checkout)
+        .env_remove("RUNBOOK_RUNS")
         .envs(env)
         .status()
         .unwrap();

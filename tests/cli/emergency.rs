@@ -1097,9 +1097,8 @@ fn after_a_resume_the_mail_states_what_the_interrupted_run_did() {
         .unwrap()
         + 1;
     let args = emergency_run("truth", &[]);
-    let killed = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(args)
-        .current_dir(t.path())
+    let killed = t
+        .command(&args)
         .env("RUNBOOK_FAULT_AT", at.to_string())
         .stdout(std::process::Stdio::null())
         .status()

@@ -3,7 +3,7 @@
 //! `--wait` waits; a dry run says a run holds it; a symlink to the database
 //! is the same install.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::gofastcdn::Install;
@@ -31,11 +31,8 @@ fn install(t: &Test) -> Install {
 
 /// Starts the holder and waits until it is in its `hold` step.
 fn hold(t: &Test) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", "holder.yaml"])
-        .current_dir(t.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+    let child = t
+        .command(&["run", "holder.yaml"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

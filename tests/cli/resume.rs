@@ -65,10 +65,8 @@ fn a_run_killed_in_the_middle_of_option_2_resumes_to_a_verified_state() {
     app.upload("after.png", "image");
     app.conn().execute_batch("DROP TABLE images").unwrap();
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(args(&[]))
-        .current_dir(t.path())
-        .env("NO_COLOR", "1")
+    let mut child = t
+        .command(&args(&[]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -202,9 +200,8 @@ steps:
 
 /// `runbook run pb.yaml`, with SIGINT sent to it 300 ms in, as Ctrl-C would.
 fn run_and_press_ctrl_c(t: &Test) -> std::process::Output {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", "pb.yaml"])
-        .current_dir(t.path())
+    let child = t
+        .command(&["run", "pb.yaml"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

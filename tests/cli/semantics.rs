@@ -371,7 +371,7 @@ fn an_operator_who_answers_no_aborts_the_run_with_exit_3() {
     );
     let bin = env!("CARGO_BIN_EXE_runbook");
     let Some(out) = t.run_on_terminal(&format!("{bin} run pb.yaml"), "n\n") else {
-        eprintln!("skipped: util-linux `script` is not installed");
+        crate::support::skipped("util-linux `script` is not installed, so no terminal test ran");
         return;
     };
     assert_eq!(
@@ -442,9 +442,8 @@ fn a_reader_that_goes_away_does_not_fail_the_run() {
         "pb.yaml",
         "steps:\n  - id: a\n    action: shell\n    with: {command: [\"true\"]}\n  - id: b\n    action: shell\n    with: {command: [touch, done]}\n",
     );
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", "pb.yaml"])
-        .current_dir(t.path())
+    let mut child = t
+        .command(&["run", "pb.yaml"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -489,9 +488,8 @@ fn every_subcommand_on_a_closed_pipe_ends_quietly_with_exit_0() {
         &["run", "playbooks/pb.yaml", "--json"],
     ];
     for args in commands {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(*args)
-            .current_dir(t.path())
+        let mut child = t
+            .command(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

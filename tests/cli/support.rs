@@ -82,9 +82,10 @@ impl Test {
         self
     }
 
-    /// Runs `runbook ARGS` in the test directory, with no terminal and empty stdin.
-    #[track_caller]
-    pub fn run(&self, args: &[&str]) -> Output {
+    /// `runbook ARGS` to start in the test directory, with no terminal,
+    /// empty stdin, and none of the environment of whoever runs the tests
+    /// (their `RUNBOOK_RUNS`) but the test's own.
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
         cmd.args(args)
             .current_dir(self.dir.path())
@@ -94,7 +95,13 @@ impl Test {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run runbook");
+        cmd
+    }
+
+    /// Runs `runbook ARGS` in the test directory, with no terminal and empty stdin.
+    #[track_caller]
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().expect("run runbook");
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -134,6 +141,7 @@ impl Test {
                 .arg(line)
                 .current_dir(self.dir.path())
                 .env("NO_COLOR", "1")
+                .env_remove("RUNBOOK_RUNS")
                 .output()
                 .expect("run script"),
         )
@@ -341,7 +349,13 @@ pub fn body_text(mail: &mailparse::ParsedMail<'_>) -> String {
 /// Says, where the person running the tests sees it (libtest captures
 /// `eprintln!` of passing tests, not the stderr handle), that a test could
 /// not run here.
+/// Where everything a test needs is installed (`.ci/run` sets
+/// `RUNBOOK_TEST_NO_SKIP`), a skip is a failure.
 pub fn skipped(why: &str) {
     use std::io::Write;
+    assert!(
+        std::env::var_os("RUNBOOK_TEST_NO_SKIP").is_none(),
+        "not skipped where everything is installed: {why}"
+    );
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }

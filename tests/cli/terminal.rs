@@ -28,6 +28,7 @@ impl Screen {
                 dir.display()
             ))
             .env_remove("NO_COLOR")
+            .env_remove("RUNBOOK_RUNS")
             .status()
             .unwrap();
         assert!(status.success(), "tmux could not start");

@@ -391,7 +391,7 @@ fn a_backup_copy_draws_a_progress_bar_on_a_terminal() {
     }
     let bin = env!("CARGO_BIN_EXE_runbook");
     let Some(out) = t.run_on_terminal(&format!("{bin} run pb.yaml"), "") else {
-        eprintln!("skipped: util-linux `script` is not installed");
+        crate::support::skipped("util-linux `script` is not installed, so no terminal test ran");
         return;
     };
     let screen = String::from_utf8_lossy(&out.stdout);
