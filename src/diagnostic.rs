@@ -80,7 +80,7 @@ impl Span {
     }
 }
 
-fn indentation(line: &str) -> usize {
+pub(crate) fn indentation(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
 

@@ -211,7 +211,7 @@ pub fn parse(file: &Arc<SourceFile>) -> Result<Node, Diagnostic> {
             let message = first_line(&err.without_snippet().to_string());
             let tab = pos.and_then(|p| {
                 let line = file.text.lines().nth(p.line.checked_sub(1)?)?;
-                let indent = line.len() - line.trim_start().len();
+                let indent = crate::diagnostic::indentation(line);
                 line[..indent].find('\t').map(|at| at + 1)
             });
             match (tab, pos.as_mut()) {

@@ -219,43 +219,43 @@ impl Templates {
     /// it runs, which for a branch of a fallback is at 3 a.m.
     fn known_filters_and_tests(&self, source: &str, expression: bool) -> Result<(), CompileError> {
         for (kind, name, line) in filters_and_tests(source, expression) {
-            let (probe, unknown, known) = match kind {
-                Use::Function => (
-                    format!("{{{{ {name}() }}}}"),
-                    minijinja::ErrorKind::UnknownFunction,
-                    KNOWN_FUNCTIONS,
-                ),
-                Use::Filter => (
-                    format!("{{{{ none | {name} }}}}"),
-                    minijinja::ErrorKind::UnknownFilter,
-                    KNOWN_FILTERS,
-                ),
-                Use::Test => (
-                    format!("{{{{ none is {name} }}}}"),
-                    minijinja::ErrorKind::UnknownTest,
-                    KNOWN_TESTS,
-                ),
+            let globals: Vec<&str> = self.globals.iter().map(String::as_str).collect();
+            let (what, known) = match kind {
+                Use::Function => ("function", globals.as_slice()),
+                Use::Filter => ("filter", KNOWN_FILTERS),
+                Use::Test => ("test", KNOWN_TESTS),
             };
-            if let Err(err) = self.env.render_str(&probe, ()) {
-                if err.kind() == unknown {
-                    let what = match kind {
-                        Use::Filter => "filter",
-                        Use::Test => "test",
-                        Use::Function => "function",
-                    };
-                    let hint = crate::diagnostic::did_you_mean(&name, known.iter().copied())
-                        .map(|best| format!(" (did you mean `{best}`?)"))
-                        .unwrap_or_default();
-                    return Err(CompileError {
-                        message: format!("unknown {what} `{name}`{hint}"),
-                        line: Some(line),
-                        pos: None,
-                        name: Some(name),
-                    });
-                }
+            if known.contains(&name.as_str()) || self.registered(kind, &name) {
+                continue;
             }
+            let hint = crate::diagnostic::did_you_mean(&name, known.iter().copied())
+                .map(|best| format!(" (did you mean `{best}`?)"))
+                .unwrap_or_default();
+            return Err(CompileError {
+                message: format!("unknown {what} `{name}`{hint}"),
+                line: Some(line),
+                pos: None,
+                name: Some(name),
+            });
         }
         Ok(())
+    }
+
+    /// Whether minijinja has a filter or test by this name that the lists
+    /// for "did you mean" leave out: asked by rendering a use of it.
+    fn registered(&self, kind: Use, name: &str) -> bool {
+        let (probe, unknown) = match kind {
+            Use::Function => return self.globals.contains(name),
+            Use::Filter => (
+                format!("{{{{ none | {name} }}}}"),
+                minijinja::ErrorKind::UnknownFilter,
+            ),
+            Use::Test => (
+                format!("{{{{ none is {name} }}}}"),
+                minijinja::ErrorKind::UnknownTest,
+            ),
+        };
+        !matches!(self.env.render_str(&probe, ()), Err(e) if e.kind() == unknown)
     }
 
     /// Renders a template compiled by [`Templates::compile_named`].
@@ -434,9 +434,6 @@ enum Use {
     Function,
 }
 
-/// minijinja's global functions, for "did you mean".
-const KNOWN_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug"];
-
 /// Words of Jinja's own that may stand before a parenthesis.
 const KEYWORDS: &[&str] = &[
     "and",
@@ -516,7 +513,6 @@ const KNOWN_FILTERS: &[&str] = &[
     "trim",
     "unique",
     "upper",
-    "urlencode",
     "zip",
     "words",
     "cell",
@@ -783,6 +779,22 @@ mod tests {
         );
         assert!(vars.iter().any(|v| *v == "db"), "{vars:?}");
         assert!(!vars.iter().any(|v| v.starts_with("range")), "{vars:?}");
+    }
+
+    #[test]
+    fn every_filter_and_test_listed_for_did_you_mean_is_registered() {
+        let t = Templates::new();
+        let missing: Vec<&str> = KNOWN_FILTERS
+            .iter()
+            .filter(|n| !t.registered(Use::Filter, n))
+            .chain(KNOWN_TESTS.iter().filter(|n| !t.registered(Use::Test, n)))
+            .copied()
+            .collect();
+        assert!(missing.is_empty(), "listed but not registered: {missing:?}");
+        assert!(!t.registered(Use::Filter, "lowerr"));
+        assert!(!t.registered(Use::Test, "definedd"));
+        assert!(t.registered(Use::Function, "range"));
+        assert!(!t.registered(Use::Function, "nowz"));
     }
 
     #[test]
