@@ -74,15 +74,14 @@ fn analyze_parsed(
         .as_ref()
         .and_then(|node| a.deadline(node, scope, &top.file));
     a.check_cli_vars();
-    let mut secrets = std::mem::take(&mut a.secrets);
-    secrets.retain(|s| !s.is_empty());
+    let secrets = crate::secret::Secrets::new(std::mem::take(&mut a.secrets));
     let errors = tidy(std::mem::take(&mut a.diagnostics), &secrets);
     let warnings = tidy(Diagnostics(std::mem::take(&mut a.warnings)), &secrets);
     if !errors.is_empty() {
         // Said alongside the errors, in file order: the one report to fix from.
         let mut all = errors;
         all.extend(warnings);
-        return Err(tidy(all, &[]));
+        return Err(tidy(all, &crate::secret::Secrets::default()));
     }
     let name = top.name.as_ref().map_or_else(
         || {
@@ -116,13 +115,10 @@ fn analyze_parsed(
 /// split 'curl -u admin:…'`, a program named by one) redacted like
 /// everything else, in file order, and a playbook included twice reporting
 /// its own problems once.
-fn tidy(mut found: Diagnostics, secrets: &[String]) -> Diagnostics {
+fn tidy(mut found: Diagnostics, secrets: &crate::secret::Secrets) -> Diagnostics {
     for d in &mut found.0 {
-        d.message = crate::event::redact_text(&d.message, secrets);
-        d.help = d
-            .help
-            .as_deref()
-            .map(|h| crate::event::redact_text(h, secrets));
+        d.message = secrets.redact_text(&d.message);
+        d.help = d.help.as_deref().map(|h| secrets.redact_text(h));
     }
     found.0.sort_by_key(|d| {
         d.span
@@ -1165,13 +1161,13 @@ fn plan_fingerprint(
     top: &Playbook,
     templates: &Templates,
     scopes: &[Scope],
-    secrets: &[String],
+    secrets: &crate::secret::Secrets,
 ) -> String {
     use sha2::{Digest, Sha256};
     // No secret value goes into it, in a source or a variable: a hash of
     // known text and a secret gives the secret away to a few guesses. A
     // secret variable counts by its name and whether it has a value.
-    let masked = |text: &str| crate::event::redact_text(text, secrets);
+    let masked = |text: &str| secrets.redact_text(text);
     fn files(steps: &[PlanStep], out: &mut std::collections::BTreeMap<String, String>) {
         for s in steps {
             out.entry(s.span.file.path.display().to_string())
@@ -1199,7 +1195,7 @@ fn plan_fingerprint(
     }
     for scope in scopes {
         let mut vars = Json::Object(scope.vars.clone());
-        crate::event::redact(&mut vars, secrets);
+        secrets.redact(&mut vars);
         h.update(serde_json::to_vec(&vars).unwrap_or_default());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()

@@ -234,99 +234,16 @@ pub const KINDS: &[&str] = &[
 impl Event {
     /// Replaces every secret value by `***`, wherever in the event it appears.
     #[must_use]
-    pub fn redacted(&self, secrets: &[String]) -> Event {
+    pub fn redacted(&self, secrets: &crate::secret::Secrets) -> Event {
         if secrets.is_empty() {
             return self.clone();
         }
         let Ok(mut json) = serde_json::to_value(self) else {
             return self.clone();
         };
-        redact(&mut json, secrets);
+        secrets.redact(&mut json);
         serde_json::from_value(json).unwrap_or_else(|_| self.clone())
     }
-}
-
-pub fn redact(v: &mut Json, secrets: &[String]) {
-    match v {
-        Json::String(s) => *s = redact_text(s, secrets),
-        Json::Array(items) => items.iter_mut().for_each(|i| redact(i, secrets)),
-        Json::Object(map) => map.values_mut().for_each(|i| redact(i, secrets)),
-        _ => {}
-    }
-}
-
-/// `text` with every secret value in it replaced by `***`: as it is, and in
-/// each form a message may have given it (JSON-escaped, shell-quoted, as
-/// Rust's `{:?}` writes it, with its runs of white space folded), and the
-/// start of one cut short where text was shortened to fit (`…`).
-pub fn redact_text(text: &str, secrets: &[String]) -> String {
-    let mut forms: Vec<String> = secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .flat_map(|s| forms_of(s))
-        .collect();
-    // Longest first, so a form is not half-replaced by a shorter one.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.dedup();
-    let mut out = text.to_owned();
-    for form in &forms {
-        if out.contains(form.as_str()) {
-            out = out.replace(form.as_str(), "***");
-        }
-    }
-    if out.contains('…') {
-        out = redact_cut(&out, &forms);
-    }
-    out
-}
-
-/// How a secret may appear in text runbook writes.
-fn forms_of(secret: &str) -> Vec<String> {
-    let inner = |quoted: String| {
-        quoted
-            .strip_prefix('"')
-            .and_then(|q| q.strip_suffix('"'))
-            .map(str::to_owned)
-            .unwrap_or(quoted)
-    };
-    let mut forms = vec![
-        secret.to_owned(),
-        inner(serde_json::to_string(secret).unwrap_or_default()),
-        inner(format!("{secret:?}")),
-        shell_words::quote(secret).into_owned(),
-        secret.split_whitespace().collect::<Vec<_>>().join(" "),
-    ];
-    forms.retain(|f| !f.trim().is_empty());
-    forms
-}
-
-/// A secret cut short: the start of one of its forms right before a `…`
-/// (at least four characters of it, or all of a shorter one).
-fn redact_cut(text: &str, forms: &[String]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('…') {
-        let mut before = rest[..at].to_owned();
-        for form in forms {
-            let starts: Vec<usize> = form.char_indices().map(|(i, _)| i).skip(1).collect();
-            let min = form.chars().count().min(4);
-            // The longest start of the form that `before` ends with.
-            if let Some(&end) = starts
-                .iter()
-                .rev()
-                .find(|&&end| form[..end].chars().count() >= min && before.ends_with(&form[..end]))
-            {
-                before.truncate(before.len() - end);
-                before.push_str("***");
-                break;
-            }
-        }
-        out.push_str(&before);
-        out.push('…');
-        rest = &rest[at + '…'.len_utf8()..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Now, in UTC, as RFC 3339 with milliseconds.
@@ -391,34 +308,10 @@ mod tests {
             outputs,
             deadline_missed: false,
         };
-        let text = serde_json::to_string(&e.redacted(&["abc123".into()])).expect("json");
+        let secrets = crate::secret::Secrets::new(vec!["abc123".into()]);
+        let text = serde_json::to_string(&e.redacted(&secrets)).expect("json");
         assert!(!text.contains("abc123"), "{text}");
         assert!(text.contains("token=*** and ***"), "{text}");
-    }
-
-    #[test]
-    fn a_secret_is_redacted_in_every_form_and_where_it_was_cut() {
-        let secret = "pa\"ss  wo\\rd9".to_owned();
-        let secrets = [secret.clone()];
-        let json = serde_json::to_string(&secret).unwrap();
-        for text in [
-            format!("value {secret} here"),
-            format!("with [{json}]"),
-            format!("run `echo {}`", shell_words::quote(&secret)),
-            format!("{secret:?}"),
-            "pa\"ss wo\\rd9".to_owned(),
-        ] {
-            let out = redact_text(&text, &secrets);
-            assert!(out.contains("***"), "{text} → {out}");
-            assert!(
-                !out.contains("ss  wo") && !out.contains("pa\"ss"),
-                "{text} → {out}"
-            );
-        }
-        // Cut to fit after its first characters.
-        let out = redact_text("result: {\"t\":\"pa\\\"ss…", &secrets);
-        assert_eq!(out, "result: {\"t\":\"***…");
-        assert_eq!(redact_text("nothing…here", &secrets), "nothing…here");
     }
 
     #[test]

@@ -686,7 +686,7 @@ impl Executor<'_, '_> {
         };
         // A file the run will make is named when it makes it; no secret
         // value goes into a hash.
-        let what = event::redact_text(what, &self.plan.secrets);
+        let what = self.plan.secrets.redact_text(what);
         let what = self
             .shadow
             .as_ref()
@@ -955,7 +955,7 @@ impl Executor<'_, '_> {
                 .map_err(|e| format!("{}: {}", path.display(), render_error(&e)))
         };
         let secrets = &self.plan.secrets;
-        let redact = |text: &str| event::redact_text(text, secrets);
+        let redact = |text: &str| secrets.redact_text(text);
         // A change a dry run makes on its copies is made as the run would.
         let simulating = self.shadow.as_ref().filter(|_| self.simulating);
         f(&action::Context {

@@ -22,7 +22,7 @@ pub struct Plan {
     /// Resolved variables, one set per playbook file included (index 0: the top one).
     pub scopes: Vec<Scope>,
     /// Values that must never be written anywhere: replaced by `***`.
-    pub secrets: Vec<String>,
+    pub secrets: crate::secret::Secrets,
     /// From the playbook's `deadline:`: how long the plan gives the run.
     pub deadline: Option<Duration>,
     /// SHA-256 of everything the plan was made from: the playbook files,
