@@ -25,28 +25,32 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The template at `path`, or the built-in one.
+    /// The template at `path` as it is on disk now, or the built-in one:
+    /// what `runbook report` re-renders with.
     pub fn load(path: Option<&Path>) -> Result<Layout, CompileError> {
-        let mut templates = Templates::new();
-        let name = match path {
+        match path {
             Some(path) => {
-                templates.compile_file(path)?;
-                std::fs::canonicalize(path)
-                    .map_err(|e| CompileError {
-                        message: format!("cannot read it: {e}"),
-                        line: None,
-                        pos: None,
-                        name: None,
-                    })?
-                    .display()
-                    .to_string()
+                let text = std::fs::read_to_string(path).map_err(|e| CompileError {
+                    message: format!("cannot read it: {e}"),
+                    line: None,
+                    pos: None,
+                    name: None,
+                })?;
+                Layout::of(&path.display().to_string(), &text)
             }
-            None => {
-                templates.compile_named(BUILT_IN_NAME, BUILT_IN)?;
-                BUILT_IN_NAME.to_owned()
-            }
-        };
-        Ok(Layout { templates, name })
+            None => Layout::of(BUILT_IN_NAME, BUILT_IN),
+        }
+    }
+
+    /// A template from its text: a run renders the text `check` compiled
+    /// and the plan's fingerprint covers, not the file as it is later.
+    pub fn of(name: &str, source: &str) -> Result<Layout, CompileError> {
+        let mut templates = Templates::new();
+        templates.compile_named(name, source)?;
+        Ok(Layout {
+            templates,
+            name: name.to_owned(),
+        })
     }
 
     /// The report of a run as its summary stands.

@@ -281,6 +281,12 @@ impl Templates {
         out
     }
 
+    /// The text of a template file as it was compiled (and checked).
+    pub fn file_source(&self, path: &std::path::Path) -> Option<String> {
+        let name = self.files.get(&std::fs::canonicalize(path).ok()?)?;
+        Some(self.env.get_template(name).ok()?.source().to_owned())
+    }
+
     /// Renders a template file compiled by [`Templates::compile_file`].
     pub fn render_file(
         &self,

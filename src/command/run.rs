@@ -186,8 +186,16 @@ pub(crate) fn execute(
 ) -> Exit {
     let json = view.json;
     let run_dir = options.run_dir.clone();
+    // The report template as it was checked, not as the file is now.
+    let layout = || match plan.report.as_deref() {
+        Some(path) => match plan.templates.file_source(path) {
+            Some(text) => report::Layout::of(&path.display().to_string(), &text),
+            None => report::Layout::load(Some(path)),
+        },
+        None => report::Layout::load(None),
+    };
     let mut report = match &run_dir {
-        Some(d) => match report::Layout::load(plan.report.as_deref()) {
+        Some(d) => match layout() {
             Ok(layout) => Some(report::Report::new(
                 d.join(report::FILE_NAME),
                 &options.earlier,
