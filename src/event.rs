@@ -273,10 +273,18 @@ pub fn instant_of(at: &str) -> Option<std::time::Instant> {
 
 /// Anything that consumes events: the journal, the report, a view.
 pub trait Sink {
-    fn event(&mut self, event: &Event) -> std::io::Result<()>;
+    /// One more event, and the run's summary with it taken in: the one
+    /// record of the run, kept by the executor, that a report or a view
+    /// reads rather than building its own.
+    fn event(
+        &mut self,
+        event: &Event,
+        run: &std::sync::Arc<crate::summary::Summary>,
+    ) -> std::io::Result<()>;
 
     /// Called once after the last event.
-    fn finish(&mut self) -> std::io::Result<()> {
+    fn finish(&mut self, run: &std::sync::Arc<crate::summary::Summary>) -> std::io::Result<()> {
+        let _ = run;
         Ok(())
     }
 

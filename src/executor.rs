@@ -218,6 +218,7 @@ impl Executor<'_, '_> {
         !self.finishing && self.options.interrupted()
     }
 
+    /// An event, redacted, taken into the run's summary and sent to every sink.
     fn emit(&mut self, event: &Event) {
         let event = event.redacted(&self.plan.secrets);
         // Contexts are dropped after use, so this updates in place.
@@ -225,17 +226,13 @@ impl Executor<'_, '_> {
         self.send(&event, |_| true);
     }
 
-    fn emit_where(&mut self, event: &Event, which: impl Fn(&dyn Sink) -> bool) {
-        let event = event.redacted(&self.plan.secrets);
-        self.send(&event, which);
-    }
-
+    /// An event the summary has taken in, to the sinks `which` picks.
     fn send(&mut self, event: &Event, which: impl Fn(&dyn Sink) -> bool) {
         for sink in self.sinks.iter_mut() {
             if !which(&**sink) {
                 continue;
             }
-            if let Err(err) = sink.event(event) {
+            if let Err(err) = sink.event(event, &self.summary) {
                 self.sink_error.get_or_insert(err);
             }
         }
@@ -401,9 +398,11 @@ impl Executor<'_, '_> {
         };
         // The record is written first; if it could not be, the views say
         // so in the run's last line rather than "run succeeded".
-        self.emit_where(&finished, |s| !s.is_view());
+        finished = finished.redacted(&self.plan.secrets);
+        Arc::make_mut(&mut self.summary).apply(&finished);
+        self.send(&finished, |s| !s.is_view());
         for sink in self.sinks.iter_mut().filter(|s| !s.is_view()) {
-            if let Err(err) = sink.finish() {
+            if let Err(err) = sink.finish(&self.summary) {
                 self.sink_error.get_or_insert(err);
             }
         }
@@ -412,18 +411,21 @@ impl Executor<'_, '_> {
         {
             if *status == RunStatus::Succeeded {
                 *status = RunStatus::Failed;
-                *error = Some(format!(
+                let why = format!(
                     "every step succeeded, but the run's journal or report could not be written: {err}"
-                ));
+                );
+                *error = Some(why.clone());
+                let summary = Arc::make_mut(&mut self.summary);
+                summary.status = RunStatus::Failed.into();
+                summary.error = Some(why);
             }
         }
         if let Event::RunFinished { status: s, .. } = &finished {
             status = *s;
         }
-        Arc::make_mut(&mut self.summary).apply(&finished.redacted(&self.plan.secrets));
-        self.emit_where(&finished, |s| s.is_view());
+        self.send(&finished, |s| s.is_view());
         for sink in self.sinks.iter_mut().filter(|s| s.is_view()) {
-            if let Err(err) = sink.finish() {
+            if let Err(err) = sink.finish(&self.summary) {
                 self.sink_error.get_or_insert(err);
             }
         }

@@ -48,7 +48,11 @@ impl Journal {
 }
 
 impl Sink for Journal {
-    fn event(&mut self, event: &Event) -> io::Result<()> {
+    fn event(
+        &mut self,
+        event: &Event,
+        _: &std::sync::Arc<crate::summary::Summary>,
+    ) -> io::Result<()> {
         let mut line = serde_json::to_string(event).map_err(io::Error::other)?;
         line.push('\n');
         // One write per event, unbuffered: each line reaches the file as it happens.
@@ -64,7 +68,7 @@ impl Sink for Journal {
         Ok(())
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, _: &std::sync::Arc<crate::summary::Summary>) -> io::Result<()> {
         self.file.sync_all()
     }
 }
@@ -106,8 +110,8 @@ mod tests {
             step: "a".into(),
             name: "A".into(),
         };
-        j.event(&e).expect("write");
-        j.event(&e).expect("write");
+        j.event(&e, &Default::default()).expect("write");
+        j.event(&e, &Default::default()).expect("write");
         drop(j);
         let mut text = std::fs::read_to_string(&path).expect("read");
         text.push_str("{\"event\":\"step_fin");

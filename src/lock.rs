@@ -226,7 +226,11 @@ fn same_file(f: &File, path: &Path) -> bool {
 /// The lock files follow the run: the current step is what a refused
 /// operator most needs to know.
 impl Sink for Locks {
-    fn event(&mut self, event: &Event) -> io::Result<()> {
+    fn event(
+        &mut self,
+        event: &Event,
+        _: &std::sync::Arc<crate::summary::Summary>,
+    ) -> io::Result<()> {
         if let Event::StepStarted { step, .. } = event {
             self.holder.step = Some(step.clone());
             // The lock is what matters; a holder note that could not be

@@ -65,29 +65,26 @@ impl Layout {
     }
 }
 
-/// Keeps a run's summary and writes the report as the run goes and when it ends.
+/// Writes the report from the run's summary as the run goes and when it ends.
 pub struct Report {
     path: PathBuf,
-    summary: Arc<Summary>,
     layout: Layout,
     /// When report.md was last written.
     written: Option<Instant>,
 }
 
 impl Report {
-    /// The report at `path`; `earlier` are the events of the run it
-    /// resumes, if it resumes one.
-    pub fn new(path: PathBuf, earlier: &[Event], layout: Layout) -> Report {
+    /// The report at `path`.
+    pub fn new(path: PathBuf, layout: Layout) -> Report {
         Report {
             path,
-            summary: Arc::new(Summary::from_events(earlier)),
             layout,
             written: None,
         }
     }
 
-    fn write(&mut self) -> io::Result<()> {
-        let text = self.layout.render(&self.summary)?;
+    fn write(&mut self, run: &Arc<Summary>) -> io::Result<()> {
+        let text = self.layout.render(run)?;
         write_atomically(&self.path, text.as_bytes())?;
         self.written = Some(Instant::now());
         Ok(())
@@ -95,8 +92,7 @@ impl Report {
 }
 
 impl Sink for Report {
-    fn event(&mut self, event: &Event) -> io::Result<()> {
-        Arc::make_mut(&mut self.summary).apply(event);
+    fn event(&mut self, event: &Event, run: &Arc<Summary>) -> io::Result<()> {
         // Kept current as the run goes, so that a run that dies still leaves
         // its timeline, and always complete when the `always` steps start
         // (the outcome e-mail attaches it). Rewriting it after every step of
@@ -110,13 +106,13 @@ impl Sink for Report {
             _ => false,
         };
         if due {
-            self.write()?;
+            self.write(run)?;
         }
         Ok(())
     }
 
-    fn finish(&mut self) -> io::Result<()> {
-        self.write()
+    fn finish(&mut self, run: &Arc<Summary>) -> io::Result<()> {
+        self.write(run)
     }
 }
 

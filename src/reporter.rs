@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::event::{Event, Phase, Sink, Status};
 use crate::summary::{State, Summary};
+use std::sync::Arc;
 
 /// Whether stdout is a terminal that wants colour.
 pub fn setup_colours() -> bool {
@@ -41,9 +42,8 @@ pub struct Human {
     deadline: Option<std::time::Instant>,
     /// Dry run: each top-level step's predicted outcome, for the closing lines.
     predicted: Vec<String>,
-    /// The run's record, from the events: whether it is a dry run, and
-    /// what the closing lines say.
-    summary: Summary,
+    /// Whether the run is a dry run (from its first event).
+    dry_run: bool,
 }
 
 impl Human {
@@ -81,7 +81,7 @@ impl Human {
             depth: 0,
             deadline: None,
             predicted: Vec::new(),
-            summary: Summary::default(),
+            dry_run: false,
         }
     }
 
@@ -105,7 +105,7 @@ impl Human {
     /// an included playbook only with `-v` or in a dry run.
     fn shown(&self, depth: usize) -> bool {
         // A dry run is a review: every step it would take is the point.
-        self.verbose || self.summary.dry_run || depth <= 1
+        self.verbose || self.dry_run || depth <= 1
     }
 
     /// `text` in lines of at most `WIDTH` columns, broken between words
@@ -133,7 +133,7 @@ impl Human {
     /// `text` cut to fit `WIDTH` columns after `used` (without `-v`).
     fn fit(&self, text: &str, used: usize) -> String {
         // A dry run's resolved arguments are what the reviewer reads.
-        if self.verbose || self.summary.dry_run {
+        if self.verbose || self.dry_run {
             return text.to_owned();
         }
         let room = WIDTH.saturating_sub(used).max(20);
@@ -146,13 +146,12 @@ impl Sink for Human {
         true
     }
 
-    fn event(&mut self, event: &Event) -> io::Result<()> {
-        self.summary.apply(event);
-        let r = self.show(event);
+    fn event(&mut self, event: &Event, run: &Arc<Summary>) -> io::Result<()> {
+        let r = self.show(event, run);
         ignore_broken_pipe(r)
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish(&mut self, _: &Arc<Summary>) -> io::Result<()> {
         if let Some(bar) = self.spinner.take() {
             bar.finish_and_clear();
         }
@@ -161,7 +160,7 @@ impl Sink for Human {
 }
 
 impl Human {
-    fn show(&mut self, event: &Event) -> io::Result<()> {
+    fn show(&mut self, event: &Event, run: &Summary) -> io::Result<()> {
         match event {
             Event::RunStarted {
                 playbook,
@@ -187,6 +186,7 @@ impl Human {
                 if !fail.is_empty() {
                     self.line(&format!("  failing on purpose: {}", fail.join(", ")))?;
                 }
+                self.dry_run = *dry_run;
                 if *dry_run {
                     self.line("  dry run: read-only checks run for real; nothing is changed")?;
                 }
@@ -215,8 +215,7 @@ impl Human {
                 detail,
                 ..
             } => {
-                if self.shown(self.depth)
-                    && (self.summary.dry_run || (!passed && *phase != Phase::SkipIf))
+                if self.shown(self.depth) && (self.dry_run || (!passed && *phase != Phase::SkipIf))
                 {
                     let mark = if *passed {
                         style("passed").green()
@@ -262,11 +261,7 @@ impl Human {
                 // step's comes after its fallbacks.
                 if after == step || after.is_empty() || !self.verbose {
                     let failed = if after.is_empty() { step } else { after };
-                    let verb = if self.summary.dry_run {
-                        "would fail"
-                    } else {
-                        "failed"
-                    };
+                    let verb = if self.dry_run { "would fail" } else { "failed" };
                     let head = format!("{}  ✗ {failed} {verb}: ", self.indent());
                     let error = self.fit(error, console::measure_text_width(&head));
                     self.line(&format!(
@@ -331,7 +326,7 @@ impl Human {
                     format!("{} {name}", style(step).bold())
                 };
                 // Top-level lines show the time left before the deadline.
-                let left = match (self.depth, self.deadline, self.summary.dry_run) {
+                let left = match (self.depth, self.deadline, self.dry_run) {
                     (0, Some(end), false) => {
                         let now = std::time::Instant::now();
                         let text = if now <= end {
@@ -362,7 +357,7 @@ impl Human {
                     "{}{mark} {title}{sep}{what} {time}{left}",
                     self.indent()
                 ))?;
-                if self.depth == 0 && self.summary.dry_run {
+                if self.depth == 0 && self.dry_run {
                     let outcome = if what.is_empty() {
                         status.as_str().to_owned()
                     } else {
@@ -372,31 +367,30 @@ impl Human {
                         .push(crate::action::ellipsize(&format!("{step}: {outcome}"), 160));
                 }
             }
-            Event::RunFinished { .. } => self.closing()?,
+            Event::RunFinished { .. } => self.closing(run)?,
         }
         Ok(())
     }
 
     /// The run's last lines, from its summary: the verdict, each warning,
     /// the deadline and, for a dry run, the path and fingerprint.
-    fn closing(&mut self) -> io::Result<()> {
+    fn closing(&mut self, s: &Summary) -> io::Result<()> {
         if let Some(bar) = self.spinner.take() {
             bar.finish_and_clear();
         }
-        if self.summary.dry_run && !self.predicted.is_empty() {
+        if self.dry_run && !self.predicted.is_empty() {
             self.line("predicted path:")?;
             for entry in &self.predicted {
                 self.line(&format!("  {entry}"))?;
             }
         }
-        let s = &self.summary;
         let secs = s.duration_ms.unwrap_or_default() as f64 / 1000.0;
         let text = match s.status {
-            State::Succeeded if self.summary.dry_run && s.warnings.is_empty() => style(format!(
+            State::Succeeded if self.dry_run && s.warnings.is_empty() => style(format!(
                 "dry run finished in {secs:.1}s; nothing was changed"
             ))
             .green(),
-            State::Succeeded if self.summary.dry_run => style(format!(
+            State::Succeeded if self.dry_run => style(format!(
                 "dry run finished in {secs:.1}s; nothing was changed; the run would succeed with {}:",
                 count(s.warnings.len(), "warning")
             ))
@@ -428,7 +422,7 @@ impl Human {
                     .as_deref()
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default();
-                let lead = if self.summary.dry_run {
+                let lead = if self.dry_run {
                     "dry run: the run would fail"
                 } else {
                     match s.status {
@@ -444,19 +438,15 @@ impl Human {
             let indent = if i == 0 { "" } else { "  " };
             self.line(&format!("{indent}{part}"))?;
         }
-        let s = &self.summary;
         if s.status == State::Succeeded {
             for w in &s.warnings {
                 let w = self.fit(w, 4);
                 self.line(&format!("  {} {w}", style("⚠").yellow()))?;
             }
         }
-        match (
-            s.deadline_met,
-            self.summary.dry_run || s.status != State::Succeeded,
-        ) {
+        match (s.deadline_met, self.dry_run || s.status != State::Succeeded) {
             (Some(true), false) => self.line("deadline met")?,
-            (Some(false), _) if !self.summary.dry_run => {
+            (Some(false), _) if !self.dry_run => {
                 self.line(&style("deadline MISSED").red().to_string())?
             }
             _ => {}
@@ -488,7 +478,7 @@ impl Sink for JsonLines {
         true
     }
 
-    fn event(&mut self, event: &Event) -> io::Result<()> {
+    fn event(&mut self, event: &Event, _: &Arc<Summary>) -> io::Result<()> {
         let line = serde_json::to_string(event).map_err(io::Error::other)?;
         let mut out = io::stdout().lock();
         ignore_broken_pipe(writeln!(out, "{line}").and_then(|()| out.flush()))

@@ -196,11 +196,7 @@ pub(crate) fn execute(
     };
     let mut report = match &run_dir {
         Some(d) => match layout() {
-            Ok(layout) => Some(report::Report::new(
-                d.join(report::FILE_NAME),
-                &options.earlier,
-                layout,
-            )),
+            Ok(layout) => Some(report::Report::new(d.join(report::FILE_NAME), layout)),
             Err(err) => {
                 eprintln!("error: the report template: {}", err.message);
                 return Exit::Invalid;
