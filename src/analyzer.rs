@@ -132,6 +132,14 @@ fn tidy(mut found: Diagnostics, secrets: &crate::secret::Secrets) -> Diagnostics
     found
 }
 
+/// A path as a chain of includes names it: its file name.
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -560,12 +568,7 @@ impl Analyzer<'_> {
             let chain: Vec<String> = self.stack[start..]
                 .iter()
                 .chain(std::iter::once(&canon))
-                .map(|p| {
-                    p.file_name().map_or_else(
-                        || p.display().to_string(),
-                        |n| n.to_string_lossy().into_owned(),
-                    )
-                })
+                .map(|p| file_name(p))
                 .collect();
             self.error(
                 Diagnostic::at(
@@ -577,16 +580,7 @@ impl Analyzer<'_> {
             return None;
         }
         if self.stack.len() >= MAX_INCLUDE_DEPTH {
-            let names: Vec<String> = self
-                .stack
-                .iter()
-                .map(|p| {
-                    p.file_name().map_or_else(
-                        || p.display().to_string(),
-                        |n| n.to_string_lossy().into_owned(),
-                    )
-                })
-                .collect();
+            let names: Vec<String> = self.stack.iter().map(|p| file_name(p)).collect();
             let chain = if names.len() > 6 {
                 format!(
                     "{} → … → {}",
@@ -621,24 +615,21 @@ impl Analyzer<'_> {
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
+                    .filter(|e| playbook::is_playbook_name(&e.path()))
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
                     .collect()
             })
             .unwrap_or_default();
-            let wanted = path
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let wanted = file_name(&path);
             let d = Diagnostic::at(
                 &target.span,
                 format!("included playbook {} does not exist", path.display()),
             )
-            .suggest(&wanted, beside.iter().map(String::as_str));
-            let d = if d.help.is_none() {
-                d.help("include paths are relative to the including playbook's directory")
-            } else {
-                d
-            };
+            .suggest_or(
+                &wanted,
+                beside.iter().map(String::as_str),
+                "include paths are relative to the including playbook's directory",
+            );
             self.error(d);
             return None;
         }
@@ -784,12 +775,11 @@ impl Analyzer<'_> {
     ) -> Option<(TValue, bool)> {
         if !action::NAMES.contains(&action.value.as_str()) {
             let d = Diagnostic::at(&action.span, format!("unknown action `{}`", action.value))
-                .suggest(&action.value, action::NAMES.iter().copied());
-            let d = if d.help.is_none() {
-                d.help(format!("the actions are: {}", action::NAMES.join(", ")))
-            } else {
-                d
-            };
+                .suggest_or(
+                    &action.value,
+                    action::NAMES.iter().copied(),
+                    format!("the actions are: {}", action::NAMES.join(", ")),
+                );
             self.error(d);
             return None;
         }
@@ -1040,14 +1030,9 @@ impl Analyzer<'_> {
                     if !self.facts.iter().any(|f| f.name == fact) {
                         let known: Vec<&str> = self.facts.iter().map(|f| f.name.as_str()).collect();
                         let d = Diagnostic::at(&at(fact), format!("no fact `{fact}` is declared"))
-                            .suggest(fact, known.iter().copied());
-                        let d = if d.help.is_none() {
-                            d.help(format!(
+                            .suggest_or(fact, known.iter().copied(), format!(
                                 "declare it under `facts:` in this playbook (a default) or in the one that includes it: `{fact}: EXPRESSION`"
-                            ))
-                        } else {
-                            d
-                        };
+                            ));
                         problems.push(d);
                     }
                 }
@@ -1059,14 +1044,13 @@ impl Analyzer<'_> {
                     .chain(ctx.extra.iter().copied())
                     .collect();
                 let d = Diagnostic::at(&at(root), format!("undefined variable `{root}`"))
-                    .suggest(root, candidates);
-                let d = if d.help.is_none() {
-                    d.help(format!(
-                        "declare `{root}` under `vars`, or pass it with --var {root}=VALUE"
-                    ))
-                } else {
-                    d
-                };
+                    .suggest_or(
+                        root,
+                        candidates,
+                        format!(
+                            "declare `{root}` under `vars`, or pass it with --var {root}=VALUE"
+                        ),
+                    );
                 problems.push(d);
             }
         }

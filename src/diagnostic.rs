@@ -163,6 +163,23 @@ impl Diagnostic {
             None => self,
         }
     }
+
+    /// "Did you mean" when `name` is a near miss of one of `candidates`,
+    /// and `otherwise` (what to do instead) when it is not.
+    #[must_use]
+    pub fn suggest_or<'a>(
+        self,
+        name: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+        otherwise: impl Into<String>,
+    ) -> Diagnostic {
+        let d = self.suggest(name, candidates);
+        if d.help.is_none() {
+            d.help(otherwise)
+        } else {
+            d
+        }
+    }
 }
 
 /// The closest candidate, if it is close enough to be a plausible typo.

@@ -152,10 +152,7 @@ pub fn load(path: &Path) -> Result<(Playbook, Diagnostics), Diagnostics> {
             .help("check the path; `runbook list` shows the playbooks in playbooks/")
     })?;
     // Named a playbook where it really is, links followed.
-    let named_yaml = std::fs::canonicalize(path)
-        .ok()
-        .and_then(|real| real.extension().map(|x| x == "yaml" || x == "yml"))
-        .unwrap_or(false);
+    let named_yaml = std::fs::canonicalize(path).is_ok_and(|real| is_playbook_name(&real));
     if named_yaml {
         return parse_file(path, text, true);
     }
@@ -173,6 +170,11 @@ pub fn load(path: &Path) -> Result<(Playbook, Diagnostics), Diagnostics> {
         Ok((pb, problems)) if problems.is_empty() => Ok((pb, problems)),
         Ok((_, problems)) | Err(problems) => Err(unquoted(problems.0.len())),
     }
+}
+
+/// Whether a file's name says it is a playbook: `*.yaml` or `*.yml`.
+pub fn is_playbook_name(path: &Path) -> bool {
+    path.extension().is_some_and(|x| x == "yaml" || x == "yml")
 }
 
 /// Parses playbook text as if read from `path`.
@@ -267,12 +269,11 @@ impl<'a> Reader<'a> {
                     &self.span(k.pos),
                     format!("unknown key `{}` in {what}", k.name),
                 )
-                .suggest(&k.name, known.iter().copied());
-                let d = if d.help.is_none() {
-                    d.help(format!("the keys of {what} are: {}", known.join(", ")))
-                } else {
-                    d
-                };
+                .suggest_or(
+                    &k.name,
+                    known.iter().copied(),
+                    format!("the keys of {what} are: {}", known.join(", ")),
+                );
                 self.diagnostics.push(d);
             }
         }

@@ -16,7 +16,7 @@ pub fn list(dir: &Path, json: bool) -> Exit {
     let mut files: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| crate::playbook::is_playbook_name(p))
         .collect();
     files.sort();
     for path in &files {
