@@ -404,38 +404,53 @@ impl Analyzer<'_> {
         }
     }
 
+    /// A template file (an e-mail's, the report's) compiled, with the
+    /// variable paths it reads; its problem said at `at`, the playbook key
+    /// that names it, with the file's own line.
+    fn template_file(&mut self, path: &Path, at: &Span) -> Option<BTreeSet<String>> {
+        match self.templates.compile_file(path) {
+            Ok(used) => Some(used),
+            Err(err) => {
+                let line = err.line.map(|l| format!(":{l}")).unwrap_or_default();
+                let d = Diagnostic::at(
+                    at,
+                    format!("template {}{line}: {}", path.display(), err.message),
+                );
+                // A file that could not be read, rather than a mistake in it.
+                let d = if err.line.is_none() && err.name.is_none() {
+                    d.help("template paths are relative to the playbook's directory")
+                } else {
+                    d
+                };
+                self.error(d);
+                None
+            }
+        }
+    }
+
     /// `report:`: a template that reads only the run summary.
     fn report_template(&mut self, report: &Located<String>) -> PathBuf {
         let base = report.span.path().parent().unwrap_or_else(|| Path::new(""));
         let path = base.join(&report.value);
-        match self.templates.compile_file(&path) {
-            Ok(used) => {
-                let (run, other): (BTreeSet<String>, BTreeSet<String>) = used
-                    .into_iter()
-                    .partition(|p| p.split('.').next() == Some(RUN));
-                for name in other {
-                    self.error(
-                        Diagnostic::at(
-                            &report.span,
-                            format!("the report template {} reads `{name}`", path.display()),
-                        )
-                        .help("a report reads only `run`, the run summary: `run.vars.NAME` for a variable, `run.facts.NAME` for a fact"),
-                    );
-                }
-                let ctx = Ctx {
-                    scope: 0,
-                    ids: &[],
-                    extra: &[],
-                };
-                self.check_names(&run, &report.span, false, &ctx);
+        if let Some(used) = self.template_file(&path, &report.span) {
+            let (run, other): (BTreeSet<String>, BTreeSet<String>) = used
+                .into_iter()
+                .partition(|p| p.split('.').next() == Some(RUN));
+            for name in other {
+                self.error(
+                    Diagnostic::at(
+                        &report.span,
+                        format!("the report template {} reads `{name}`", path.display()),
+                    )
+                    .help("a report reads only `run`, the run summary: `run.vars.NAME` for a variable, `run.facts.NAME` for a fact"),
+                );
             }
-            Err(err) => self.error(
-                Diagnostic::at(
-                    &report.span,
-                    format!("template {}: {}", path.display(), err.message),
-                )
-                .help("the report template's path is relative to the playbook's directory"),
-            ),
+            let ctx = Ctx {
+                scope: 0,
+                ids: &[],
+                extra: &[],
+            };
+            self.check_names(&run, &report.span, false, &ctx);
         }
         path
     }
@@ -675,7 +690,7 @@ impl Analyzer<'_> {
         action: &str,
         args: &TValue,
         reads: &[crate::template::Reads],
-        with: &Node,
+        written: &Node,
         with_span: &Span,
         ctx: &Ctx<'_>,
     ) {
@@ -698,19 +713,7 @@ impl Analyzer<'_> {
             return;
         };
         let program = &command.argv[0];
-        let at = match &with.value {
-            Value::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.name == "command")
-                .map(|(_, v)| v.pos),
-            _ => None,
-        }
-        .filter(|pos| pos.line > 0)
-        .map_or_else(
-            || with_span.clone(),
-            |pos| Span::new(&with_span.file, pos.line, pos.column),
-        )
-        .pointing_at(program);
+        let at = self.leaf_span(with_span, written.pos).pointing_at(program);
         match command.program {
             action::Lookup::Found(_) => {}
             action::Lookup::NoFile(path) => self.error(
@@ -733,25 +736,28 @@ impl Analyzer<'_> {
     /// local user (`/proc/PID/cmdline`): said where it is, with the way out.
     fn secrets_in_command(
         &mut self,
-        with: &Node,
-        file: &std::sync::Arc<crate::diagnostic::SourceFile>,
+        command: &Node,
+        reads: &[crate::template::Reads],
+        with_span: &Span,
     ) {
-        let Value::Map(entries) = &with.value else {
-            return;
-        };
-        let Some((_, command)) = entries.iter().find(|(k, _)| k.name == "command") else {
-            return;
-        };
-        let Ok((_, reads)) = self.templates.compile(command) else {
-            return;
-        };
-        for read in reads {
+        // The strings of `command`, by where they stand; `reads` are those of all `with`.
+        fn strings(node: &Node, out: &mut Vec<crate::node::Pos>) {
+            match &node.value {
+                Value::Str(_) => out.push(node.pos),
+                Value::Seq(items) => items.iter().for_each(|n| strings(n, out)),
+                Value::Map(entries) => entries.iter().for_each(|(_, n)| strings(n, out)),
+                _ => {}
+            }
+        }
+        let mut inside = Vec::new();
+        strings(command, &mut inside);
+        for read in reads.iter().filter(|r| inside.contains(&r.pos)) {
             let secret = read.vars.iter().find_map(|path| {
                 let root = path.split('.').next().unwrap_or(path);
                 self.secret_names.contains(root).then(|| root.to_owned())
             });
             if let Some(name) = secret {
-                let span = Span::new(file, read.pos.line, read.pos.column);
+                let span = self.leaf_span(with_span, read.pos);
                 self.warnings.push(
                     Diagnostic::at(
                         &span,
@@ -832,32 +838,17 @@ impl Analyzer<'_> {
             );
             return None;
         }
-        if action.value == "shell" {
-            self.secrets_in_command(node, &step_span.file);
-            if let Some((args, reads)) = &compiled {
-                self.program(&action.value, args, reads, node, &with_span, ctx);
+        if let (Some((args, reads)), Value::Map(entries)) = (&compiled, &node.value) {
+            if let Some((_, command)) = entries.iter().find(|(k, _)| k.name == "command") {
+                self.secrets_in_command(command, reads, &with_span);
+                self.program(&action.value, args, reads, command, &with_span, ctx);
             }
         }
         let base = step_span.path().parent().unwrap_or_else(|| Path::new(""));
         for file in a.template_files() {
             let path = base.join(file);
-            match self.templates.compile_file(&path) {
-                Ok(used) => {
-                    self.check_names(&used, &with_span, false, ctx);
-                }
-                Err(err) => {
-                    let at = err.line.map(|l| format!(":{l}")).unwrap_or_default();
-                    let d = Diagnostic::at(
-                        &with_span,
-                        format!("template {}{at}: {}", path.display(), err.message),
-                    );
-                    let d = if err.line.is_none() && err.name.is_none() {
-                        d.help("template paths are relative to the playbook's directory")
-                    } else {
-                        d
-                    };
-                    self.error(d);
-                }
+            if let Some(used) = self.template_file(&path, &with_span) {
+                self.check_names(&used, &with_span, false, ctx);
             }
         }
         for expr in a.expressions() {
