@@ -789,10 +789,11 @@ impl Executor<'_, '_> {
                 mutates,
             } => {
                 if dry && *mutates {
-                    if self.simulable(step, action, args) {
-                        return self.simulate(step, action, args);
+                    let (detail, mut call) = self.description(step, action, args);
+                    if call.as_mut().is_some_and(|c| self.on_copies(c)) {
+                        return self.simulate(step, action, args, detail);
                     }
-                    return self.describe(step, action, args);
+                    return self.describe(step, detail, call);
                 }
                 if let Some(question) = &step.confirm {
                     let question = match self
@@ -1010,23 +1011,23 @@ impl Executor<'_, '_> {
     }
 
     /// Dry run: whether a change can be made on the copies — every file it
-    /// touches has one.
-    fn simulable(&self, step: &PlanStep, action: &str, args: &TValue) -> bool {
-        let Some(shadow) = &self.shadow else {
-            return false;
-        };
-        let ctx = self.context(step.scope, None);
-        let Ok(mut call) = self.build(action, args, &ctx) else {
-            return false;
-        };
-        !call.action_mut().files_mut().is_empty() && shadow.redirect(&mut call)
+    /// touches has one (the call is pointed at them to find out).
+    fn on_copies(&self, call: &mut Call) -> bool {
+        self.shadow.as_ref().is_some_and(|shadow| {
+            !call.action_mut().files_mut().is_empty() && shadow.redirect(call)
+        })
     }
 
     /// Dry run: makes a change on the copies, with its `verify`, so that
     /// what later steps read is what they will read in the run. It is shown
     /// as what it would do; if it fails, the run would fail there too.
-    fn simulate(&mut self, step: &PlanStep, action: &str, args: &TValue) -> Attempt {
-        let (detail, ..) = self.description(step, action, args);
+    fn simulate(
+        &mut self,
+        step: &PlanStep,
+        action: &str,
+        args: &TValue,
+        detail: String,
+    ) -> Attempt {
         self.simulating = true;
         let (status, result, why, outputs) = self.attempts(step, action, args);
         self.simulating = false;
@@ -1062,8 +1063,7 @@ impl Executor<'_, '_> {
     }
 
     /// Dry run of a mutating action: what it would do, arguments resolved where they can be.
-    fn describe(&mut self, step: &PlanStep, action: &str, args: &TValue) -> Attempt {
-        let (detail, call) = self.description(step, action, args);
+    fn describe(&mut self, step: &PlanStep, detail: String, call: Option<Call>) -> Attempt {
         // What later checks read may differ from what the dry run sees now.
         self.uncertain |= call.as_ref().is_none_or(|c| c.action().invalidates_reads());
         let Some(call) = call else {
