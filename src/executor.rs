@@ -276,7 +276,13 @@ impl Executor<'_, '_> {
             cli_vars: self.options.cli_vars.clone(),
             plan: self.plan.fingerprint.clone(),
             resumed: self.options.previous.is_some(),
-            report: self.plan.report.as_ref().map(|p| p.display().to_string()),
+            // Where it really is: `runbook report` may be run from anywhere.
+            report: self.plan.report.as_ref().map(|p| {
+                std::fs::canonicalize(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string()
+            }),
             deadline,
             deadline_at,
         });

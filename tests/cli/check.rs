@@ -450,3 +450,27 @@ fn warnings_are_redacted_and_said_once_like_errors() {
         out.stderr
     );
 }
+
+/// `runbook report` renders with the playbook's own template wherever it is
+/// run from: the run records where the template really is.
+#[test]
+fn report_finds_the_playbooks_template_from_another_directory() {
+    let t = Test::new()
+        .file("pb.yaml", "report: short.md\nsteps:\n  - id: a\n    action: shell\n    with: {command: [\"true\"]}\n")
+        .file("short.md", "short: {{ run.status }}\n")
+        .file("elsewhere/.keep", "");
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0);
+    let dir = out.run_dir();
+    let again = t
+        .command(&["report".as_ref(), dir.as_os_str()])
+        .current_dir(t.path().join("elsewhere"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "short: succeeded\n");
+    assert!(
+        again.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
