@@ -19,15 +19,11 @@ fn the_demo_builds_an_install_and_rolls_it_back() {
         .unwrap();
     let outbox = t.path().join(outbox_line.trim_start_matches("outbox: "));
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 3);
-    let db = rusqlite::Connection::open(t.path().join("demo/app/db_data/main.db")).unwrap();
-    let media: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'media'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(media, 0);
+    let media = t.query(
+        "demo/app/db_data/main.db",
+        "SELECT count(*) FROM sqlite_master WHERE name = 'media'",
+    );
+    assert_eq!(media, [["0"]]);
 }
 
 /// Without a DIR, the demo works in a temporary directory and removes it

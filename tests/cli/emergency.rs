@@ -521,15 +521,11 @@ fn a_rehearsal_failing_options_1_and_2_proves_option_3_and_leaves_the_live_insta
     );
     // The copy was rolled back.
     let copy = out.run_dir().join("rehearsal/db/main.db");
-    let conn = rusqlite::Connection::open(copy).unwrap();
-    let media: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'media'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(media, 0);
+    let media = t.query(
+        copy.to_str().unwrap(),
+        "SELECT count(*) FROM sqlite_master WHERE name = 'media'",
+    );
+    assert_eq!(media, [["0"]]);
 }
 
 #[test]
