@@ -42,7 +42,11 @@ fn check(text: String) {
         require_values: false,
     };
     if let Err(problems) = analyze_source(&path(), text.clone(), &options) {
-        assert!(!problems.0.is_empty(), "rejected with no reason:\n{text}");
+        // Warnings are said with the errors; a rejection has an error.
+        assert!(
+            problems.errors().next().is_some(),
+            "rejected with no reason:\n{text}"
+        );
         for d in &problems.0 {
             assert!(
                 d.span.is_some(),
@@ -50,7 +54,8 @@ fn check(text: String) {
                 d.message
             );
             let rendered = d.to_string();
-            assert!(rendered.starts_with("error: "), "{rendered}");
+            let kind = if d.warning { "warning: " } else { "error: " };
+            assert!(rendered.starts_with(kind), "{rendered}");
         }
     }
 }
