@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::checksum::{self, Algorithm, Checksum};
 use crate::database::{self, Counting, Fingerprint};
 
-pub const MANIFEST_FORMAT: u32 = 1;
+/// 2: the checksum is BLAKE3 (`blake3`), and a verification is recorded.
+pub const MANIFEST_FORMAT: u32 = 2;
 const PREFIX: &str = "runbook-";
-const CHUNK: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,11 +35,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} does not match its manifest: sha256 is {actual}, the manifest says {expected}", path.display())]
+    #[error("{} does not match its manifest: {actual}, the manifest says {expected}{}", path.display(), if *pending_swap { "; it was made for a restore stopped before its swap, and holds the backup that was being restored, not the database's state before (the database was not replaced): delete it" } else { "" })]
     Checksum {
         path: PathBuf,
-        expected: String,
-        actual: String,
+        expected: Checksum,
+        actual: Checksum,
+        /// A pre-restore backup named before the exchange that did not happen.
+        pending_swap: bool,
     },
     #[error("{} has a manifest that cannot be read: {detail}", path.display())]
     Manifest { path: PathBuf, detail: String },
@@ -72,10 +74,19 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 pub struct Manifest {
     pub format: u32,
     pub file: String,
-    pub sha256: String,
+    /// The checksum, under its algorithm's name: `blake3` since format 2,
+    /// `sha256` before. `b3sum --check` reads the former.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub size: u64,
     pub created_at: String,
+    /// The database it was made from; empty for an application's own
+    /// backup, whose manifest `backup verify` wrote.
+    #[serde(default)]
     pub source: String,
+    #[serde(default)]
     pub sqlite_version: String,
     /// Why it was made: `pre-restore`, `emergency`, or the caller's word.
     pub label: Option<String>,
@@ -91,6 +102,55 @@ pub struct Manifest {
     /// Why it is raw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreadable: Option<String>,
+    /// The last full check of its content, which a restore trusts once the
+    /// checksum it computes while copying matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verification>,
+    /// A pre-restore backup named before its exchange with the live file:
+    /// until the exchange it holds the restored copy, and does not match.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_swap: bool,
+}
+
+/// A passed `integrity_check`, and the checksum of the bytes it read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Verification {
+    pub at: String,
+    pub integrity_check: String,
+    /// `blake3:<hex>`: a restore trusts the check only for these bytes.
+    pub checksum: String,
+    pub size: u64,
+    pub sqlite_version: String,
+}
+
+impl Manifest {
+    /// The checksum the manifest records, in its algorithm.
+    pub fn checksum(&self) -> Option<Checksum> {
+        let of = |algorithm, hex: &Option<String>| {
+            hex.as_ref().map(|hex| Checksum {
+                algorithm,
+                hex: hex.clone(),
+            })
+        };
+        of(Algorithm::Blake3, &self.blake3).or_else(|| of(Algorithm::Sha256, &self.sha256))
+    }
+
+    fn set_checksum(&mut self, c: &Checksum) {
+        match c.algorithm {
+            Algorithm::Blake3 => self.blake3 = Some(c.hex.clone()),
+            Algorithm::Sha256 => self.sha256 = Some(c.hex.clone()),
+        }
+    }
+
+    /// The recorded check, if it was of the bytes the checksum is of and
+    /// the file still has the size it had then.
+    pub fn trusted_check(&self, size: u64) -> Option<&Verification> {
+        let sum = self.checksum()?.to_string();
+        self.verified
+            .as_ref()
+            .filter(|v| v.integrity_check == "ok" && v.checksum == sum && v.size == size)
+            .filter(|_| self.size == size && !self.raw && !self.pending_swap)
+    }
 }
 
 /// A backup found in a directory; [`Entry::to_json`] is how it is shown.
@@ -102,7 +162,9 @@ pub struct Entry {
     pub created_at: String,
     pub size: u64,
     pub label: Option<String>,
-    pub sha256: Option<String>,
+    pub checksum: Option<Checksum>,
+    /// When its content was last fully checked (`backup verify`).
+    pub verified_at: Option<String>,
     /// What it holds, or why that could not be read.
     pub fingerprint: Result<Fingerprint, String>,
 }
@@ -117,7 +179,11 @@ impl Entry {
         o.insert("created_at".into(), self.created_at.clone().into());
         o.insert("size".into(), self.size.into());
         o.insert("label".into(), self.label.clone().into());
-        o.insert("sha256".into(), self.sha256.clone().into());
+        o.insert(
+            "checksum".into(),
+            self.checksum.as_ref().map(Checksum::to_string).into(),
+        );
+        o.insert("verified_at".into(), self.verified_at.clone().into());
         match &self.fingerprint {
             Ok(fp) => {
                 o.insert(
@@ -141,7 +207,7 @@ pub fn manifest_path(backup: &Path) -> PathBuf {
 /// A copy of a database in a temporary file, forced to disk, not yet named.
 struct Snapshot {
     tmp: tempfile::NamedTempFile,
-    sha256: String,
+    checksum: Checksum,
     size: u64,
     fingerprint: Fingerprint,
     /// What the fingerprint counted.
@@ -161,19 +227,19 @@ pub fn create(
     // A database SQLite cannot read is exactly the one to keep a copy of
     // before replacing it: then the copy is of its bytes, as they are.
     let snapshot = match snapshot_in(db, dir, counting) {
-        Ok((tmp, sha256, size, fingerprint)) => Snapshot {
+        Ok((tmp, checksum, size, fingerprint)) => Snapshot {
             tmp,
-            sha256,
+            checksum,
             size,
             fingerprint,
             counting: counting.clone(),
             unreadable: None,
         },
         Err(e) if unreadable(&e) => {
-            let (tmp, sha256, size) = raw_copy(db, dir)?;
+            let (tmp, checksum, size) = raw_copy(db, dir)?;
             Snapshot {
                 tmp,
-                sha256,
+                checksum,
                 size,
                 fingerprint: Fingerprint::default(),
                 counting: counting.clone(),
@@ -198,7 +264,7 @@ fn store(
 ) -> Result<(PathBuf, Manifest), Error> {
     let Snapshot {
         mut tmp,
-        sha256,
+        checksum,
         size,
         fingerprint,
         counting,
@@ -219,7 +285,8 @@ fn store(
         unreadable,
         format: MANIFEST_FORMAT,
         file: String::new(),
-        sha256,
+        blake3: None,
+        sha256: None,
         size,
         created_at,
         source: std::fs::canonicalize(db)
@@ -230,7 +297,10 @@ fn store(
         label: label.map(str::to_owned),
         fingerprint,
         counting,
+        verified: None,
+        pending_swap: false,
     };
+    manifest.set_checksum(&checksum);
     let mut pending = temporary_in(dir, ".runbook-")?;
     let mut n = 1;
     let path = loop {
@@ -334,7 +404,7 @@ fn unreadable(e: &Error) -> bool {
 }
 
 /// The file's bytes, as they are, into a new temporary file in `dir`.
-fn raw_copy(db: &Path, dir: &Path) -> Result<(tempfile::NamedTempFile, String, u64), Error> {
+fn raw_copy(db: &Path, dir: &Path) -> Result<(tempfile::NamedTempFile, Checksum, u64), Error> {
     let mut tmp = temporary_in(dir, ".runbook-backup-")?;
     let src = File::open(db).map_err(io("opening", db))?;
     let (sha, size, ()) = copy_hashing(&src, tmp.as_file_mut(), db, dir, |out| {
@@ -358,22 +428,22 @@ pub fn snapshot(db: &Path, dest: &Path) -> Result<(), Error> {
 }
 
 /// Copies a consistent snapshot of `db` into a new temporary file in `dir`,
-/// forced to disk; returns it with its sha256, size and fingerprint.
+/// forced to disk; returns it with its checksum, size and fingerprint.
 fn snapshot_in(
     db: &Path,
     dir: &Path,
     counting: &Counting,
-) -> Result<(tempfile::NamedTempFile, String, u64, Fingerprint), Error> {
+) -> Result<(tempfile::NamedTempFile, Checksum, u64, Fingerprint), Error> {
     database::check_header(db)?;
     let mut tmp = temporary_in(dir, ".runbook-backup-")?;
     let tmp_path = tmp.path().to_path_buf();
-    let (sha256, size, fingerprint) = if database::is_wal(db) {
+    let (sum, size, fingerprint) = if database::is_wal(db) {
         snapshot_wal(db, &tmp_path)?;
         tmp.as_file().sync_all().map_err(io("syncing", &tmp_path))?;
-        let (sha256, size) = hash_file(&tmp_path)?;
+        let (sum, size) = hash_file(&tmp_path, Algorithm::Blake3)?;
         let conn = database::open_immutable(&tmp_path)?;
         (
-            sha256,
+            sum,
             size,
             database::fingerprint_on(&conn, &tmp_path, counting)?,
         )
@@ -381,19 +451,19 @@ fn snapshot_in(
         // Errors name the directory: the temporary file is ours, not the operator's.
         copy_under_read_lock(db, tmp.as_file_mut(), dir, counting)?
     };
-    Ok((tmp, sha256, size, fingerprint))
+    Ok((tmp, sum, size, fingerprint))
 }
 
 /// Rollback-journal mode: while a read transaction holds SQLite's SHARED
 /// lock no writer can change the file, so a plain copy is a consistent
-/// snapshot, and the fastest one. The copy is forced to disk and the
-/// fingerprint read (same snapshot) while the hash is still being computed.
+/// snapshot. The copy computes its checksum as it goes; the fingerprint is
+/// read in the same transaction, so of the same moment.
 fn copy_under_read_lock(
     db: &Path,
     out: &mut File,
     out_path: &Path,
     counting: &Counting,
-) -> Result<(String, u64, Fingerprint), Error> {
+) -> Result<(Checksum, u64, Fingerprint), Error> {
     // Opened before the read transaction and closed after it: closing any
     // descriptor of the file drops this process's POSIX locks on it,
     // SQLite's included.
@@ -411,11 +481,8 @@ fn copy_under_read_lock(
     copied
 }
 
-/// Copies `src` into `out` and hashes it at the same time: the kernel
-/// copies (`std::io::copy` uses copy_file_range between files, as `cp`
-/// does) while a second thread hashes the source with positioned reads;
-/// `after` runs on the copy once it is complete, while the hash (the
-/// slowest part: SHA-256 runs at about 1 GB/s) is still being computed.
+/// Copies `src` into `out`, computing a BLAKE3 checksum in the same pass
+/// ([`checksum::copy`]); `after` runs on the copy once it is complete.
 /// The caller guarantees the source does not change meanwhile.
 fn copy_hashing<T>(
     src: &File,
@@ -423,47 +490,37 @@ fn copy_hashing<T>(
     src_path: &Path,
     out_path: &Path,
     after: impl FnOnce(&mut File) -> Result<T, Error>,
-) -> Result<(String, u64, T), Error> {
-    let len = src.metadata().map_err(io("reading", src_path))?.len();
-    let silent = crate::progress::is_silent();
-    std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || -> std::io::Result<String> {
-            crate::progress::silently(silent, || hash_range(src, len))
-        });
-        let mut reader = src;
-        let copied = std::io::copy(&mut reader, out)
-            .map_err(io("copying into", out_path))
-            .and_then(|n| Ok((n, after(out)?)));
-        let digest = hasher
-            .join()
-            .map_err(|_| Error::Refused("the hashing thread failed".into()))?
-            .map_err(io("reading", src_path))?;
-        let (copied, extra) = copied?;
-        if copied != len {
-            return Err(Error::Refused(format!(
-                "{} changed size while it was copied ({len} bytes, then {copied})",
-                src_path.display()
-            )));
-        }
-        Ok((digest, len, extra))
-    })
+) -> Result<(Checksum, u64, T), Error> {
+    let (sum, len) = copy_checked(src, out, src_path, out_path, Algorithm::Blake3)?;
+    Ok((sum, len, after(out)?))
 }
 
-/// The SHA-256 of the first `len` bytes of `src`, read with positioned
-/// reads so that another thread can use the same descriptor meanwhile.
-fn hash_range(src: &File, len: u64) -> std::io::Result<String> {
-    use std::os::unix::fs::FileExt;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut offset = 0u64;
-    while offset < len {
-        let want = usize::try_from((len - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
-        src.read_exact_at(&mut buf[..want], offset)?;
-        h.update(&buf[..want]);
-        offset += want as u64;
-        crate::progress::report("copying and hashing", offset, Some(len));
+/// [`checksum::copy`] of the whole of `src`, its errors named by file.
+fn copy_checked(
+    src: &File,
+    out: &mut File,
+    src_path: &Path,
+    out_path: &Path,
+    algorithm: Algorithm,
+) -> Result<(Checksum, u64), Error> {
+    let len = src.metadata().map_err(io("reading", src_path))?.len();
+    let sum = checksum::copy(src, len, out, algorithm).map_err(|e| match e {
+        checksum::CopyError::Read(e) => io("reading", src_path)(e),
+        checksum::CopyError::Write(e) => io("copying into", out_path)(e),
+        checksum::CopyError::Shrank { expected, found } => Error::Refused(format!(
+            "{} changed size while it was copied ({expected} bytes, then {found})",
+            src_path.display()
+        )),
+    })?;
+    // Grown meanwhile: the copy would be of a moment that never was.
+    let now = src.metadata().map_err(io("reading", src_path))?.len();
+    if now != len {
+        return Err(Error::Refused(format!(
+            "{} changed size while it was copied ({len} bytes, then {now})",
+            src_path.display()
+        )));
     }
-    Ok(hex(&h.finalize()))
+    Ok((sum, len))
 }
 
 /// The live database, to read from or settle: read-write, and patient
@@ -507,11 +564,8 @@ fn snapshot_wal(db: &Path, out: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn hash_file(path: &Path) -> Result<(String, u64), Error> {
-    let f = File::open(path).map_err(io("opening", path))?;
-    let len = f.metadata().map_err(io("reading", path))?.len();
-    let sha256 = hash_range(&f, len).map_err(io("reading", path))?;
-    Ok((sha256, len))
+fn hash_file(path: &Path, algorithm: Algorithm) -> Result<(Checksum, u64), Error> {
+    checksum::of_file(path, algorithm).map_err(io("reading", path))
 }
 
 /// A new file in `dir` that nothing reads under its name, and that goes away
@@ -522,10 +576,6 @@ fn temporary_in(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile, Err
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io("creating a temporary file in", dir))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> Error {
@@ -597,7 +647,7 @@ pub fn list(
         }
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         if name.starts_with(PREFIX) {
-            let (created_at, label, sha256, fingerprint) = match read_manifest(&path) {
+            let (created_at, label, fingerprint, manifest) = match read_manifest(&path) {
                 Ok(Some(m)) => {
                     let fingerprint = if m.raw {
                         Err(format!(
@@ -605,12 +655,12 @@ pub fn list(
                             m.unreadable.as_deref().unwrap_or("no reason recorded")
                         ))
                     } else {
-                        Ok(m.fingerprint)
+                        Ok(m.fingerprint.clone())
                     };
-                    (m.created_at, m.label, Some(m.sha256), fingerprint)
+                    (m.created_at.clone(), m.label.clone(), fingerprint, Some(m))
                 }
-                Ok(None) => (modified(&path), None, None, fingerprint_of(&path, counting)),
-                Err(e) => (modified(&path), None, None, Err(e.to_string())),
+                Ok(None) => (modified(&path), None, fingerprint_of(&path, counting), None),
+                Err(e) => (modified(&path), None, Err(e.to_string()), None),
             };
             out.push(Entry {
                 path,
@@ -618,10 +668,13 @@ pub fn list(
                 created_at,
                 size,
                 label,
-                sha256,
+                checksum: manifest.as_ref().and_then(Manifest::checksum),
+                verified_at: verified_at(manifest.as_ref(), size),
                 fingerprint,
             });
         } else if let Some(created_at) = app_prefix.and_then(|p| legacy_time(&name, p)) {
+            // Its manifest, if any, is the one `backup verify` wrote.
+            let manifest = read_manifest(&path).ok().flatten();
             let fingerprint = fingerprint_of(&path, counting);
             out.push(Entry {
                 path,
@@ -629,7 +682,8 @@ pub fn list(
                 created_at,
                 size,
                 label: None,
-                sha256: None,
+                checksum: manifest.as_ref().and_then(Manifest::checksum),
+                verified_at: verified_at(manifest.as_ref(), size),
                 fingerprint,
             });
         }
@@ -640,6 +694,12 @@ pub fn list(
             .then_with(|| b.path.cmp(&a.path))
     });
     Ok(out)
+}
+
+fn verified_at(manifest: Option<&Manifest>, size: u64) -> Option<String> {
+    manifest
+        .and_then(|m| m.trusted_check(size))
+        .map(|v| v.at.clone())
 }
 
 fn fingerprint_of(path: &Path, counting: &Counting) -> Result<Fingerprint, String> {
@@ -688,27 +748,135 @@ fn legacy_time(name: &str, prefix: &str) -> Option<String> {
 /// What verification found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verified {
-    pub sha256: String,
+    pub checksum: Checksum,
     /// Whether a manifest was there to compare the checksum with.
     pub manifest: bool,
     pub fingerprint: Fingerprint,
+    /// When `integrity_check` passed on these bytes.
+    pub checked_at: String,
+    /// `false`: the check is the one the manifest records, trusted for
+    /// bytes whose checksum is still to be compared (a restore compares it
+    /// in its copy pass).
+    pub checked_now: bool,
+    /// Why the check could not be recorded in the manifest (it still passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrecorded: Option<String>,
 }
 
-/// `integrity_check` on the backup, and its checksum against its manifest.
+impl Serialize for Checksum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `integrity_check` on the backup, and its checksum against its manifest;
+/// the result is recorded in the manifest (written, for a backup that had
+/// none), so that a restore need not check the content again.
 pub fn verify(backup: &Path, counting: &Counting) -> Result<Verified, Error> {
+    let manifest = read_manifest(backup)?;
+    let algorithm = manifest
+        .as_ref()
+        .and_then(Manifest::checksum)
+        .map_or(Algorithm::Blake3, |c| c.algorithm);
+    let before = stamp(backup)?;
     // Each reads the whole file and is bound by the CPU, so they run side by side.
     let (content, hashed) = std::thread::scope(|scope| {
-        let hashed = scope.spawn(|| crate::progress::silently(true, || hash_file(backup)));
+        let hashed =
+            scope.spawn(|| crate::progress::silently(true, || hash_file(backup, algorithm)));
         (check_content(backup, counting), joined(hashed))
     });
     let fingerprint = content?;
-    let (sha256, _) = hashed?;
-    let manifest = check_sum(backup, &sha256)?;
+    let (sum, size) = hashed?;
+    check_sum(backup, manifest.as_ref(), &sum)?;
+    let compared = manifest.is_some();
+    let checked_at = crate::event::now();
+    let unrecorded = if stamp(backup)? == before {
+        record_check(
+            backup,
+            manifest,
+            &sum,
+            size,
+            &fingerprint,
+            counting,
+            &checked_at,
+        )
+        .err()
+    } else {
+        Some(format!("{} changed while it was checked", backup.display()))
+    };
     Ok(Verified {
-        sha256,
-        manifest,
+        checksum: sum,
+        manifest: compared,
         fingerprint,
+        checked_at,
+        checked_now: true,
+        unrecorded,
     })
+}
+
+/// A file's size and modification time: what changes when it is written.
+fn stamp(path: &Path) -> Result<(u64, std::time::SystemTime), Error> {
+    std::fs::metadata(path)
+        .and_then(|m| Ok((m.len(), m.modified()?)))
+        .map_err(io("reading", path))
+}
+
+/// Records a passed check in the backup's manifest, replacing it whole;
+/// a backup without one (the application's own) gets one.
+fn record_check(
+    backup: &Path,
+    manifest: Option<Manifest>,
+    sum: &Checksum,
+    size: u64,
+    fingerprint: &Fingerprint,
+    counting: &Counting,
+    at: &str,
+) -> Result<(), String> {
+    let mut m = manifest.unwrap_or_else(|| {
+        let mut m = Manifest {
+            format: MANIFEST_FORMAT,
+            file: backup
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            blake3: None,
+            sha256: None,
+            size,
+            created_at: modified(backup),
+            source: String::new(),
+            sqlite_version: String::new(),
+            label: None,
+            fingerprint: fingerprint.clone(),
+            counting: counting.clone(),
+            raw: false,
+            unreadable: None,
+            verified: None,
+            pending_swap: false,
+        };
+        m.set_checksum(sum);
+        m
+    });
+    // A pre-restore backup that matches is one whose exchange happened.
+    m.pending_swap = false;
+    m.verified = Some(Verification {
+        at: at.to_owned(),
+        integrity_check: "ok".into(),
+        checksum: sum.to_string(),
+        size,
+        sqlite_version: rusqlite::version().to_owned(),
+    });
+    write_manifest(backup, &m).map_err(|e| e.to_string())
+}
+
+/// Replaces a backup's manifest whole, durably.
+fn write_manifest(backup: &Path, m: &Manifest) -> Result<(), Error> {
+    let path = manifest_path(backup);
+    let json = serde_json::to_vec_pretty(m).map_err(|e| Error::Manifest {
+        path: backup.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    crate::report::write_atomically(&path, &json).map_err(io("writing", &path))?;
+    sync_dir(backup.parent().unwrap_or_else(|| Path::new(".")))
 }
 
 /// `integrity_check` on a backup, then what it holds.
@@ -719,16 +887,16 @@ fn check_content(backup: &Path, counting: &Counting) -> Result<Fingerprint, Erro
     Ok(database::fingerprint_on(&conn, backup, counting)?)
 }
 
-/// The backup's checksum against its manifest; whether it has one.
-fn check_sum(backup: &Path, sha256: &str) -> Result<bool, Error> {
-    match read_manifest(backup)? {
-        Some(m) if m.sha256 != sha256 => Err(Error::Checksum {
+/// The backup's checksum against its manifest, if it has one.
+fn check_sum(backup: &Path, manifest: Option<&Manifest>, actual: &Checksum) -> Result<(), Error> {
+    match manifest.and_then(|m| Some((m, m.checksum()?))) {
+        Some((m, expected)) if expected != *actual => Err(Error::Checksum {
             path: backup.to_path_buf(),
-            expected: m.sha256,
-            actual: sha256.to_owned(),
+            expected,
+            actual: actual.clone(),
+            pending_swap: m.pending_swap,
         }),
-        Some(_) => Ok(true),
-        None => Ok(false),
+        _ => Ok(()),
     }
 }
 
@@ -745,6 +913,14 @@ pub struct Restored {
     pub backup: PathBuf,
     /// The state before, kept (none if there was no database file at all).
     pub pre_restore_backup: Option<PathBuf>,
+    /// How it was kept: `exchange` (the old file itself, moved into the
+    /// backup directory in the same atomic rename that put the restored one
+    /// in place) or `copy` (across filesystems).
+    pub kept_by: Option<&'static str>,
+    /// How the backup was checked before it replaced the database.
+    pub checked: String,
+    /// The restored file's checksum, as compared with the manifest.
+    pub checksum: Checksum,
     pub fingerprint: Fingerprint,
 }
 
@@ -755,10 +931,16 @@ const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 /// Replaces the live database with a backup, so that at every instant the
 /// file is either the old database or the new one, whole, and every write
 /// committed to the old one is in the pre-restore backup. That backup is
-/// made under SQLite's exclusive lock on the live file, held until the
-/// restored file has been renamed into place: a writer that comes in
-/// meanwhile fails rather than commits to a file about to be replaced
-/// (docs/RELIABILITY.md, "A writer that reconnects during a restore").
+/// taken under SQLite's exclusive lock on the live file, held until the
+/// restored file is in place: a writer that comes in meanwhile fails rather
+/// than commits to a file about to be replaced (docs/RELIABILITY.md, "A
+/// writer that reconnects during a restore").
+///
+/// Where the backup directory is on the database's filesystem, the old
+/// file is not copied: the restored copy is made in the backup directory,
+/// named as the pre-restore backup, and exchanged with the live file in one
+/// `renameat2(RENAME_EXCHANGE)`. A backup whose manifest records a passed
+/// `integrity_check` is trusted by its checksum, compared in the copy pass.
 pub fn restore(
     db: &Path,
     backup: &Path,
@@ -772,43 +954,55 @@ pub fn restore(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = temporary_in(db_dir, ".runbook-restore-")?;
+    std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
+    let manifest = read_manifest(backup)?;
     let src = File::open(backup).map_err(io("opening", backup))?;
-    let stamp = |f: &File| f.metadata().and_then(|m| Ok((m.len(), m.modified()?)));
-    let before = stamp(&src).map_err(io("reading", backup))?;
-    // Checking the backup, copying it beside the database and backing up the
-    // current state are independent, and each is bound by the CPU (an
-    // integrity check, two SHA-256 streams), so they run side by side. The
-    // live database is not changed until all three have succeeded.
+    let file_stamp = |f: &File| f.metadata().and_then(|m| Ok((m.len(), m.modified()?)));
+    let before = file_stamp(&src).map_err(io("reading", backup))?;
+    let trusted = manifest
+        .as_ref()
+        .and_then(|m| m.trusted_check(before.0))
+        .cloned();
+    let expected_sum = manifest.as_ref().and_then(Manifest::checksum);
+    let algorithm = expected_sum
+        .as_ref()
+        .map_or(Algorithm::Blake3, |c| c.algorithm);
+    // The restored copy is made where it can be exchanged with the live file.
+    let exchange = real.is_some() && can_exchange(db_dir, dir);
+    let mut tmp = temporary_in(if exchange { dir } else { db_dir }, ".runbook-restore-")?;
+    // Checking the backup, copying it and keeping the current state are
+    // independent, and each is bound by the CPU (an integrity check, two
+    // checksum streams), so they run side by side. The live database is not
+    // changed until all three have succeeded.
     let out = tmp.as_file_mut();
     let (content, copied, current) = std::thread::scope(|scope| {
         let current = scope.spawn(|| {
             crate::progress::silently(true, || {
-                Current::keep(real.as_deref(), dir, lock_timeout, counting)
+                Current::keep(real.as_deref(), dir, lock_timeout, counting, exchange)
             })
         });
         let copied = scope.spawn(|| {
             crate::progress::silently(true, || {
-                copy_hashing(&src, out, backup, db, |out| {
-                    out.sync_all().map_err(io("syncing", db))
-                })
+                let copied = copy_checked(&src, out, backup, db, algorithm)?;
+                out.sync_all().map_err(io("syncing", db))?;
+                Ok(copied)
             })
         });
-        (
-            check_content(backup, counting),
-            joined(copied),
-            joined(current),
-        )
+        let content = match &trusted {
+            Some(_) => Ok(None),
+            None => check_content(backup, counting).map(Some),
+        };
+        (content, joined(copied), joined(current))
     });
     // Errors in the order the steps would come one after another: the
     // backup's own, then the pre-restore backup's, then the copy's. An early
     // return drops `current`: the lock is released and the pre-restore
     // backup removed, as nothing is going to be restored.
     let expected = content.and_then(|fingerprint| {
-        if let Ok((sha256, ..)) = &copied {
-            check_sum(backup, sha256)?;
+        if let Ok((sum, _)) = &copied {
+            check_sum(backup, manifest.as_ref(), sum)?;
         }
-        if stamp(&src).map_err(io("reading", backup))? != before {
+        if file_stamp(&src).map_err(io("reading", backup))? != before {
             return Err(Error::Refused(format!(
                 "{} changed while it was being restored; nothing was restored",
                 backup.display()
@@ -820,16 +1014,28 @@ pub fn restore(
         (Ok(expected), Ok(current)) => (expected, current),
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    copied?;
+    let (sum, size) = copied?;
+    let checked = match (&trusted, &expected) {
+        (Some(v), _) => format!(
+            "{sum} matches its manifest, whose integrity_check passed at {}",
+            v.at
+        ),
+        (None, _) => {
+            // Checked now: recorded, so the next restore of it need not be.
+            // Best effort: the restore does not depend on it.
+            if let Some(fp) = &expected {
+                let now = crate::event::now();
+                let _ = record_check(backup, manifest.clone(), &sum, size, fp, counting, &now);
+            }
+            "integrity_check ok".to_owned()
+        }
+    };
     current.clear_sidecars(target)?;
 
     // Keep the live file's permissions: the app must still be able to open it.
     if let Ok(meta) = std::fs::metadata(target) {
         let _ = tmp.as_file().set_permissions(meta.permissions());
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(io("syncing", tmp.path()))?;
     let journal = database::sidecar(target, "-journal");
     if journal.exists() {
         return Err(Error::Refused(format!(
@@ -837,22 +1043,33 @@ pub fn restore(
             journal.display()
         )));
     }
-    // The copy about to be put in place holds what the backup holds. It is
-    // read here, not once renamed: from the rename on, the app may write to
-    // the restored file, and what it writes is its own.
+    // The copy about to be put in place holds what the backup holds: its
+    // checksum matched; what it holds is read here, not once in place: from
+    // then on the app may write to the restored file, and what it writes is
+    // its own.
     let copy = database::open_immutable(tmp.path())
         .and_then(|conn| database::fingerprint_on(&conn, tmp.path(), counting))?;
-    if copy != expected {
+    if let Some(expected) = expected.filter(|e| *e != copy) {
         return Err(Error::Mismatch {
             detail: format!("expected {expected:?}, found {copy:?}; nothing was restored"),
         });
     }
-    tmp.persist(target)
-        .map_err(|e| io("replacing", db)(e.error))?;
-    // From here the restore has happened: the state before stays kept,
-    // whatever fails next.
-    let pre_restore = current.kept.take().and_then(Kept::keep);
-    sync_dir(db_dir)?;
+    let (pre_restore, kept_by) = match current.old.take() {
+        Some(old) => {
+            let path = old.exchange(tmp, target, db_dir, dir)?;
+            (Some(path), Some("exchange"))
+        }
+        None => {
+            tmp.persist(target)
+                .map_err(|e| io("replacing", db)(e.error))?;
+            // From here the restore has happened: the state before stays kept,
+            // whatever fails next.
+            let kept = current.kept.take().and_then(Kept::keep);
+            sync_dir(db_dir)?;
+            let by = kept.as_ref().map(|_| "copy");
+            (kept, by)
+        }
+    };
     // The old database's shared-memory index must not be applied to the new file.
     let _ = std::fs::remove_file(database::sidecar(target, "-shm"));
     // Only now may a writer waiting on the old file go on: it finds the file
@@ -862,8 +1079,50 @@ pub fn restore(
     Ok(Restored {
         backup: backup.to_path_buf(),
         pre_restore_backup: pre_restore,
+        kept_by,
+        checked,
+        checksum: sum,
         fingerprint: copy,
     })
+}
+
+/// Whether a file in `a` can be exchanged with one in `b`: the same
+/// filesystem, and one that supports `RENAME_EXCHANGE`. Asked of the
+/// filesystem itself, with two empty files, as the answer depends on both.
+fn can_exchange(a: &Path, b: &Path) -> bool {
+    let (Ok(x), Ok(y)) = (
+        temporary_in(a, ".runbook-probe-"),
+        temporary_in(b, ".runbook-probe-"),
+    ) else {
+        return false;
+    };
+    exchange(x.path(), y.path()).is_ok()
+}
+
+/// Swaps two names atomically: each then names the other's file.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (cstr(a)?, cstr(b)?);
+    // SAFETY: both are valid NUL-terminated paths; the call reads nothing else.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The file a restore replaces: the one `db` names, symlinks followed, so
@@ -911,23 +1170,29 @@ fn real_file(db: &Path) -> Result<Option<PathBuf>, Error> {
 struct Current {
     /// SQLite's exclusive lock on the live file, when SQLite can read it.
     lock: Option<Exclusive>,
-    /// The pre-restore backup; none when there was no database file.
+    /// The pre-restore backup, copied; none when there was no database
+    /// file, or when it is to be kept by exchange.
     kept: Option<Kept>,
+    /// What the live file holds, when it is to be kept by exchange.
+    old: Option<Old>,
 }
 
 impl Current {
     /// Takes the live database (`None`: there is none) from every other
-    /// writer and backs it up, as it is at that moment, into `dir`.
+    /// writer and keeps its state at that moment: read (checksum and
+    /// fingerprint) to be kept by exchange, or else backed up into `dir`.
     fn keep(
         db: Option<&Path>,
         dir: &Path,
         timeout: Duration,
         counting: &Counting,
+        exchange: bool,
     ) -> Result<Current, Error> {
         let Some(db) = db else {
             return Ok(Current {
                 lock: None,
                 kept: None,
+                old: None,
             });
         };
         // The clear error for an app left running: who has it, what lock was
@@ -939,11 +1204,20 @@ impl Current {
             ))
         };
         match Exclusive::take(db, timeout) {
+            Ok(lock) if exchange => {
+                let old = lock.read(db, counting).map_err(failed)?;
+                Ok(Current {
+                    lock: Some(lock),
+                    kept: None,
+                    old: Some(old),
+                })
+            }
             Ok(lock) => {
                 let kept = lock.back_up(db, dir, counting).map_err(failed)?;
                 Ok(Current {
                     lock: Some(lock),
                     kept: Some(kept),
+                    old: None,
                 })
             }
             // A file SQLite cannot read has no lock to take, and no write can
@@ -953,6 +1227,7 @@ impl Current {
                 Ok(Current {
                     lock: None,
                     kept: Some(Kept(Some(path))),
+                    old: None,
                 })
             }
             Err(e) => Err(e),
@@ -1036,14 +1311,14 @@ impl Exclusive {
     fn back_up(&self, db: &Path, dir: &Path, counting: &Counting) -> Result<Kept, Error> {
         std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
         let mut tmp = temporary_in(dir, ".runbook-backup-")?;
-        let (sha256, size, fingerprint) =
+        let (checksum, size, fingerprint) =
             copy_hashing(&self.file, tmp.as_file_mut(), db, dir, |out| {
                 out.sync_all().map_err(io("syncing", dir))?;
                 Ok(database::fingerprint_on(&self.conn, db, counting)?)
             })?;
         let snapshot = Snapshot {
             tmp,
-            sha256,
+            checksum,
             size,
             fingerprint,
             counting: counting.clone(),
@@ -1051,6 +1326,121 @@ impl Exclusive {
         };
         let (path, _) = store(db, dir, Some("pre-restore"), snapshot)?;
         Ok(Kept(Some(path)))
+    }
+
+    /// What the live file holds, to be kept by exchange: its checksum and
+    /// fingerprint, of the one moment the lock holds, and its bytes forced
+    /// to disk, as after the exchange they are the pre-restore backup.
+    fn read(&self, db: &Path, counting: &Counting) -> Result<Old, Error> {
+        let size = self.file.metadata().map_err(io("reading", db))?.len();
+        let sum =
+            checksum::of_range(&self.file, size, Algorithm::Blake3).map_err(io("reading", db))?;
+        let fingerprint = database::fingerprint_on(&self.conn, db, counting)?;
+        self.file.sync_all().map_err(io("syncing", db))?;
+        Ok(Old {
+            source: db.to_path_buf(),
+            sum,
+            size,
+            fingerprint,
+            counting: counting.clone(),
+        })
+    }
+}
+
+/// The live file's state before a restore, kept by exchanging it with the
+/// restored copy.
+struct Old {
+    source: PathBuf,
+    sum: Checksum,
+    size: u64,
+    fingerprint: Fingerprint,
+    counting: Counting,
+}
+
+impl Old {
+    /// Names the restored copy `copy` (in `dir`) as the pre-restore backup,
+    /// its manifest first, describing the old state and marked
+    /// `pending_swap`, then exchanges it with `target` in one atomic rename:
+    /// the live name then holds the restored file, and the backup's name the
+    /// old one, which its manifest describes. Killed before the exchange,
+    /// the named file does not match its manifest, which says why; the live
+    /// database is untouched. Returns the pre-restore backup's path.
+    fn exchange(
+        self,
+        copy: tempfile::NamedTempFile,
+        target: &Path,
+        db_dir: &Path,
+        dir: &Path,
+    ) -> Result<PathBuf, Error> {
+        let created_at = crate::event::now();
+        let stamp: String = created_at
+            .chars()
+            .filter(|c| *c != '-' && *c != ':')
+            .collect();
+        let mut m = Manifest {
+            format: MANIFEST_FORMAT,
+            file: String::new(),
+            blake3: None,
+            sha256: None,
+            size: self.size,
+            created_at,
+            source: self.source.display().to_string(),
+            sqlite_version: rusqlite::version().to_owned(),
+            label: Some("pre-restore".into()),
+            fingerprint: self.fingerprint,
+            counting: self.counting,
+            raw: false,
+            unreadable: None,
+            verified: None,
+            pending_swap: true,
+        };
+        m.set_checksum(&self.sum);
+        let mut copy = copy;
+        let mut n = 1;
+        let path = loop {
+            let name = if n == 1 {
+                format!("{PREFIX}{stamp}-pre-restore.db")
+            } else {
+                format!("{PREFIX}{stamp}-pre-restore-{n}.db")
+            };
+            let candidate = dir.join(&name);
+            m.file = name;
+            let mut pending = temporary_in(dir, ".runbook-")?;
+            rewrite(&mut pending, &m, &candidate)?;
+            let manifest = manifest_path(&candidate);
+            let retry =
+                |e: &std::io::Error| e.kind() == std::io::ErrorKind::AlreadyExists && n < 100;
+            match pending.persist_noclobber(&manifest) {
+                Ok(_) => {}
+                Err(e) if retry(&e.error) => {
+                    n += 1;
+                    continue;
+                }
+                Err(e) => return Err(io("naming the manifest", &manifest)(e.error)),
+            }
+            match copy.persist_noclobber(&candidate) {
+                Ok(_) => break candidate,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&manifest);
+                    if !retry(&e.error) {
+                        return Err(io("naming the pre-restore backup", &candidate)(e.error));
+                    }
+                    copy = e.file;
+                    n += 1;
+                }
+            }
+        };
+        sync_dir(dir)?;
+        exchange(&path, target).map_err(io("exchanging the restored file with", target))?;
+        sync_dir(db_dir)?;
+        if dir != db_dir {
+            sync_dir(dir)?;
+        }
+        // The exchange happened: the backup holds what its manifest says.
+        // If this rewrite fails the mark stays, and the checksum tells.
+        m.pending_swap = false;
+        let _ = write_manifest(&path, &m);
+        Ok(path)
     }
 }
 
@@ -1191,31 +1581,19 @@ pub struct Selected {
 }
 
 /// The newest backup whose fingerprint has none of `without_tables` and none
-/// of `without_markers` live, and that passes [`verify`]. When none does,
-/// the error lists every backup and why it was passed over.
+/// of `without_markers` live, and that passes [`verify`], or whose manifest
+/// records that it passed (then its checksum is for the restore to compare,
+/// as it copies it). When none does, the error lists every backup and why
+/// it was passed over.
 pub fn select(dir: &Path, wanted: &Criteria) -> Result<Selected, Error> {
     let entries = list(dir, &wanted.counting, wanted.app_prefix.as_deref())?;
     let mut rejected = Vec::new();
     for mut entry in entries {
-        // In the caller's terms, whatever terms its manifest was made in.
-        let fp = match &entry.fingerprint {
-            Ok(_) => fingerprint_of(&entry.path, &wanted.counting),
-            Err(e) => Err(e.clone()),
-        };
-        let fp = match &fp {
-            Ok(fp) => fp,
-            Err(e) => {
-                rejected.push(Rejected {
-                    path: entry.path.clone(),
-                    why: e.clone(),
-                });
-                continue;
-            }
-        };
         let reject = |why: String| Rejected {
             path: entry.path.clone(),
             why,
         };
+        // The label first: it rules a backup out without reading it.
         if let Some(label) = wanted
             .label
             .as_deref()
@@ -1224,26 +1602,46 @@ pub fn select(dir: &Path, wanted: &Criteria) -> Result<Selected, Error> {
             rejected.push(reject(format!("is not labelled `{label}`")));
             continue;
         }
+        // In the caller's terms, whatever terms its manifest was made in.
+        let fp = match &entry.fingerprint {
+            Ok(_) => fingerprint_of(&entry.path, &wanted.counting),
+            Err(e) => Err(e.clone()),
+        };
+        let fp = match fp {
+            Ok(fp) => fp,
+            Err(e) => {
+                rejected.push(reject(e));
+                continue;
+            }
+        };
         if let Some(t) = wanted.with_tables.iter().find(|t| !fp.has_table(t)) {
             rejected.push(reject(format!("has no table `{t}`")));
             continue;
         }
-        let (without_tables, without_markers) = (&wanted.without_tables, &wanted.without_markers);
-        if let Some(t) = without_tables.iter().find(|t| fp.has_table(t)) {
-            rejected.push(Rejected {
-                path: entry.path.clone(),
-                why: format!("has table `{t}`"),
-            });
+        if let Some(t) = wanted.without_tables.iter().find(|t| fp.has_table(t)) {
+            rejected.push(reject(format!("has table `{t}`")));
             continue;
         }
-        if let Some(m) = without_markers.iter().find(|m| fp.markers.contains(m)) {
-            rejected.push(Rejected {
-                path: entry.path.clone(),
-                why: format!("has live marker `{m}`"),
-            });
+        if let Some(m) = wanted
+            .without_markers
+            .iter()
+            .find(|m| fp.markers.contains(m))
+        {
+            rejected.push(reject(format!("has live marker `{m}`")));
             continue;
         }
-        match verify(&entry.path, &wanted.counting) {
+        let recorded = read_manifest(&entry.path).ok().flatten().and_then(|m| {
+            let v = m.trusted_check(entry.size)?.clone();
+            Some(Verified {
+                checksum: m.checksum()?,
+                manifest: true,
+                fingerprint: fp.clone(),
+                checked_at: v.at,
+                checked_now: false,
+                unrecorded: None,
+            })
+        });
+        match recorded.map_or_else(|| verify(&entry.path, &wanted.counting), Ok) {
             Ok(verified) => {
                 entry.fingerprint = Ok(verified.fingerprint.clone());
                 return Ok(Selected {
@@ -1252,10 +1650,7 @@ pub fn select(dir: &Path, wanted: &Criteria) -> Result<Selected, Error> {
                     rejected,
                 });
             }
-            Err(e) => rejected.push(Rejected {
-                path: entry.path.clone(),
-                why: e.to_string(),
-            }),
+            Err(e) => rejected.push(reject(e.to_string())),
         }
     }
     let detail = if rejected.is_empty() {

@@ -25,6 +25,7 @@ macro_rules! say {
 pub mod action;
 pub mod analyzer;
 pub mod backup;
+pub mod checksum;
 pub mod cli;
 pub mod command;
 pub mod database;

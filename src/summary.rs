@@ -164,8 +164,8 @@ pub struct BackupMade {
     pub step: String,
     pub path: String,
     pub label: Option<String>,
-    /// None for a pre-restore backup, whose checksum is in its manifest.
-    pub sha256: Option<String>,
+    /// `blake3:<hex>`; none for a pre-restore backup, whose checksum is in its manifest.
+    pub checksum: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -444,7 +444,7 @@ impl Summary {
                         step: step.to_owned(),
                         path,
                         label: text("label"),
-                        sha256: text("sha256"),
+                        checksum: text("checksum"),
                     });
                 }
             }
@@ -454,7 +454,7 @@ impl Summary {
                         step: step.to_owned(),
                         path,
                         label: Some("pre-restore".into()),
-                        sha256: None,
+                        checksum: None,
                     });
                 }
                 if let Some(backup) = text("backup") {

@@ -126,6 +126,9 @@ impl Action for Create {
         .map_err(Failure::failed)?;
         let mut out = outputs(&manifest);
         out.insert("path".into(), path.display().to_string().into());
+        if let Some(sum) = manifest.checksum() {
+            out.insert("checksum".into(), sum.to_string().into());
+        }
         Ok(out)
     }
 }
@@ -183,7 +186,10 @@ impl Action for Select {
         };
         let selected = backup::select(&self.dir, &criteria).map_err(Failure::failed)?;
         let mut out = outputs(selected.entry.to_json());
-        out.insert("sha256".into(), selected.verified.sha256.into());
+        let v = &selected.verified;
+        out.insert("checksum".into(), v.checksum.to_string().into());
+        out.insert("checked_at".into(), v.checked_at.clone().into());
+        out.insert("checked_now".into(), v.checked_now.into());
         let rejected = serde_json::to_value(selected.rejected).unwrap_or(Json::Null);
         out.insert("rejected".into(), rejected);
         Ok(out)

@@ -83,12 +83,8 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 say!("{}", json!({"path": path, "manifest": m}));
             } else {
                 say!("{}", path.display());
-                say!(
-                    "  sha256 {}  {} bytes  {}",
-                    m.sha256,
-                    m.size,
-                    summary(&m.fingerprint)
-                );
+                let sum = m.checksum().map(|c| c.to_string()).unwrap_or_default();
+                say!("  {sum}  {} bytes  {}", m.size, summary(&m.fingerprint));
             }
         }
         BackupOp::List {
@@ -143,21 +139,38 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
         } => {
             let v = backup::verify(file, &counting.counting())?;
             if *json {
-                say!(
-                    "{}",
-                    json!({"backup": file, "integrity": "ok", "sha256": v.sha256, "manifest": v.manifest, "fingerprint": v.fingerprint})
-                );
+                let mut out = json!({"backup": file, "integrity": "ok"});
+                if let (Some(o), serde_json::Value::Object(v)) = (out.as_object_mut(), json!(v)) {
+                    o.extend(v);
+                }
+                say!("{out}");
             } else {
-                let checksum = if v.manifest {
-                    "sha256 matches its manifest"
+                let had_manifest = v.manifest;
+                let checksum = if had_manifest {
+                    format!("{} matches its manifest", v.checksum.algorithm.name())
                 } else {
-                    "no manifest to compare the sha256 with"
+                    format!(
+                        "no manifest to compare the {} with",
+                        v.checksum.algorithm.name()
+                    )
                 };
                 say!(
                     "ok: {} (integrity ok, {checksum}; {})",
                     file.display(),
                     summary(&v.fingerprint)
                 );
+                match &v.unrecorded {
+                    None if had_manifest => {
+                        say!("  recorded in {}", backup::manifest_path(file).display())
+                    }
+                    None => say!(
+                        "  recorded in a new manifest, {}",
+                        backup::manifest_path(file).display()
+                    ),
+                    Some(why) => {
+                        say!("  not recorded in a manifest: {why}; a restore will check it again")
+                    }
+                }
             }
         }
         BackupOp::Restore {
@@ -190,9 +203,14 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                 say!("{}", serde_json::to_string(&r).unwrap_or_default());
             } else {
                 say!("restored {} from {}", db.display(), file.display());
-                match &r.pre_restore_backup {
-                    Some(p) => say!("  the state before is in {}", p.display()),
-                    None => say!("  there was no database file before"),
+                say!("  checked: {}", r.checked);
+                match (&r.pre_restore_backup, r.kept_by) {
+                    (Some(p), Some("exchange")) => say!(
+                        "  the state before is in {} (the old file itself, exchanged)",
+                        p.display()
+                    ),
+                    (Some(p), _) => say!("  the state before is in {}", p.display()),
+                    (None, _) => say!("  there was no database file before"),
                 }
                 say!("  now: {}", summary(&r.fingerprint));
             }

@@ -67,12 +67,9 @@ fn create_writes_a_0600_backup_and_a_manifest_with_the_fingerprint() {
         .code(0)
         .stdout_has("images 12, media 16; markers: media_unification_2024");
     assert_eq!(manifest["size"], std::fs::metadata(app.db()).unwrap().len());
-    use sha2::Digest;
-    let digest: String = sha2::Sha256::digest(std::fs::read(t.path().join(path)).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(manifest["sha256"], digest);
+    assert_eq!(manifest["blake3"], blake3_of(&t.path().join(path)));
+    assert_eq!(manifest["format"], 2);
+    assert!(manifest.get("sha256").is_none(), "{manifest}");
 }
 
 #[test]
@@ -166,7 +163,8 @@ fn verify_rejects_corrupt_truncated_and_foreign_files() {
     let good = app.legacy_backup("20240101-000000");
     t.run(&["backup", "verify", "--backup", good.to_str().unwrap()])
         .code(0)
-        .stdout_has("integrity ok, no manifest to compare the sha256 with");
+        .stdout_has("integrity ok, no manifest to compare the blake3 with")
+        .stdout_has("recorded in a new manifest");
 
     let bytes = std::fs::read(&good).unwrap();
     let truncated = t.path().join("truncated.db");
@@ -266,7 +264,7 @@ fn a_refused_restore_leaves_no_file_behind_and_the_database_as_it_was() {
     let bytes = std::fs::read(t.path().join(&good)).unwrap();
     std::fs::write(t.path().join(tampered), &bytes).unwrap();
     let manifest = std::fs::read_to_string(t.path().join(format!("{good}.json"))).unwrap();
-    let sha = made["manifest"]["sha256"].as_str().unwrap();
+    let sha = made["manifest"]["blake3"].as_str().unwrap();
     std::fs::write(
         t.path().join(format!("{tampered}.json")),
         manifest.replace(sha, &"0".repeat(64)),
@@ -456,12 +454,10 @@ fn ticks(db: &std::path::Path) -> std::collections::BTreeSet<i64> {
     rows.collect::<Result<_, _>>().unwrap()
 }
 
-fn sha256_of(path: &std::path::Path) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+fn blake3_of(path: &std::path::Path) -> String {
+    blake3::hash(&std::fs::read(path).unwrap())
+        .to_hex()
+        .to_string()
 }
 
 /// An app that reconnects per request: a thread that opens the database,
@@ -560,8 +556,8 @@ fn kept_ticks(backup: &std::path::Path) -> std::collections::BTreeSet<i64> {
         serde_json::from_slice(&std::fs::read(format!("{}.json", backup.display())).unwrap())
             .unwrap();
     assert_eq!(
-        manifest["sha256"],
-        sha256_of(backup),
+        manifest["blake3"],
+        blake3_of(backup),
         "{} does not match its manifest",
         backup.display()
     );

@@ -19,4 +19,5 @@ mod resume;
 mod rollback;
 mod semantics;
 mod terminal;
+mod verified;
 mod views;

@@ -1,0 +1,277 @@
+//! A backup checked once and then trusted by its checksum, and a restore
+//! that keeps the state before by exchanging files rather than copying.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::gofastcdn::Install;
+use crate::support::Test;
+
+fn manifest(backup: &Path) -> serde_json::Value {
+    let mut p = backup.as_os_str().to_owned();
+    p.push(".json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn blake3_of(path: &Path) -> String {
+    blake3::hash(&std::fs::read(path).unwrap())
+        .to_hex()
+        .to_string()
+}
+
+fn restore_json(t: &Test, backup: &Path) -> serde_json::Value {
+    let out = t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        backup.to_str().unwrap(),
+        "--force",
+        "--json",
+    ]);
+    out.code(0);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// Each row a query gives, as text.
+fn rows(db: &Path, sql: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn has_media(db: &Path) -> bool {
+    !rows(db, "SELECT name FROM sqlite_master WHERE name = 'media'").is_empty()
+}
+
+/// `backup verify` writes the app's backup a manifest recording the check;
+/// a restore of it then compares the checksum in its copy pass instead of
+/// checking the content again, and says which it did.
+#[test]
+fn a_verified_backup_is_restored_on_its_checksum_and_an_unverified_one_is_checked() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 8, 4);
+    let backup = app.legacy_backup("20240101-000000");
+    app.migrate().unwrap();
+
+    // Never verified: checked now, and the check recorded for next time.
+    let r = restore_json(&t, &backup);
+    assert_eq!(r["checked"], "integrity_check ok", "{r}");
+    let m = manifest(&backup);
+    assert_eq!(m["verified"]["integrity_check"], "ok", "{m}");
+    assert_eq!(m["blake3"], blake3_of(&backup));
+    assert_eq!(
+        m["verified"]["checksum"],
+        format!("blake3:{}", blake3_of(&backup))
+    );
+
+    app.migrate().unwrap();
+    let r = restore_json(&t, &backup);
+    let checked = r["checked"].as_str().unwrap();
+    assert!(
+        checked.starts_with(&format!(
+            "blake3:{} matches its manifest",
+            blake3_of(&backup)
+        )),
+        "{checked}"
+    );
+    assert!(!app.has_table("media"));
+    assert_eq!(app.count("images"), 8);
+
+    // `backup list` shows when it was checked.
+    let list: serde_json::Value = serde_json::from_str(
+        &t.run(&[
+            "backup",
+            "list",
+            "--dir",
+            "app/backups",
+            "--app-backups",
+            "db_backup_",
+            "--json",
+        ])
+        .code(0)
+        .stdout
+        .clone(),
+    )
+    .unwrap();
+    let legacy = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == "legacy")
+        .unwrap();
+    assert_eq!(legacy["verified_at"], m["verified"]["at"], "{list}");
+}
+
+/// The fast path trusts the recorded check only for the bytes it was made
+/// on: a backup changed after `backup verify` — same size, still a sound
+/// database, so only the checksum can tell — is refused, and nothing changes.
+#[test]
+fn a_backup_changed_after_it_was_verified_is_refused_by_the_fast_path() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 8, 4);
+    let backup = app.legacy_backup("20240101-000000");
+    app.migrate().unwrap();
+    t.run(&["backup", "verify", "--backup", backup.to_str().unwrap()])
+        .code(0)
+        .stdout_has("recorded in a new manifest");
+    let size = std::fs::metadata(&backup).unwrap().len();
+    {
+        let conn = rusqlite::Connection::open(&backup).unwrap();
+        conn.execute(
+            "UPDATE images SET file_name = 'image-X.png' WHERE id = 1",
+            [],
+        )
+        .unwrap();
+    }
+    assert_eq!(std::fs::metadata(&backup).unwrap().len(), size);
+    let live = app.bytes();
+    let backups: Vec<_> = std::fs::read_dir(t.path().join("app/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        backup.to_str().unwrap(),
+        "--force",
+    ])
+    .code(1)
+    .stderr_has("does not match its manifest: blake3:");
+    assert_eq!(app.bytes(), live, "the live database changed");
+    assert!(app.has_table("media"));
+    let after: Vec<_> = std::fs::read_dir(t.path().join("app/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(after.len(), backups.len(), "a file was left: {after:?}");
+    // A full check, asked for, finds the change too.
+    t.run(&["backup", "verify", "--backup", backup.to_str().unwrap()])
+        .code(1)
+        .stderr_has("does not match its manifest");
+}
+
+/// On one filesystem the state before is the old file itself: the
+/// pre-restore backup has the live file's inode, its manifest matches it,
+/// and it holds the rows the database held.
+#[test]
+fn the_state_before_is_kept_by_exchanging_the_old_file_not_by_copying_it() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 8, 4);
+    let backup = app.legacy_backup("20240101-000000");
+    app.migrate().unwrap();
+    app.upload("after.png", "image");
+    let old_inode = std::fs::metadata(app.db()).unwrap().ino();
+    const MEDIA: &str = "SELECT quote(file_name) || quote(checksum) FROM media ORDER BY id";
+    let media = rows(&app.db(), MEDIA);
+
+    let r = restore_json(&t, &backup);
+    assert_eq!(r["kept_by"], "exchange", "{r}");
+    let kept = Path::new(r["pre_restore_backup"].as_str().unwrap()).to_path_buf();
+    let kept = if kept.is_absolute() {
+        kept
+    } else {
+        t.path().join(kept)
+    };
+    assert_eq!(std::fs::metadata(&kept).unwrap().ino(), old_inode);
+    assert_ne!(std::fs::metadata(app.db()).unwrap().ino(), old_inode);
+    let m = manifest(&kept);
+    assert_eq!(m["blake3"], blake3_of(&kept));
+    assert_eq!(m["label"], "pre-restore");
+    assert!(m.get("pending_swap").is_none(), "{m}");
+    assert_eq!(rows(&kept, MEDIA), media);
+    // The restored database is the backup's, and SQLite opens it whole.
+    assert!(!app.has_table("media"));
+    assert_eq!(blake3_of(&app.db()), blake3_of(&backup));
+    // The live file keeps its mode.
+    assert_eq!(
+        std::fs::metadata(app.db()).unwrap().mode() & 0o777,
+        std::fs::metadata(&kept).unwrap().mode() & 0o777
+    );
+}
+
+/// Across filesystems nothing can be exchanged: the state before is copied,
+/// and says so.
+#[test]
+fn across_filesystems_the_state_before_is_copied() {
+    let shm = Path::new("/dev/shm");
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 8, 4);
+    let other_fs = shm.is_dir()
+        && std::fs::metadata(shm).unwrap().dev() != std::fs::metadata(t.path()).unwrap().dev();
+    if !other_fs {
+        crate::support::skipped("no second filesystem at /dev/shm");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let backup = app.legacy_backup("20240101-000000");
+    app.migrate().unwrap();
+    let out = t.run(&[
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        backup.to_str().unwrap(),
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--force",
+        "--json",
+    ]);
+    out.code(0);
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(r["kept_by"], "copy", "{r}");
+    let kept = Path::new(r["pre_restore_backup"].as_str().unwrap());
+    assert!(kept.starts_with(dir.path()));
+    assert_eq!(manifest(kept)["blake3"], blake3_of(kept));
+    assert!(has_media(kept));
+    assert!(!app.has_table("media"));
+}
+
+/// A kill after the pre-restore backup is named and before the exchange
+/// leaves a file under its name that holds the backup being restored: it
+/// does not match its manifest, and verify says why and what to do.
+#[test]
+fn a_pre_restore_backup_named_before_an_exchange_that_never_happened_says_so() {
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 8, 4);
+    let backup = app.legacy_backup("20240101-000000");
+    app.migrate().unwrap();
+    let live = app.bytes();
+    // The state a kill there leaves: the copy of the backup under the
+    // pre-restore name, its manifest describing the live file, marked.
+    let named = t
+        .path()
+        .join("app/backups/runbook-20260101T000000Z-pre-restore.db");
+    std::fs::copy(&backup, &named).unwrap();
+    let json = serde_json::json!({
+        "format": 2,
+        "file": "runbook-20260101T000000Z-pre-restore.db",
+        "blake3": blake3_of(&app.db()),
+        "size": std::fs::metadata(app.db()).unwrap().len(),
+        "created_at": "2026-01-01T00:00:00Z",
+        "source": app.db(),
+        "sqlite_version": "3",
+        "label": "pre-restore",
+        "fingerprint": {"tables": [], "counts": {}, "schema": ""},
+        "pending_swap": true,
+    });
+    std::fs::write(
+        t.path()
+            .join("app/backups/runbook-20260101T000000Z-pre-restore.db.json"),
+        json.to_string(),
+    )
+    .unwrap();
+    t.run(&["backup", "verify", "--backup", named.to_str().unwrap()])
+        .code(1)
+        .stderr_has("made for a restore stopped before its swap")
+        .stderr_has("the database was not replaced");
+    assert_eq!(app.bytes(), live);
+}
