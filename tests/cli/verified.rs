@@ -275,3 +275,42 @@ fn a_pre_restore_backup_named_before_an_exchange_that_never_happened_says_so() {
         .stderr_has("the database was not replaced");
     assert_eq!(app.bytes(), live);
 }
+
+/// A manifest written before BLAKE3 names its SHA-256, and still verifies:
+/// the checksum is computed in the algorithm the manifest names.
+#[test]
+fn a_manifest_with_a_sha256_still_verifies_and_restores() {
+    use sha2::Digest;
+    let t = Test::new();
+    let app = Install::new(&t.path().join("app"), 8, 4);
+    let made = t.backup_create();
+    let path = t.path().join(made["path"].as_str().unwrap());
+    let mut m = manifest(&path);
+    let sha: String = sha2::Sha256::digest(std::fs::read(&path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let o = m.as_object_mut().unwrap();
+    o.remove("blake3");
+    o.insert("format".into(), 1.into());
+    o.insert("sha256".into(), sha.clone().into());
+    let mut at = path.as_os_str().to_owned();
+    at.push(".json");
+    std::fs::write(&at, m.to_string()).unwrap();
+
+    t.run(&["backup", "verify", "--backup", path.to_str().unwrap()])
+        .code(0)
+        .stdout_has("sha256 matches its manifest");
+    let m = manifest(&path);
+    assert_eq!(m["verified"]["checksum"], format!("sha256:{sha}"), "{m}");
+    app.migrate().unwrap();
+    let r = restore_json(&t, &path);
+    assert!(
+        r["checked"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("sha256:{sha} matches its manifest")),
+        "{r}"
+    );
+    assert!(!app.has_table("media"));
+}

@@ -31,7 +31,7 @@ fn trials(
     template: &Path,
     args: &[&str],
     trials: u32,
-    extra_check: impl Fn(&Path),
+    extra_check: impl Fn(&Path, &Dump, &Dump),
 ) -> Vec<Dump> {
     let work = tempfile::tempdir().unwrap();
     // How long the whole operation takes here, and what it leaves.
@@ -57,8 +57,8 @@ fn trials(
         let _ = child.wait();
         let db = dir.join("app/db_data/main.db");
         assert_integrity(&db);
-        extra_check(&dir);
         let now = dump(&db);
+        extra_check(&dir, &before, &now);
         if now != before && now != after {
             // For the caller to judge (e.g. option 2's restored-but-not-yet-carried state).
             others.push(now);
@@ -69,7 +69,11 @@ fn trials(
     others
 }
 
-fn backups_are_whole(dir: &Path) {
+/// Every backup file left passes integrity_check and is what its manifest
+/// says, checksum included — but for a pre-restore backup named before an
+/// exchange the kill came before, which its manifest marks: that one holds
+/// the restored copy, and the live database must be the state before.
+fn backups_are_whole(dir: &Path, before: &Dump, now: &Dump) {
     for entry in std::fs::read_dir(dir.join("app/backups")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -79,14 +83,42 @@ fn backups_are_whole(dir: &Path) {
             if manifest.exists() {
                 let m: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
-                assert_eq!(
-                    m["size"],
-                    std::fs::metadata(&path).unwrap().len(),
-                    "{name}: manifest and file differ"
-                );
+                let size = std::fs::metadata(&path).unwrap().len();
+                let sum = blake3::hash(&std::fs::read(&path).unwrap()).to_hex();
+                let matches = m["size"] == size && m["blake3"].as_str() == Some(sum.as_str());
+                if m["pending_swap"] == true && !matches {
+                    assert_eq!(now, before, "{name}: unswapped, yet the database changed");
+                } else {
+                    assert_eq!(m["size"], size, "{name}: manifest and file differ");
+                    if m["sha256"].is_null() {
+                        assert_eq!(
+                            m["blake3"].as_str(),
+                            Some(sum.as_str()),
+                            "{name}: checksum and manifest differ"
+                        );
+                    }
+                }
             }
         }
     }
+}
+
+/// A restore that happened kept the state before: some pre-restore backup,
+/// matching its manifest, holds exactly the rows the database held.
+fn restore_kept_the_state_before(dir: &Path, before: &Dump, now: &Dump) {
+    backups_are_whole(dir, before, now);
+    if now == before {
+        return;
+    }
+    let kept = std::fs::read_dir(dir.join("app/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-pre-restore.db"))
+        .any(|p| dump(&p) == *before);
+    assert!(
+        kept,
+        "the database was restored, but no pre-restore backup holds its state before"
+    );
 }
 
 #[test]
@@ -120,7 +152,39 @@ fn backup_restore_killed_at_random_moments() {
             "--force",
         ],
         40 * scale(),
-        backups_are_whole,
+        restore_kept_the_state_before,
+    );
+    assert!(
+        others.is_empty(),
+        "a killed restore left a database that is neither the old nor the new one"
+    );
+}
+
+/// The same, for a backup whose check `backup verify` recorded: the restore
+/// compares its checksum as it copies instead of checking it again.
+#[test]
+fn restore_of_a_verified_backup_killed_at_random_moments() {
+    let t = tempfile::tempdir().unwrap();
+    pristine(t.path());
+    let backup = "app/backups/db_backup_20240501-120000.db";
+    assert!(runbook(t.path(), &["backup", "verify", "--backup", backup])
+        .status()
+        .unwrap()
+        .success());
+    let others = trials(
+        "backup restore (verified)",
+        t.path(),
+        &[
+            "backup",
+            "restore",
+            "--db",
+            "app/db_data/main.db",
+            "--backup",
+            backup,
+            "--force",
+        ],
+        40 * scale(),
+        restore_kept_the_state_before,
     );
     assert!(
         others.is_empty(),
@@ -142,7 +206,7 @@ fn option_1_killed_at_random_moments() {
         t.path(),
         &["run", &pb, "--var", "root=app"],
         40 * scale(),
-        |_| {},
+        |_, _, _| {},
     );
     assert!(
         others.is_empty(),
@@ -163,7 +227,7 @@ fn option_2_killed_at_random_moments() {
         t.path(),
         &["run", &pb, "--var", "root=app"],
         30 * scale(),
-        backups_are_whole,
+        restore_kept_the_state_before,
     );
     for other in others {
         assert!(
