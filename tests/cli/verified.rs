@@ -314,3 +314,55 @@ fn a_manifest_with_a_sha256_still_verifies_and_restores() {
     );
     assert!(!app.has_table("media"));
 }
+
+/// The manifest's checksum is the one Debian's `b3sum --check` reads: a
+/// backup can be checked by hand, without runbook.
+#[test]
+fn b3sum_checks_a_backup_by_its_manifest() {
+    if std::process::Command::new("b3sum")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::support::skipped("b3sum is not installed (apt-get install b3sum)");
+        return;
+    }
+    let t = Test::new();
+    let _app = Install::new(&t.path().join("app"), 8, 4);
+    let made = t.backup_create();
+    let path = t.path().join(made["path"].as_str().unwrap());
+    let m = manifest(&path);
+    let line = format!(
+        "{}  {}\n",
+        m["blake3"].as_str().unwrap(),
+        m["file"].as_str().unwrap()
+    );
+    let check = |line: &str| {
+        let mut child = std::process::Command::new("b3sum")
+            .arg("--check")
+            .current_dir(path.parent().unwrap())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = check(&line);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(": OK"));
+    // And it is not a check that passes anything.
+    let first = if line.starts_with('0') { "1" } else { "0" };
+    let wrong = format!("{first}{}", &line[1..]);
+    assert!(!check(&wrong).status.success());
+}
