@@ -227,12 +227,29 @@ impl Action for Restore {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "verify {}, back up {} into {}, then replace it with the backup",
-            self.backup.display(),
-            self.db.display(),
-            self.dir.display()
-        )
+        // What the review the week before can still change: a backup whose
+        // check is recorded is restored at the speed of a copy.
+        let size = std::fs::metadata(&self.backup).map(|m| m.len()).ok();
+        let recorded = backup::read_manifest(&self.backup)
+            .ok()
+            .flatten()
+            .zip(size)
+            .and_then(|(m, size)| m.trusted_check(size).map(|v| v.at.clone()));
+        match recorded {
+            Some(at) => format!(
+                "restore {} (its integrity_check passed at {at}: only its checksum is compared, as it is copied), keep the state of {} in {}, then put the backup in its place",
+                self.backup.display(),
+                self.db.display(),
+                self.dir.display()
+            ),
+            None => format!(
+                "verify {} (never verified: integrity_check reads it all first; `runbook backup verify --backup {}` now makes the restore a checked copy), keep the state of {} in {}, then put the backup in its place",
+                self.backup.display(),
+                self.backup.display(),
+                self.db.display(),
+                self.dir.display()
+            ),
+        }
     }
 
     fn run(&self, _ctx: &Context<'_>) -> Result<Outputs, Failure> {

@@ -681,7 +681,7 @@ fn the_dry_run_predicts_what_the_run_then_does() {
         "{option_1}"
     );
     assert!(option_1.contains("option-2 would take over"), "{option_1}");
-    dry.stdout_has("would verify app/backups/db_backup_20240501-120000.db");
+    dry.stdout_has("would verify app/backups/db_backup_20240501-120000.db (never verified: integrity_check reads it all first; `runbook backup verify --backup app/backups/db_backup_20240501-120000.db` now");
     // The restore is made on the dry run's copy, so the carry-back after it
     // and every check of verify are predicted, not guessed.
     dry.stdout_has("-pre-restore.db (made by the run) as `old`")
@@ -697,6 +697,26 @@ fn the_dry_run_predicts_what_the_run_then_does() {
             .count()
             == 1,
         "the dry run left a file in the live backup directory"
+    );
+    // Verified the week before, the same restore is predicted as a checked copy.
+    t.run(&[
+        "backup",
+        "verify",
+        "--backup",
+        "app/backups/db_backup_20240501-120000.db",
+    ])
+    .code(0);
+    let dry = emergency(&t, "predict", &["--dry-run"]);
+    dry.code(0).stdout_has(
+        "would restore app/backups/db_backup_20240501-120000.db (its integrity_check passed at ",
+    )
+    .stdout_has("only its checksum is compared, as it is copied");
+    assert_eq!(
+        std::fs::read_dir(t.path().join("app/backups"))
+            .unwrap()
+            .count(),
+        2,
+        "the backup and the manifest verify wrote, and nothing the dry run made"
     );
     let real = emergency(&t, "predict", &[]);
     real.code(0);
