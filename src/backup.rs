@@ -969,7 +969,8 @@ pub fn restore(
         .map_or(Algorithm::Blake3, |c| c.algorithm);
     // The restored copy is made where it can be exchanged with the live file.
     let exchange = real.is_some() && can_exchange(db_dir, dir);
-    let mut tmp = temporary_in(if exchange { dir } else { db_dir }, ".runbook-restore-")?;
+    let copy_dir = if exchange { dir } else { db_dir };
+    let mut tmp = temporary_in(copy_dir, ".runbook-restore-")?;
     // Checking the backup, copying it and keeping the current state are
     // independent, and each is bound by the CPU (an integrity check, two
     // checksum streams), so they run side by side. The live database is not
@@ -983,8 +984,13 @@ pub fn restore(
         });
         let copied = scope.spawn(|| {
             crate::progress::silently(true, || {
-                let copied = copy_checked(&src, out, backup, db, algorithm)?;
-                out.sync_all().map_err(io("syncing", db))?;
+                let copied = copy_checked(&src, out, backup, copy_dir, algorithm)
+                    .and_then(|c| out.sync_all().map(|()| c).map_err(io("syncing", copy_dir)))
+                    .map_err(|e| {
+                        Error::Refused(format!(
+                            "the copy of the backup failed, so nothing was restored: {e}"
+                        ))
+                    })?;
                 Ok(copied)
             })
         });
@@ -1395,42 +1401,11 @@ impl Old {
             pending_swap: true,
         };
         m.set_checksum(&self.sum);
-        let mut copy = copy;
-        let mut n = 1;
-        let path = loop {
-            let name = if n == 1 {
-                format!("{PREFIX}{stamp}-pre-restore.db")
-            } else {
-                format!("{PREFIX}{stamp}-pre-restore-{n}.db")
-            };
-            let candidate = dir.join(&name);
-            m.file = name;
-            let mut pending = temporary_in(dir, ".runbook-")?;
-            rewrite(&mut pending, &m, &candidate)?;
-            let manifest = manifest_path(&candidate);
-            let retry =
-                |e: &std::io::Error| e.kind() == std::io::ErrorKind::AlreadyExists && n < 100;
-            match pending.persist_noclobber(&manifest) {
-                Ok(_) => {}
-                Err(e) if retry(&e.error) => {
-                    n += 1;
-                    continue;
-                }
-                Err(e) => return Err(io("naming the manifest", &manifest)(e.error)),
-            }
-            match copy.persist_noclobber(&candidate) {
-                Ok(_) => break candidate,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&manifest);
-                    if !retry(&e.error) {
-                        return Err(io("naming the pre-restore backup", &candidate)(e.error));
-                    }
-                    copy = e.file;
-                    n += 1;
-                }
-            }
-        };
-        sync_dir(dir)?;
+        let path = name_pre_restore(copy, dir, &stamp, &mut m).map_err(|e| {
+            Error::Refused(format!(
+                "the pre-restore backup failed, so nothing was restored: {e}"
+            ))
+        })?;
         exchange(&path, target).map_err(io("exchanging the restored file with", target))?;
         sync_dir(db_dir)?;
         if dir != db_dir {
@@ -1442,6 +1417,52 @@ impl Old {
         let _ = write_manifest(&path, &m);
         Ok(path)
     }
+}
+
+/// Names the restored copy as the pre-restore backup `m` describes, its
+/// manifest first, under a name no other backup has; both durable.
+fn name_pre_restore(
+    copy: tempfile::NamedTempFile,
+    dir: &Path,
+    stamp: &str,
+    m: &mut Manifest,
+) -> Result<PathBuf, Error> {
+    let mut copy = copy;
+    let mut n = 1;
+    let path = loop {
+        let name = if n == 1 {
+            format!("{PREFIX}{stamp}-pre-restore.db")
+        } else {
+            format!("{PREFIX}{stamp}-pre-restore-{n}.db")
+        };
+        let candidate = dir.join(&name);
+        m.file = name;
+        let mut pending = temporary_in(dir, ".runbook-")?;
+        rewrite(&mut pending, m, &candidate)?;
+        let manifest = manifest_path(&candidate);
+        let retry = |e: &std::io::Error| e.kind() == std::io::ErrorKind::AlreadyExists && n < 100;
+        match pending.persist_noclobber(&manifest) {
+            Ok(_) => {}
+            Err(e) if retry(&e.error) => {
+                n += 1;
+                continue;
+            }
+            Err(e) => return Err(io("naming the manifest", &manifest)(e.error)),
+        }
+        match copy.persist_noclobber(&candidate) {
+            Ok(_) => break candidate,
+            Err(e) => {
+                let _ = std::fs::remove_file(&manifest);
+                if !retry(&e.error) {
+                    return Err(io("naming the pre-restore backup", &candidate)(e.error));
+                }
+                copy = e.file;
+                n += 1;
+            }
+        }
+    };
+    sync_dir(dir)?;
+    Ok(path)
 }
 
 /// A pre-restore backup, removed again when it is dropped before
