@@ -117,70 +117,99 @@ pub enum CopyError {
 }
 
 /// Copies the first `len` bytes of `src` into `out` (from its start) and
-/// computes their checksum in the same pass: this thread reads a chunk and
-/// hashes it while a second writes the chunk before it. The checksum is of
-/// exactly the bytes written, and the copy, not the hash, is the critical
-/// path. The caller guarantees the source does not change meanwhile.
+/// computes their checksum in the same pass: the kernel copies a chunk
+/// (`copy_file_range`, as `cp` does: no copy through this process) while a
+/// second thread hashes the chunk before it, read back from the page cache
+/// the copy has just filled. The copy, not the hash, is the critical path.
+/// The caller guarantees the source does not change meanwhile.
 pub fn copy(
     src: &File,
     len: u64,
     out: &mut File,
     algorithm: Algorithm,
 ) -> Result<Checksum, CopyError> {
-    use std::io::Write;
     use std::sync::mpsc;
-    // Three buffers: one being read and hashed, one being written, one spare.
-    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(2);
-    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(3);
-    for _ in 0..3 {
-        let _ = empty_tx.send(vec![0u8; CHUNK]);
-    }
+    let (tx, rx) = mpsc::sync_channel::<(u64, usize)>(4);
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> std::io::Result<()> {
-            for (buf, n) in full_rx {
-                out.write_all(&buf[..n])?;
-                if empty_tx.send(buf).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        });
-        let read = (|| -> Result<Checksum, CopyError> {
+        let hasher = scope.spawn(move || -> std::io::Result<Checksum> {
             let mut h = Hasher::new(algorithm);
+            let mut buf = vec![0u8; CHUNK];
+            for (offset, n) in rx {
+                src.read_exact_at(&mut buf[..n], offset)?;
+                h.update(&buf[..n]);
+            }
+            Ok(h.finish())
+        });
+        let copied = (|| -> Result<(), CopyError> {
             let mut offset = 0u64;
             while offset < len {
-                // The writer gave up (its error is reported below).
-                let Ok(mut buf) = empty_rx.recv() else { break };
                 let want = usize::try_from((len - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
-                let mut n = 0;
-                while n < want {
-                    match src.read_at(&mut buf[n..want], offset + n as u64) {
-                        Ok(0) => {
-                            return Err(CopyError::Shrank {
-                                expected: len,
-                                found: offset + n as u64,
-                            })
-                        }
-                        Ok(k) => n += k,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(CopyError::Read(e)),
-                    }
+                let n = copy_chunk(src, out, offset, want)?;
+                if n == 0 {
+                    return Err(CopyError::Shrank {
+                        expected: len,
+                        found: offset,
+                    });
                 }
-                h.update(&buf[..n]);
-                offset += n as u64;
-                if full_tx.send((buf, n)).is_err() {
+                if tx.send((offset, n)).is_err() {
+                    // The hasher failed: its error is the one reported.
                     break;
                 }
+                offset += n as u64;
                 crate::progress::report("copying and hashing", offset, Some(len));
             }
-            drop(full_tx);
-            Ok(h.finish())
+            Ok(())
         })();
-        let written = writer
+        drop(tx);
+        let hashed = hasher
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the writing thread failed")));
-        let checksum = read?;
-        written.map_err(CopyError::Write)?;
-        Ok(checksum)
+            .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread failed")));
+        copied?;
+        hashed.map_err(CopyError::Read)
     })
+}
+
+/// Up to `want` bytes at `offset` of `src` to the same offset of `out`:
+/// in the kernel where the filesystems allow it, else through a buffer.
+fn copy_chunk(src: &File, out: &File, offset: u64, want: usize) -> Result<usize, CopyError> {
+    use std::os::fd::AsRawFd;
+    let start = libc::loff_t::try_from(offset).unwrap_or(libc::loff_t::MAX);
+    let (mut off_in, mut off_out) = (start, start);
+    loop {
+        // SAFETY: both descriptors are open for the duration of the call,
+        // and the offsets are ours; the kernel copies between the files only.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                out.as_raw_fd(),
+                &mut off_out,
+                want,
+                0,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Not between these files: through a buffer instead.
+            Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP) => break,
+            // A source read fails as EIO; the rest are the destination's.
+            Some(libc::EIO) => return Err(CopyError::Read(e)),
+            _ => return Err(CopyError::Write(e)),
+        }
+    }
+    let mut buf = vec![0u8; want];
+    let n = loop {
+        match src.read_at(&mut buf, offset) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(CopyError::Read(e)),
+        }
+    };
+    out.write_all_at(&buf[..n], offset)
+        .map_err(CopyError::Write)?;
+    Ok(n)
 }
