@@ -17,7 +17,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from measure import RUNS, compare, compare_many  # noqa: E402
+from measure import RUNS, compare_pairs  # noqa: E402
 BIN = os.path.join(HERE, "..", "target", "release", "runbook")
 
 
@@ -77,37 +77,37 @@ def main():
                  else [sys.executable, "-c", "import hashlib,sys; print(hashlib.file_digest(open(sys.argv[1], 'rb'), 'sha256').hexdigest())"])
         integrity = ["sqlite3", "-readonly", legacy, "PRAGMA integrity_check"]
         rows = []
-        t, (b, floor), rss = compare_many(
+        t, (b, floor), (r, rf), rss = compare_pairs(
             ([BIN, "backup", "create", "--db", db, "--dir", scratch], work, clean_scratch),
             [(["sh", "-c", cp_sync, "_", db, copy], work, clean_scratch), (b3sum + [db], work)],
         )
-        rows.append(("backup create", "cp + sync of the database", t, b, rss))
-        rows.append(("backup create", "BLAKE3 of the database alone (b3sum)", t, floor, rss))
+        rows.append(("backup create", "cp + sync of the database", t, b, r, rss))
+        rows.append(("backup create", "BLAKE3 of the database alone (b3sum)", t, floor, rf, rss))
 
         restore = [BIN, "backup", "restore", "--db", db, "--backup", legacy, "--dir", scratch, "--force"]
-        t, b, rss = compare(
+        t, (b,), (r,), rss = compare_pairs(
             (restore, work, verified),
-            (["sh", "-c", cp_sync, "_", legacy, copy], work, clean_scratch),
+            [(["sh", "-c", cp_sync, "_", legacy, copy], work, clean_scratch)],
         )
-        rows.append(("backup restore, verified backup (checksum in the copy pass + state kept by exchange)", "cp + sync of the backup", t, b, rss))
+        rows.append(("backup restore, verified backup (checksum in the copy pass + state kept by exchange)", "cp + sync of the backup", t, b, r, rss))
 
-        t, b, rss = compare(
+        t, (b,), (r,), rss = compare_pairs(
             (restore, work, unverified),
-            (["sh", "-c", 'sqlite3 -readonly "$1" "PRAGMA integrity_check" >/dev/null && cp "$1" "$2" && sync "$2"', "_", legacy, copy], work, clean_scratch),
+            [(["sh", "-c", 'sqlite3 -readonly "$1" "PRAGMA integrity_check" >/dev/null && cp "$1" "$2" && sync "$2"', "_", legacy, copy], work, clean_scratch)],
         )
-        rows.append(("backup restore, never-verified backup (integrity_check + copy + exchange)", "sqlite3 integrity_check of the backup, then cp + sync", t, b, rss))
+        rows.append(("backup restore, never-verified backup (integrity_check + copy + exchange)", "sqlite3 integrity_check of the backup, then cp + sync", t, b, r, rss))
 
-        t, b, rss = compare(
+        t, (b,), (r,), rss = compare_pairs(
             ([BIN, "backup", "verify", "--backup", legacy], work),
-            (["sh", "-c", 'sqlite3 "$1" "PRAGMA integrity_check" && b3sum "$1"', "_", legacy], work),
+            [(["sh", "-c", 'sqlite3 "$1" "PRAGMA integrity_check" && b3sum "$1"', "_", legacy], work)],
         )
-        rows.append(("backup verify (and record it)", "sqlite3 integrity_check + b3sum", t, b, rss))
+        rows.append(("backup verify (and record it)", "sqlite3 integrity_check + b3sum", t, b, r, rss))
 
         print(f"Database: {size / 1024 / 1024:.0f} MiB migrated go-fast-cdn install; median of {RUNS} alternating runs, warm page cache, write-back flushed before each.\n")
-        print("| operation | runbook | baseline | baseline time | ratio | runbook peak RSS |")
+        print("| operation | runbook | baseline | baseline time | ratio (median of run-by-run ratios) | runbook peak RSS |")
         print("|---|---|---|---|---|---|")
-        for name, base_name, t, bt, rss in rows:
-            print(f"| {name} | {t:.2f} s | {base_name} | {bt:.2f} s | {t / bt:.2f}× | {rss:.0f} MiB |")
+        for name, base_name, t, bt, r, rss in rows:
+            print(f"| {name} | {t:.2f} s | {base_name} | {bt:.2f} s | {r:.2f}× | {rss:.0f} MiB |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -30,6 +30,14 @@ def compare(ours, baseline):
 
 def compare_many(ours, baselines):
     """Like compare, against several baselines, each run after every run of ours."""
+    t, bases, _, rss = compare_pairs(ours, baselines)
+    return t, bases, rss
+
+
+def compare_pairs(ours, baselines):
+    """compare_many, with the median of the ratios run by run as well: each
+    run of ours over the baseline run right after it, so that a disk whose
+    speed drifts during the benchmark weighs on both sides of each ratio."""
     ours_t, base_t, rss = [], [[] for _ in baselines], 0
     for _ in range(RUNS):
         t, r = once(*ours)
@@ -37,4 +45,5 @@ def compare_many(ours, baselines):
         rss = max(rss, r)
         for times, baseline in zip(base_t, baselines):
             times.append(once(*baseline)[0])
-    return statistics.median(ours_t), [statistics.median(b) for b in base_t], rss
+    ratios = [statistics.median(o / b for o, b in zip(ours_t, times)) for times in base_t]
+    return statistics.median(ours_t), [statistics.median(b) for b in base_t], ratios, rss
