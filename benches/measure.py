@@ -1,6 +1,7 @@
 """Timing helpers shared by the benchmark scripts: each measured command and
 its baseline run alternately, with pending write-back flushed before every
 run, so that neither pays for the other's writes."""
+import mmap
 import os
 import statistics
 import subprocess
@@ -8,12 +9,32 @@ import sys
 import time
 
 RUNS = int(os.environ.get("RUNS", "5"))
+# Memory to touch before every run, in GiB (see warm_memory).
+WARM_GIB = float(os.environ.get("WARM_GIB", "3"))
+
+
+def warm_memory():
+    """Touches WARM_GIB of memory and frees it again, right before a run.
+    A VM whose host takes back free guest memory (virtio-balloon free page
+    reporting, as on the machine of docs/PERFORMANCE.md) makes the first
+    touch of a page a fault in the host: new page-cache pages then cost
+    3 µs each, and a copy of 1.3 GB into the page cache took 4 s instead of
+    0.5 s, for cp as for runbook, depending on how long memory had been
+    free. Touched just before, the pages a run takes are ready, for each
+    side alike."""
+    n = int(WARM_GIB * (1 << 30))
+    if n:
+        m = mmap.mmap(-1, n)
+        for i in range(0, n, mmap.PAGESIZE):
+            m[i] = 1
+        m.close()
 
 
 def once(argv, cwd, setup=None):
     if setup:
         setup()
     os.sync()
+    warm_memory()
     before = time.perf_counter()
     child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)

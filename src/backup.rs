@@ -407,9 +407,7 @@ fn unreadable(e: &Error) -> bool {
 fn raw_copy(db: &Path, dir: &Path) -> Result<(tempfile::NamedTempFile, Checksum, u64), Error> {
     let mut tmp = temporary_in(dir, ".runbook-backup-")?;
     let src = File::open(db).map_err(io("opening", db))?;
-    let (sha, size, ()) = copy_hashing(&src, tmp.as_file_mut(), db, dir, |out| {
-        out.sync_all().map_err(io("syncing", dir))
-    })?;
+    let (sha, size, ()) = copy_hashing(&src, tmp.as_file_mut(), db, dir, || Ok(()))?;
     Ok((tmp, sha, size))
 }
 
@@ -471,8 +469,7 @@ fn copy_under_read_lock(
     let conn = open_live(db)?;
     conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")
         .map_err(|e| sqlite_error(db, e))?;
-    let copied = copy_hashing(&src, out, db, out_path, |out| {
-        out.sync_all().map_err(io("syncing", out_path))?;
+    let copied = copy_hashing(&src, out, db, out_path, || {
         Ok(database::fingerprint_on(&conn, db, counting)?)
     });
     let _ = conn.execute_batch("COMMIT");
@@ -481,18 +478,28 @@ fn copy_under_read_lock(
     copied
 }
 
-/// Copies `src` into `out`, computing a BLAKE3 checksum in the same pass
-/// ([`checksum::copy`]); `after` runs on the copy once it is complete.
-/// The caller guarantees the source does not change meanwhile.
+/// Copies `src` into `out` and forces it to disk, computing a BLAKE3
+/// checksum in the same pass ([`checksum::copy`]), on a thread of its own;
+/// `meanwhile` runs on this one (the fingerprint: SQLite reading the source
+/// while the kernel copies it). The caller guarantees the source does not
+/// change meanwhile.
 fn copy_hashing<T>(
     src: &File,
     out: &mut File,
     src_path: &Path,
     out_path: &Path,
-    after: impl FnOnce(&mut File) -> Result<T, Error>,
+    meanwhile: impl FnOnce() -> Result<T, Error>,
 ) -> Result<(Checksum, u64, T), Error> {
-    let (sum, len) = copy_checked(src, out, src_path, out_path, Algorithm::Blake3)?;
-    Ok((sum, len, after(out)?))
+    std::thread::scope(|scope| {
+        let copy = scope.spawn(|| {
+            let copied = copy_checked(src, out, src_path, out_path, Algorithm::Blake3)?;
+            out.sync_all().map_err(io("syncing", out_path))?;
+            Ok(copied)
+        });
+        let other = meanwhile();
+        let (sum, len) = joined(copy)?;
+        Ok((sum, len, other?))
+    })
 }
 
 /// [`checksum::copy`] of the whole of `src`, its errors named by file.
@@ -504,7 +511,7 @@ fn copy_checked(
     algorithm: Algorithm,
 ) -> Result<(Checksum, u64), Error> {
     let len = src.metadata().map_err(io("reading", src_path))?.len();
-    let sum = checksum::copy(src, len, out, algorithm).map_err(|e| match e {
+    let sum = checksum::copy(src, len, src_path, out, algorithm).map_err(|e| match e {
         checksum::CopyError::Read(e) => io("reading", src_path)(e),
         checksum::CopyError::Write(e) => io("copying into", out_path)(e),
         checksum::CopyError::Shrank { expected, found } => Error::Refused(format!(
@@ -1318,8 +1325,7 @@ impl Exclusive {
         std::fs::create_dir_all(dir).map_err(io("creating the backup directory", dir))?;
         let mut tmp = temporary_in(dir, ".runbook-backup-")?;
         let (checksum, size, fingerprint) =
-            copy_hashing(&self.file, tmp.as_file_mut(), db, dir, |out| {
-                out.sync_all().map_err(io("syncing", dir))?;
+            copy_hashing(&self.file, tmp.as_file_mut(), db, dir, || {
                 Ok(database::fingerprint_on(&self.conn, db, counting)?)
             })?;
         let snapshot = Snapshot {
@@ -1339,9 +1345,14 @@ impl Exclusive {
     /// to disk, as after the exchange they are the pre-restore backup.
     fn read(&self, db: &Path, counting: &Counting) -> Result<Old, Error> {
         let size = self.file.metadata().map_err(io("reading", db))?.len();
-        let sum =
-            checksum::of_range(&self.file, size, Algorithm::Blake3).map_err(io("reading", db))?;
-        let fingerprint = database::fingerprint_on(&self.conn, db, counting)?;
+        let file = &self.file;
+        let (sum, fingerprint) = std::thread::scope(|scope| {
+            let sum = scope.spawn(|| {
+                checksum::of_range(file, size, db, Algorithm::Blake3).map_err(io("reading", db))
+            });
+            let fingerprint = database::fingerprint_on(&self.conn, db, counting);
+            Ok::<_, Error>((joined(sum)?, fingerprint?))
+        })?;
         self.file.sync_all().map_err(io("syncing", db))?;
         Ok(Old {
             source: db.to_path_buf(),

@@ -11,8 +11,16 @@ use std::path::Path;
 
 use sha2::Digest;
 
-/// How much is read, hashed and written at a time.
+use crate::mapped::Mapped;
+
+/// How much the kernel copies at a time, and the hashing thread is told of.
 const CHUNK: usize = 4 << 20;
+
+/// How much is read at a time to be hashed where a file cannot be mapped:
+/// small enough for the buffer to stay in the CPU's cache between the read
+/// and the hash (measured here: reading a cached 1.3 GB file through 128 KiB
+/// took 0.15 s of CPU, through 256 KiB or more 0.8 s).
+const READ: usize = 128 << 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
@@ -81,16 +89,59 @@ impl Hasher {
     }
 }
 
-/// The checksum of the first `len` bytes of `file`, read with positioned
-/// reads so that another thread may use the same descriptor meanwhile.
-pub fn of_range(file: &File, len: u64, algorithm: Algorithm) -> std::io::Result<Checksum> {
+/// Where the hash reads a file from: its mapping ([`Mapped`]: no copy of
+/// the bytes into this process), or, where it cannot be mapped, positioned
+/// reads into a buffer, so that another thread may use the descriptor.
+enum Source<'a> {
+    Mapped(Mapped),
+    Read(&'a File, Vec<u8>),
+}
+
+impl<'a> Source<'a> {
+    fn new(file: &'a File, len: u64, path: &Path) -> Source<'a> {
+        match Mapped::of(file, len, path) {
+            Some(m) => Source::Mapped(m),
+            None => Source::Read(file, vec![0u8; READ]),
+        }
+    }
+
+    /// Hashes `len` bytes from `offset`.
+    fn hash(&mut self, h: &mut Hasher, offset: u64, len: usize) -> std::io::Result<()> {
+        match self {
+            Source::Mapped(m) => {
+                let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+                let bytes = m.bytes().get(start..start + len).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the mapped length")
+                })?;
+                h.update(bytes);
+            }
+            Source::Read(file, buf) => {
+                let mut done = 0;
+                while done < len {
+                    let n = (len - done).min(buf.len());
+                    file.read_exact_at(&mut buf[..n], offset + done as u64)?;
+                    h.update(&buf[..n]);
+                    done += n;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The checksum of the first `len` bytes of `file` (named `path`).
+pub fn of_range(
+    file: &File,
+    len: u64,
+    path: &Path,
+    algorithm: Algorithm,
+) -> std::io::Result<Checksum> {
     let mut h = Hasher::new(algorithm);
-    let mut buf = vec![0u8; CHUNK];
+    let mut source = Source::new(file, len, path);
     let mut offset = 0u64;
     while offset < len {
         let want = usize::try_from((len - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
-        file.read_exact_at(&mut buf[..want], offset)?;
-        h.update(&buf[..want]);
+        source.hash(&mut h, offset, want)?;
         offset += want as u64;
         crate::progress::report("hashing", offset, Some(len));
     }
@@ -101,7 +152,7 @@ pub fn of_range(file: &File, len: u64, algorithm: Algorithm) -> std::io::Result<
 pub fn of_file(path: &Path, algorithm: Algorithm) -> std::io::Result<(Checksum, u64)> {
     let f = File::open(path)?;
     let len = f.metadata()?.len();
-    Ok((of_range(&f, len, algorithm)?, len))
+    Ok((of_range(&f, len, path, algorithm)?, len))
 }
 
 /// What went wrong in [`copy`]: on which side.
@@ -125,6 +176,7 @@ pub enum CopyError {
 pub fn copy(
     src: &File,
     len: u64,
+    src_path: &Path,
     out: &mut File,
     algorithm: Algorithm,
 ) -> Result<Checksum, CopyError> {
@@ -133,10 +185,9 @@ pub fn copy(
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || -> std::io::Result<Checksum> {
             let mut h = Hasher::new(algorithm);
-            let mut buf = vec![0u8; CHUNK];
+            let mut source = Source::new(src, len, src_path);
             for (offset, n) in rx {
-                src.read_exact_at(&mut buf[..n], offset)?;
-                h.update(&buf[..n]);
+                source.hash(&mut h, offset, n)?;
             }
             Ok(h.finish())
         });
@@ -201,7 +252,7 @@ fn copy_chunk(src: &File, out: &File, offset: u64, want: usize) -> Result<usize,
             _ => return Err(CopyError::Write(e)),
         }
     }
-    let mut buf = vec![0u8; want];
+    let mut buf = vec![0u8; want.min(READ)];
     let n = loop {
         match src.read_at(&mut buf, offset) {
             Ok(n) => break n,

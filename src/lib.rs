@@ -36,6 +36,7 @@ pub mod exit;
 pub mod fault;
 pub mod journal;
 pub mod lock;
+pub mod mapped;
 pub mod node;
 pub mod plan;
 pub mod playbook;
