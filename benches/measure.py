@@ -1,7 +1,6 @@
 """Timing helpers shared by the benchmark scripts: each measured command and
 its baseline run alternately, with pending write-back flushed before every
 run, so that neither pays for the other's writes."""
-import mmap
 import os
 import statistics
 import subprocess
@@ -21,13 +20,18 @@ def warm_memory():
     3 µs each, and a copy of 1.3 GB into the page cache took 4 s instead of
     0.5 s, for cp as for runbook, depending on how long memory had been
     free. Touched just before, the pages a run takes are ready, for each
-    side alike."""
-    n = int(WARM_GIB * (1 << 30))
-    if n:
-        m = mmap.mmap(-1, n)
-        for i in range(0, n, mmap.PAGESIZE):
-            m[i] = 1
-        m.close()
+    side alike. Done in a child, whose memory is not the measured one's."""
+    if WARM_GIB:
+        subprocess.run([sys.executable, "-c", WARM, str(int(WARM_GIB * (1 << 30)))], check=True)
+
+
+WARM = """
+import mmap, sys
+n = int(sys.argv[1])
+m = mmap.mmap(-1, n)
+for i in range(0, n, mmap.PAGESIZE):
+    m[i] = 1
+"""
 
 
 def once(argv, cwd, setup=None):

@@ -894,6 +894,34 @@ fn check_content(backup: &Path, counting: &Counting) -> Result<Fingerprint, Erro
     Ok(database::fingerprint_on(&conn, backup, counting)?)
 }
 
+/// What a backup holds, as a restore knows it before the copy is in place.
+enum Content {
+    /// Checked now (`integrity_check`), and read from the backup.
+    Checked(Fingerprint),
+    /// Trusted by the check its manifest records (at `checked_at`) and its
+    /// checksum.
+    Trusted {
+        fingerprint: Fingerprint,
+        checked_at: String,
+    },
+}
+
+/// What a backup whose manifest records a passed check holds: the
+/// manifest's fingerprint where it was counted as asked now (its checksum,
+/// compared in the copy pass, says the bytes are those it was read from),
+/// else read from the backup, while the copy runs.
+fn recorded_content(
+    backup: &Path,
+    manifest: Option<&Manifest>,
+    counting: &Counting,
+) -> Result<Fingerprint, Error> {
+    match manifest {
+        Some(m) if m.counting == *counting => Ok(m.fingerprint.clone()),
+        _ => Ok(database::open_immutable(backup)
+            .and_then(|conn| database::fingerprint_on(&conn, backup, counting))?),
+    }
+}
+
 /// The backup's checksum against its manifest, if it has one.
 fn check_sum(backup: &Path, manifest: Option<&Manifest>, actual: &Checksum) -> Result<(), Error> {
     match manifest.and_then(|m| Some((m, m.checksum()?))) {
@@ -1002,8 +1030,13 @@ pub fn restore(
             })
         });
         let content = match &trusted {
-            Some(_) => Ok(None),
-            None => check_content(backup, counting).map(Some),
+            Some(v) => recorded_content(backup, manifest.as_ref(), counting).map(|fingerprint| {
+                Content::Trusted {
+                    fingerprint,
+                    checked_at: v.at.clone(),
+                }
+            }),
+            None => check_content(backup, counting).map(Content::Checked),
         };
         (content, joined(copied), joined(current))
     });
@@ -1028,18 +1061,15 @@ pub fn restore(
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
     let (sum, size) = copied?;
-    let checked = match (&trusted, &expected) {
-        (Some(v), _) => format!(
-            "{sum} matches its manifest, whose integrity_check passed at {}",
-            v.at
+    let checked = match &expected {
+        Content::Trusted { checked_at, .. } => format!(
+            "{sum} matches its manifest, whose integrity_check passed at {checked_at}"
         ),
-        (None, _) => {
+        Content::Checked(fp) => {
             // Checked now: recorded, so the next restore of it need not be.
             // Best effort: the restore does not depend on it.
-            if let Some(fp) = &expected {
-                let now = crate::event::now();
-                let _ = record_check(backup, manifest.clone(), &sum, size, fp, counting, &now);
-            }
+            let now = crate::event::now();
+            let _ = record_check(backup, manifest.clone(), &sum, size, fp, counting, &now);
             "integrity_check ok".to_owned()
         }
     };
@@ -1057,16 +1087,23 @@ pub fn restore(
         )));
     }
     // The copy about to be put in place holds what the backup holds: its
-    // checksum matched; what it holds is read here, not once in place: from
-    // then on the app may write to the restored file, and what it writes is
-    // its own.
-    let copy = database::open_immutable(tmp.path())
-        .and_then(|conn| database::fingerprint_on(&conn, tmp.path(), counting))?;
-    if let Some(expected) = expected.filter(|e| *e != copy) {
-        return Err(Error::Mismatch {
-            detail: format!("expected {expected:?}, found {copy:?}; nothing was restored"),
-        });
-    }
+    // checksum matched. A backup checked now is read again in its copy, here
+    // and not once in place: from then on the app may write to the
+    // restored file, and what it writes is its own. A trusted one is
+    // trusted by that checksum, computed from the bytes the kernel copied.
+    let copy = match expected {
+        Content::Trusted { fingerprint, .. } => fingerprint,
+        Content::Checked(expected) => {
+            let copy = database::open_immutable(tmp.path())
+                .and_then(|conn| database::fingerprint_on(&conn, tmp.path(), counting))?;
+            if expected != copy {
+                return Err(Error::Mismatch {
+                    detail: format!("expected {expected:?}, found {copy:?}; nothing was restored"),
+                });
+            }
+            copy
+        }
+    };
     let (pre_restore, kept_by) = match current.old.take() {
         Some(old) => {
             let path = old.exchange(tmp, target, db_dir, dir)?;

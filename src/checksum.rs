@@ -89,41 +89,39 @@ impl Hasher {
     }
 }
 
-/// Where the hash reads a file from: its mapping ([`Mapped`]: no copy of
-/// the bytes into this process), or, where it cannot be mapped, positioned
-/// reads into a buffer, so that another thread may use the descriptor.
-enum Source<'a> {
-    Mapped(Mapped),
-    Read(&'a File, Vec<u8>),
+/// Where the hash reads a file from: a window of it mapped ([`Mapped`]: no
+/// copy of the bytes into this process), or, where it cannot be mapped,
+/// positioned reads into a buffer, so that another thread may use the
+/// descriptor meanwhile.
+struct Source<'a> {
+    file: &'a File,
+    path: &'a Path,
+    buf: Vec<u8>,
 }
 
 impl<'a> Source<'a> {
-    fn new(file: &'a File, len: u64, path: &Path) -> Source<'a> {
-        match Mapped::of(file, len, path) {
-            Some(m) => Source::Mapped(m),
-            None => Source::Read(file, vec![0u8; READ]),
+    fn new(file: &'a File, path: &'a Path) -> Source<'a> {
+        Source {
+            file,
+            path,
+            buf: Vec::new(),
         }
     }
 
     /// Hashes `len` bytes from `offset`.
     fn hash(&mut self, h: &mut Hasher, offset: u64, len: usize) -> std::io::Result<()> {
-        match self {
-            Source::Mapped(m) => {
-                let start = usize::try_from(offset).map_err(std::io::Error::other)?;
-                let bytes = m.bytes().get(start..start + len).ok_or_else(|| {
-                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "past the mapped length")
-                })?;
-                h.update(bytes);
-            }
-            Source::Read(file, buf) => {
-                let mut done = 0;
-                while done < len {
-                    let n = (len - done).min(buf.len());
-                    file.read_exact_at(&mut buf[..n], offset + done as u64)?;
-                    h.update(&buf[..n]);
-                    done += n;
-                }
-            }
+        if let Some(m) = Mapped::of(self.file, offset, len, self.path) {
+            h.update(m.bytes());
+            return Ok(());
+        }
+        self.buf.resize(READ, 0);
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(READ);
+            self.file
+                .read_exact_at(&mut self.buf[..n], offset + done as u64)?;
+            h.update(&self.buf[..n]);
+            done += n;
         }
         Ok(())
     }
@@ -137,7 +135,7 @@ pub fn of_range(
     algorithm: Algorithm,
 ) -> std::io::Result<Checksum> {
     let mut h = Hasher::new(algorithm);
-    let mut source = Source::new(file, len, path);
+    let mut source = Source::new(file, path);
     let mut offset = 0u64;
     while offset < len {
         let want = usize::try_from((len - offset).min(CHUNK as u64)).unwrap_or(CHUNK);
@@ -185,7 +183,7 @@ pub fn copy(
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || -> std::io::Result<Checksum> {
             let mut h = Hasher::new(algorithm);
-            let mut source = Source::new(src, len, src_path);
+            let mut source = Source::new(src, src_path);
             for (offset, n) in rx {
                 source.hash(&mut h, offset, n)?;
             }

@@ -46,9 +46,16 @@ const EMPTY: Slot = Slot {
 
 static LIVE: [Slot; SLOTS] = [EMPTY; SLOTS];
 
-/// The first `len` bytes of a file, mapped read-only.
+/// `len` bytes of a file from an offset, mapped read-only. Hashing maps one
+/// window at a time and unmaps it once hashed, so that the process holds
+/// no more of the file than the window (its resident size stays that of a
+/// buffer, however large the file).
 pub struct Mapped {
     addr: *mut libc::c_void,
+    /// Mapped length, from the page boundary at or before the offset.
+    mapped: usize,
+    /// Where the bytes asked for start in the mapping.
+    skip: usize,
     len: usize,
     slot: Option<usize>,
     /// The path the handler names; owned here, so alive while registered.
@@ -60,21 +67,28 @@ unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
-    /// Maps `len` bytes of `file` (named `path` in the message a SIGBUS
-    /// gives). `None` where it cannot be mapped, or every slot is taken:
-    /// the caller then reads through a buffer.
-    pub fn of(file: &File, len: u64, path: &Path) -> Option<Mapped> {
+    /// Maps `len` bytes of `file` from `offset` (the file named `path` in
+    /// the message a SIGBUS gives). `None` where it cannot be mapped, or
+    /// every slot is taken: the caller then reads through a buffer.
+    pub fn of(file: &File, offset: u64, len: usize, path: &Path) -> Option<Mapped> {
         install_handler();
-        let len = usize::try_from(len).ok()?;
         let name: Box<[u8]> = path.as_os_str().as_encoded_bytes().into();
         if len == 0 {
             return Some(Mapped {
                 addr: std::ptr::null_mut(),
+                mapped: 0,
+                skip: 0,
                 len: 0,
                 slot: None,
                 _path: name,
             });
         }
+        // SAFETY: sysconf has no preconditions.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+        let start = offset - offset % page;
+        let skip = usize::try_from(offset - start).ok()?;
+        let mapped = len.checked_add(skip)?;
+        let at = libc::off_t::try_from(start).ok()?;
         let slot = LIVE.iter().position(|s| {
             s.start
                 .compare_exchange(0, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
@@ -85,11 +99,11 @@ impl Mapped {
         let addr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
+                mapped,
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
-                0,
+                at,
             )
         };
         let s = &LIVE[slot];
@@ -98,13 +112,15 @@ impl Mapped {
             return None;
         }
         // SAFETY: the range just mapped. Read ahead: it is read once, in order.
-        unsafe { libc::madvise(addr, len, libc::MADV_SEQUENTIAL) };
+        unsafe { libc::madvise(addr, mapped, libc::MADV_SEQUENTIAL) };
         s.path.store(name.as_ptr().cast_mut(), Ordering::Relaxed);
         s.path_len.store(name.len(), Ordering::Relaxed);
-        s.end.store(addr as usize + len, Ordering::Relaxed);
+        s.end.store(addr as usize + mapped, Ordering::Relaxed);
         s.start.store(addr as usize, Ordering::Release);
         Some(Mapped {
             addr,
+            mapped,
+            skip,
             len,
             slot: Some(slot),
             _path: name,
@@ -115,8 +131,8 @@ impl Mapped {
         if self.len == 0 {
             return &[];
         }
-        // SAFETY: `len` bytes mapped at `addr` until drop; read-only.
-        unsafe { std::slice::from_raw_parts(self.addr.cast::<u8>(), self.len) }
+        // SAFETY: `skip + len` bytes mapped at `addr` until drop; read-only.
+        unsafe { std::slice::from_raw_parts(self.addr.cast::<u8>().add(self.skip), self.len) }
     }
 }
 
@@ -125,7 +141,7 @@ impl Drop for Mapped {
         if let Some(slot) = self.slot {
             LIVE[slot].start.store(CLAIMED, Ordering::Release);
             // SAFETY: the mapping made in `of`, unmapped once.
-            unsafe { libc::munmap(self.addr, self.len) };
+            unsafe { libc::munmap(self.addr, self.mapped) };
             LIVE[slot].start.store(0, Ordering::Release);
         }
     }
@@ -172,4 +188,51 @@ a run stopped here resumes like one that was killed (runbook resume).\n");
     // Not a page of ours: the default action, when the access is retried.
     // SAFETY: resetting a signal's disposition is async-signal-safe.
     unsafe { libc::signal(libc::SIGBUS, libc::SIG_DFL) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Run in a child process by the test below: maps a file, truncates it
+    /// as another process might, and reads the page that is gone.
+    #[test]
+    fn child_reading_a_truncated_mapping() {
+        let Some(path) = std::env::var_os("RUNBOOK_TEST_TRUNCATED_MAPPING") else {
+            return;
+        };
+        let path = std::path::PathBuf::from(path);
+        let file = File::open(&path).expect("open");
+        let mapped = Mapped::of(&file, 4096, 1 << 15, &path).expect("mapped");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+        let sum: u64 = mapped.bytes().iter().map(|b| u64::from(*b)).sum();
+        println!("read {sum} from a truncated file");
+    }
+
+    #[test]
+    fn a_page_that_cannot_be_read_names_the_file_and_stops_the_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("backup.db");
+        std::fs::File::create(&path)
+            .and_then(|mut f| f.write_all(&vec![7u8; 1 << 16]))
+            .expect("write");
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "mapped::tests::child_reading_a_truncated_mapping", "--nocapture"])
+            .env("RUNBOOK_TEST_TRUNCATED_MAPPING", &path)
+            .output()
+            .expect("run the child");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+        assert!(
+            stderr.contains(&format!("runbook: reading {} failed while it was hashed", path.display())),
+            "{stderr}"
+        );
+        assert!(!stdout.contains("from a truncated file"), "{stdout}");
+    }
 }
