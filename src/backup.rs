@@ -1062,9 +1062,9 @@ pub fn restore(
     };
     let (sum, size) = copied?;
     let checked = match &expected {
-        Content::Trusted { checked_at, .. } => format!(
-            "{sum} matches its manifest, whose integrity_check passed at {checked_at}"
-        ),
+        Content::Trusted { checked_at, .. } => {
+            format!("{sum} matches its manifest, whose integrity_check passed at {checked_at}")
+        }
         Content::Checked(fp) => {
             // Checked now: recorded, so the next restore of it need not be.
             // Best effort: the restore does not depend on it.

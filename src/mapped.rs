@@ -179,9 +179,11 @@ extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
         say(b"runbook: reading ");
         // SAFETY: the path the slot's owner keeps alive while it is registered.
         say(unsafe { std::slice::from_raw_parts(path, path_len) });
-        say(b" failed while it was hashed: the file was truncated by another process, \
+        say(
+            b" failed while it was hashed: the file was truncated by another process, \
 or the disk could not read it. Stopped at once, before replacing anything; \
-a run stopped here resumes like one that was killed (runbook resume).\n");
+a run stopped here resumes like one that was killed (runbook resume).\n",
+        );
         // SAFETY: ends the process without running anything more.
         unsafe { libc::_exit(1) };
     }
@@ -222,15 +224,26 @@ mod tests {
             .and_then(|mut f| f.write_all(&vec![7u8; 1 << 16]))
             .expect("write");
         let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "mapped::tests::child_reading_a_truncated_mapping", "--nocapture"])
+            .args([
+                "--exact",
+                "mapped::tests::child_reading_a_truncated_mapping",
+                "--nocapture",
+            ])
             .env("RUNBOOK_TEST_TRUNCATED_MAPPING", &path)
             .output()
             .expect("run the child");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "stdout: {stdout}\nstderr: {stderr}"
+        );
         assert!(
-            stderr.contains(&format!("runbook: reading {} failed while it was hashed", path.display())),
+            stderr.contains(&format!(
+                "runbook: reading {} failed while it was hashed",
+                path.display()
+            )),
             "{stderr}"
         );
         assert!(!stdout.contains("from a truncated file"), "{stdout}");

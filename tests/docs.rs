@@ -42,6 +42,10 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
         "benchmarks: minutes each, on a quiet machine; docs/PERFORMANCE.md",
     ),
     (
+        "BENCH_INSTALL=",
+        "benchmarks: minutes each, on a quiet machine; docs/PERFORMANCE.md",
+    ),
+    (
         "runbook graph playbooks/emergency_rollback.yaml --format dot | dot",
         "needs Graphviz; tests/cli checks the flow picture in docs/flow.md is current",
     ),

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::gofastcdn::Install;
-use crate::support::Test;
+use crate::support::{Output, Test};
 
 fn manifest(backup: &Path) -> serde_json::Value {
     let mut p = backup.as_os_str().to_owned();
@@ -19,8 +19,9 @@ fn blake3_of(path: &Path) -> String {
         .to_string()
 }
 
-fn restore_json(t: &Test, backup: &Path) -> serde_json::Value {
-    let out = t.run(&[
+/// `runbook backup restore --force` of `backup` over the live database.
+fn restore(t: &Test, backup: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "backup",
         "restore",
         "--db",
@@ -28,8 +29,13 @@ fn restore_json(t: &Test, backup: &Path) -> serde_json::Value {
         "--backup",
         backup.to_str().unwrap(),
         "--force",
-        "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    t.run(&args)
+}
+
+fn restore_json(t: &Test, backup: &Path) -> serde_json::Value {
+    let out = restore(t, backup, &["--json"]);
     out.code(0);
     serde_json::from_str(&out.stdout).unwrap()
 }
@@ -134,17 +140,9 @@ fn a_backup_changed_after_it_was_verified_is_refused_by_the_fast_path() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    t.run(&[
-        "backup",
-        "restore",
-        "--db",
-        "app/db_data/main.db",
-        "--backup",
-        backup.to_str().unwrap(),
-        "--force",
-    ])
-    .code(1)
-    .stderr_has("does not match its manifest: blake3:");
+    restore(&t, &backup, &[])
+        .code(1)
+        .stderr_has("does not match its manifest: blake3:");
     assert_eq!(app.bytes(), live, "the live database changed");
     assert!(app.has_table("media"));
     let after: Vec<_> = std::fs::read_dir(t.path().join("app/backups"))
@@ -213,18 +211,11 @@ fn across_filesystems_the_state_before_is_copied() {
     let dir = tempfile::tempdir_in(shm).unwrap();
     let backup = app.legacy_backup("20240101-000000");
     app.migrate().unwrap();
-    let out = t.run(&[
-        "backup",
-        "restore",
-        "--db",
-        "app/db_data/main.db",
-        "--backup",
-        backup.to_str().unwrap(),
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--force",
-        "--json",
-    ]);
+    let out = restore(
+        &t,
+        &backup,
+        &["--dir", dir.path().to_str().unwrap(), "--json"],
+    );
     out.code(0);
     let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(r["kept_by"], "copy", "{r}");
