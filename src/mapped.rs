@@ -13,7 +13,8 @@
 //! a mapping of this module into a clear message naming the file and an
 //! exit, as a kill would end the process: every caller hashes before it
 //! replaces anything, and a kill at any moment is what the restore and the
-//! journal are built to survive. A SIGBUS anywhere else keeps its default.
+//! journal are built to survive. A SIGBUS anywhere else goes to the handler
+//! that was there before.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -147,15 +148,29 @@ impl Drop for Mapped {
     }
 }
 
+/// The SIGBUS disposition before ours (the standard library's, which
+/// reports a stack overflow), given back for a fault that is not ours.
+struct Previous(libc::sigaction);
+
+// SAFETY: written once, before the handler that reads it is installed.
+unsafe impl Sync for Previous {}
+unsafe impl Send for Previous {}
+
+static PREVIOUS: std::sync::OnceLock<Previous> = std::sync::OnceLock::new();
+
 fn install_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: a handler that only reads atomics, writes to stderr and
-        // exits, all async-signal-safe.
+        // exits, or puts the previous disposition back, all
+        // async-signal-safe.
         unsafe {
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut previous);
+            let _ = PREVIOUS.set(Previous(previous));
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_sigbus as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
         }
@@ -187,9 +202,20 @@ a run stopped here resumes like one that was killed (runbook resume).\n",
         // SAFETY: ends the process without running anything more.
         unsafe { libc::_exit(1) };
     }
-    // Not a page of ours: the default action, when the access is retried.
-    // SAFETY: resetting a signal's disposition is async-signal-safe.
-    unsafe { libc::signal(libc::SIGBUS, libc::SIG_DFL) };
+    // Not a page of ours: the disposition before ours takes the fault when
+    // the access is retried.
+    // SAFETY: setting a signal's disposition is async-signal-safe.
+    unsafe {
+        match PREVIOUS.get() {
+            Some(Previous(previous)) => {
+                libc::sigaction(libc::SIGBUS, previous, std::ptr::null_mut())
+            }
+            None => {
+                libc::signal(libc::SIGBUS, libc::SIG_DFL);
+                0
+            }
+        }
+    };
 }
 
 #[cfg(test)]
