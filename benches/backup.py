@@ -85,11 +85,21 @@ def main():
         rows.append(("backup create", "BLAKE3 of the database alone (b3sum)", t, floor, rf, rss))
 
         restore = [BIN, "backup", "restore", "--db", db, "--backup", legacy, "--dir", scratch, "--force"]
-        t, (b,), (r,), rss = compare_pairs(
+        # The same work by standard tools, side by side: the copy, the
+        # backup's checksum, and the state before described (the live
+        # file's checksum and row counts, as its pre-restore manifest has).
+        counts = ";".join(f"SELECT count(*) FROM {t}; SELECT count(*) FROM {t} WHERE deleted_at IS NULL" for t in ("images", "docs", "media"))
+        same_work = (
+            f'(cp "$1" "$2" && sync "$2") & b3sum --num-threads 1 "$1" >/dev/null & '
+            f'b3sum --num-threads 1 "$3" >/dev/null & sqlite3 "$3" "{counts}" >/dev/null & wait'
+        )
+        t, (b, same), (r, rs), rss = compare_pairs(
             (restore, work, verified),
-            [(["sh", "-c", cp_sync, "_", legacy, copy], work, clean_scratch)],
+            [(["sh", "-c", cp_sync, "_", legacy, copy], work, clean_scratch),
+             (["sh", "-c", same_work, "_", legacy, copy, db], work, reset_live)],
         )
         rows.append(("backup restore, verified backup (checksum in the copy pass + state kept by exchange)", "cp + sync of the backup", t, b, r, rss))
+        rows.append(("backup restore, verified backup", "the same work by standard tools, side by side: cp + sync and b3sum of the backup, b3sum and row counts of the live file", t, same, rs, rss))
 
         t, (b,), (r,), rss = compare_pairs(
             (restore, work, unverified),
