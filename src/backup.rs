@@ -490,11 +490,14 @@ fn copy_hashing<T>(
     out_path: &Path,
     meanwhile: impl FnOnce() -> Result<T, Error>,
 ) -> Result<(Checksum, u64, T), Error> {
+    let silent = crate::progress::is_silent();
     std::thread::scope(|scope| {
         let copy = scope.spawn(|| {
-            let copied = copy_checked(src, out, src_path, out_path, Algorithm::Blake3)?;
-            out.sync_all().map_err(io("syncing", out_path))?;
-            Ok(copied)
+            crate::progress::silently(silent, || {
+                let copied = copy_checked(src, out, src_path, out_path, Algorithm::Blake3)?;
+                out.sync_all().map_err(io("syncing", out_path))?;
+                Ok(copied)
+            })
         });
         let other = meanwhile();
         let (sum, len) = joined(copy)?;
@@ -1383,9 +1386,12 @@ impl Exclusive {
     fn read(&self, db: &Path, counting: &Counting) -> Result<Old, Error> {
         let size = self.file.metadata().map_err(io("reading", db))?.len();
         let file = &self.file;
+        let silent = crate::progress::is_silent();
         let (sum, fingerprint) = std::thread::scope(|scope| {
             let sum = scope.spawn(|| {
-                checksum::of_range(file, size, db, Algorithm::Blake3).map_err(io("reading", db))
+                crate::progress::silently(silent, || {
+                    checksum::of_range(file, size, db, Algorithm::Blake3).map_err(io("reading", db))
+                })
             });
             let fingerprint = database::fingerprint_on(&self.conn, db, counting);
             Ok::<_, Error>((joined(sum)?, fingerprint?))

@@ -110,6 +110,9 @@ impl<'a> Source<'a> {
 
     /// Hashes `len` bytes from `offset`.
     fn hash(&mut self, h: &mut Hasher, offset: u64, len: usize) -> std::io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
         if let Some(m) = Mapped::of(self.file, offset, len, self.path) {
             h.update(m.bytes());
             return Ok(());

@@ -51,41 +51,27 @@ static LIVE: [Slot; SLOTS] = [EMPTY; SLOTS];
 /// window at a time and unmaps it once hashed, so that the process holds
 /// no more of the file than the window (its resident size stays that of a
 /// buffer, however large the file).
-pub struct Mapped {
+pub struct Mapped<'a> {
     addr: *mut libc::c_void,
     /// Mapped length, from the page boundary at or before the offset.
     mapped: usize,
     /// Where the bytes asked for start in the mapping.
     skip: usize,
     len: usize,
-    slot: Option<usize>,
-    /// The path the handler names; owned here, so alive while registered.
-    _path: Box<[u8]>,
+    slot: usize,
+    /// The path the handler names, alive while the slot points at it.
+    _path: std::marker::PhantomData<&'a Path>,
 }
 
-// SAFETY: the mapping is read-only and owned by this value alone.
-unsafe impl Send for Mapped {}
-unsafe impl Sync for Mapped {}
-
-impl Mapped {
-    /// Maps `len` bytes of `file` from `offset` (the file named `path` in
-    /// the message a SIGBUS gives). `None` where it cannot be mapped, or
-    /// every slot is taken: the caller then reads through a buffer.
-    pub fn of(file: &File, offset: u64, len: usize, path: &Path) -> Option<Mapped> {
+impl<'a> Mapped<'a> {
+    /// Maps `len` (more than 0) bytes of `file` from `offset` (the file
+    /// named `path` in the message a SIGBUS gives). `None` where it cannot
+    /// be mapped, or every slot is taken: the caller then reads through a
+    /// buffer.
+    pub fn of(file: &File, offset: u64, len: usize, path: &'a Path) -> Option<Mapped<'a>> {
         install_handler();
-        let name: Box<[u8]> = path.as_os_str().as_encoded_bytes().into();
-        if len == 0 {
-            return Some(Mapped {
-                addr: std::ptr::null_mut(),
-                mapped: 0,
-                skip: 0,
-                len: 0,
-                slot: None,
-                _path: name,
-            });
-        }
-        // SAFETY: sysconf has no preconditions.
-        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
+        let name = path.as_os_str().as_encoded_bytes();
+        let page = page_size()?;
         let start = offset - offset % page;
         let skip = usize::try_from(offset - start).ok()?;
         let mapped = len.checked_add(skip)?;
@@ -123,29 +109,31 @@ impl Mapped {
             mapped,
             skip,
             len,
-            slot: Some(slot),
-            _path: name,
+            slot,
+            _path: std::marker::PhantomData,
         })
     }
 
     pub fn bytes(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
-        }
         // SAFETY: `skip + len` bytes mapped at `addr` until drop; read-only.
         unsafe { std::slice::from_raw_parts(self.addr.cast::<u8>().add(self.skip), self.len) }
     }
 }
 
-impl Drop for Mapped {
+impl Drop for Mapped<'_> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot {
-            LIVE[slot].start.store(CLAIMED, Ordering::Release);
-            // SAFETY: the mapping made in `of`, unmapped once.
-            unsafe { libc::munmap(self.addr, self.mapped) };
-            LIVE[slot].start.store(0, Ordering::Release);
-        }
+        let slot = &LIVE[self.slot];
+        slot.start.store(CLAIMED, Ordering::Release);
+        // SAFETY: the mapping made in `of`, unmapped once.
+        unsafe { libc::munmap(self.addr, self.mapped) };
+        slot.start.store(0, Ordering::Release);
     }
+}
+
+fn page_size() -> Option<u64> {
+    static PAGE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok())
 }
 
 /// The SIGBUS disposition before ours (the standard library's, which
