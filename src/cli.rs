@@ -98,6 +98,9 @@ pub enum Command {
     },
     /// Print the JSON Schema of playbooks (for editors)
     Schema,
+    /// Run what a fleet controller sends on stdin (started by the `fleet` action over ssh)
+    #[command(hide = true)]
+    Host,
     /// List playbooks with their descriptions
     List {
         /// Directory to list

@@ -973,6 +973,7 @@ impl Executor<'_, '_> {
             yes: self.options.yes || simulating.is_some(),
             timeout,
             run_dir: simulating.map_or_else(|| self.options.run_dir.clone(), |s| Some(s.run_dir())),
+            base,
             eval: &eval,
             render_file: &render_file,
             redact: &redact,

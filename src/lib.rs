@@ -28,12 +28,16 @@ pub mod backup;
 pub mod checksum;
 pub mod cli;
 pub mod command;
+pub mod control;
 pub mod database;
 pub mod diagnostic;
 pub mod event;
 pub mod executor;
 pub mod exit;
 pub mod fault;
+pub mod fleet;
+pub mod interrupt;
+pub mod inventory;
 pub mod journal;
 pub mod lock;
 pub mod mapped;
@@ -50,6 +54,8 @@ pub mod sample_install;
 pub mod schema;
 pub mod secret;
 pub mod shadow;
+pub mod shipment;
+pub mod ssh;
 pub mod summary;
 pub mod template;
 
@@ -94,6 +100,7 @@ where
         Command::Graph { playbook, format } => command::graph::graph(&playbook, format),
         Command::Completions { shell } => command::completions::completions(shell),
         Command::Man { command, dir } => command::man::man(&command, dir.as_deref()),
+        Command::Host => command::host::host(),
         Command::Schema => {
             say!(raw: schema::rendered());
             Exit::Success

@@ -128,6 +128,25 @@ impl Plan {
         out
     }
 
+    /// Every file the plan was made from, by its real path, with the text
+    /// that was analyzed: the playbook, its includes, its templates.
+    pub fn sources(&self) -> std::io::Result<Vec<(PathBuf, String)>> {
+        let mut out: std::collections::BTreeMap<PathBuf, String> =
+            std::collections::BTreeMap::new();
+        for step in self.all_steps() {
+            let file = &step.span.file;
+            let path = std::fs::canonicalize(&file.path)?;
+            out.entry(path).or_insert_with(|| file.text.clone());
+        }
+        let top = std::fs::canonicalize(&self.file)?;
+        if !out.contains_key(&top) {
+            let text = std::fs::read_to_string(&top)?;
+            out.insert(top, text);
+        }
+        out.extend(self.templates.files());
+        Ok(out.into_iter().collect())
+    }
+
     /// The steps that put a question to the operator: a `confirm:` on the
     /// step, the `confirm` action, or a `backup.delete` not forced.
     pub fn questions(&self) -> Vec<&PlanStep> {

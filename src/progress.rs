@@ -27,6 +27,22 @@ pub fn listen(hook: Hook) {
     let _ = HOOK.set(hook);
 }
 
+type FleetHook = Box<dyn Fn(&crate::fleet::News) + Send + Sync>;
+
+static FLEET: OnceLock<FleetHook> = OnceLock::new();
+
+/// Installs the view of a fleet's hosts; the first one stays.
+pub fn listen_fleet(hook: FleetHook) {
+    let _ = FLEET.set(hook);
+}
+
+/// What a fleet's hosts are doing, for the view (from any thread).
+pub fn fleet(news: &crate::fleet::News) {
+    if let Some(hook) = FLEET.get() {
+        hook(news);
+    }
+}
+
 /// Runs its argument with the bar off the screen.
 type Suspender = Box<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 

@@ -287,14 +287,7 @@ impl Human {
                 ..
             } => {
                 self.depth = self.depth.saturating_sub(1);
-                let mark = match status {
-                    Status::Ok => style("✓").green(),
-                    Status::Warning => style("⚠").yellow(),
-                    Status::Skipped => style("-").dim(),
-                    Status::Failed | Status::WouldFail => style("✗").red(),
-                    Status::Recovered => style("↺").yellow(),
-                    Status::WouldRun => style("·").cyan(),
-                };
+                let mark = mark(*status);
                 if !self.shown(self.depth + 1) {
                     return Ok(());
                 }
@@ -467,6 +460,121 @@ fn minutes(d: std::time::Duration) -> String {
         format!("{secs}s")
     } else {
         humantime::format_duration(std::time::Duration::from_secs(secs / 60 * 60)).to_string()
+    }
+}
+
+/// A step status's glyph, in its colour.
+fn mark(status: Status) -> console::StyledObject<&'static str> {
+    match status {
+        Status::Ok => style("✓").green(),
+        Status::Warning => style("⚠").yellow(),
+        Status::Skipped => style("-").dim(),
+        Status::Failed | Status::WouldFail => style("✗").red(),
+        Status::Recovered => style("↺").yellow(),
+        Status::WouldRun => style("·").cyan(),
+    }
+}
+
+impl Human {
+    /// Shows a fleet's news as lines, each whole and prefixed by its host,
+    /// over the bar as every other line is.
+    pub fn listen_fleet(&self) {
+        let bar = self.spinner.clone();
+        crate::progress::listen_fleet(Box::new(move |news| {
+            let lines = fleet_lines(news);
+            if lines.is_empty() {
+                return;
+            }
+            let print = || {
+                let mut out = io::stdout().lock();
+                for line in &lines {
+                    let _ = writeln!(out, "{line}");
+                }
+            };
+            match &bar {
+                Some(bar) => bar.suspend(print),
+                None => print(),
+            }
+        }));
+    }
+}
+
+/// `--json`: a fleet's news as events on stdout, each with its host.
+pub fn listen_fleet_json() {
+    crate::progress::listen_fleet(Box::new(|news| {
+        let line = news.to_json().to_string();
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }));
+}
+
+/// What a person reads of a fleet's news: one or more whole lines.
+fn fleet_lines(news: &crate::fleet::News) -> Vec<String> {
+    use crate::fleet::{HostStatus, News};
+    let host_mark = |status: HostStatus| match status {
+        HostStatus::Succeeded | HostStatus::SucceededBefore => style("✓").green(),
+        HostStatus::Interrupted | HostStatus::NotStarted => style("-").dim(),
+        _ => style("✗").red(),
+    };
+    match news {
+        News::HostChecked {
+            host,
+            ok: true,
+            predicted,
+            ..
+        } => {
+            let mut lines = vec![format!("  {host} │ preflight {}", style("✓").green())];
+            lines.extend(predicted.iter().map(|p| format!("  {host} │   {}", console::truncate_str(p, WIDTH, "…"))));
+            lines
+        }
+        News::HostChecked {
+            host,
+            status,
+            detail,
+            ..
+        } => vec![format!(
+            "  {host} │ {} {}: {}",
+            host_mark(*status),
+            status.as_str(),
+            detail.as_deref().unwrap_or("")
+        )],
+        News::WaveStarted { wave, hosts } => {
+            let what = if *wave == 1 { "wave 1, the canary" } else { "wave" };
+            let what = if *wave == 1 { what.to_owned() } else { format!("{what} {wave}") };
+            vec![format!("{}: {}", style(what).bold(), hosts.join(", "))]
+        }
+        News::Host {
+            host,
+            run: Event::StepFinished {
+                step, name, status, ..
+            },
+        } if !step.contains('.') => vec![format!("  {host} │ {} {name}", mark(*status))],
+        News::Host { .. } => Vec::new(),
+        News::HostFinished {
+            host,
+            status,
+            duration_ms,
+            failed_step,
+            error,
+        } => {
+            let why = match (failed_step, error) {
+                (Some(s), Some(e)) => format!(" at {s}: {e}"),
+                (None, Some(e)) => format!(": {e}"),
+                (Some(s), None) => format!(" at {s}"),
+                (None, None) => String::new(),
+            };
+            vec![format!(
+                "  {host} │ {} {}{why} {}",
+                host_mark(*status),
+                status.as_str(),
+                style(format!("({:.1}s)", *duration_ms as f64 / 1000.0)).dim()
+            )]
+        }
+        News::BudgetSpent { spent, allowed } => vec![format!(
+            "{} the failure budget is overspent: {spent} hosts failed or unreachable, {allowed} allowed; no new host starts, running ones stop at their next step",
+            style("✗").red()
+        )],
+        News::FleetFinished { .. } => Vec::new(),
     }
 }
 

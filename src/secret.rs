@@ -15,6 +15,18 @@ pub const ENV_PREFIX: &str = "RUNBOOK_SECRET_";
 
 static TAKEN: OnceLock<Vec<(String, String)>> = OnceLock::new();
 
+/// Secrets a fleet controller sent over the control channel (never argv,
+/// never a file on the host): the same as `RUNBOOK_SECRET_*` given here.
+static GIVEN: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes secret variables sent by a controller, as if given through the
+/// environment: a later value of the same name replaces an earlier one.
+pub fn give(secrets: Vec<(String, String)>) {
+    if let Ok(mut given) = GIVEN.lock() {
+        given.extend(secrets);
+    }
+}
+
 /// Keeps the `RUNBOOK_SECRET_*` values and removes every `RUNBOOK_*`
 /// variable from the process environment. Called once, after the command
 /// line (`RUNBOOK_RUNS`) and fault injection have read theirs, while the
@@ -40,7 +52,14 @@ pub fn get(name: &str) -> Option<String> {
 
 /// The secret variables given through the environment, by lower-cased name.
 pub fn from_environment() -> Vec<(String, String)> {
-    TAKEN.get().cloned().unwrap_or_else(in_environment)
+    let mut all = TAKEN.get().cloned().unwrap_or_else(in_environment);
+    if let Ok(given) = GIVEN.lock() {
+        for (name, value) in given.iter() {
+            all.retain(|(n, _)| n != name);
+            all.push((name.clone(), value.clone()));
+        }
+    }
+    all
 }
 
 fn in_environment() -> Vec<(String, String)> {

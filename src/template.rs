@@ -281,6 +281,17 @@ impl Templates {
         out
     }
 
+    /// The template files compiled, by their real paths, with their text.
+    pub fn files(&self) -> Vec<(std::path::PathBuf, String)> {
+        self.files
+            .iter()
+            .filter_map(|(path, name)| {
+                let t = self.env.get_template(name).ok()?;
+                Some((path.clone(), t.source().to_owned()))
+            })
+            .collect()
+    }
+
     /// The text of a template file as it was compiled (and checked).
     pub fn file_source(&self, path: &std::path::Path) -> Option<String> {
         let name = self.files.get(&std::fs::canonicalize(path).ok()?)?;

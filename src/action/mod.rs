@@ -13,6 +13,7 @@ use serde_json::{Map, Value as Json};
 pub mod assert;
 pub mod backup;
 pub mod confirm;
+pub mod fleet;
 pub mod http;
 pub mod notify;
 pub mod shell;
@@ -86,6 +87,8 @@ pub enum Call {
     Assert(assert::Assert),
     #[serde(rename = "confirm")]
     Confirm(confirm::Confirm),
+    #[serde(rename = "fleet")]
+    Fleet(fleet::Fleet),
 }
 
 /// Every action name, for "did you mean" and for the documentation test.
@@ -105,6 +108,7 @@ pub const NAMES: &[&str] = &[
     "notify.email",
     "assert",
     "confirm",
+    "fleet",
 ];
 
 /// `expr` for the action of whichever kind `call` is: one list of the
@@ -127,6 +131,7 @@ macro_rules! each_call {
             Call::NotifyEmail($a) => $expr,
             Call::Assert($a) => $expr,
             Call::Confirm($a) => $expr,
+            Call::Fleet($a) => $expr,
         }
     };
 }
@@ -260,6 +265,9 @@ pub struct Context<'a> {
     pub timeout: Option<Duration>,
     /// The run directory, for files an action leaves as evidence (none in a dry run).
     pub run_dir: Option<PathBuf>,
+    /// The directory of the playbook the step is written in: relative
+    /// files an argument names are found from it.
+    pub base: &'a std::path::Path,
     /// Evaluates an expression in the step's scope.
     pub eval: &'a dyn Fn(&str) -> Result<Json, String>,
     /// Renders a template file named by an argument, in the step's scope.

@@ -5,6 +5,7 @@ pub mod check;
 pub mod completions;
 pub mod demo;
 pub mod graph;
+pub mod host;
 pub mod list;
 pub mod man;
 pub mod report;

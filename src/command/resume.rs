@@ -151,7 +151,7 @@ pub fn resume(
         run_dir: Some(dir.clone()),
         cli_vars,
         previous: Some(previous),
-        interrupt: Some(super::run::interrupt_flag()),
+        interrupt: Some(crate::interrupt::flag()),
         earlier: events,
         ..executor::Options::default()
     };

@@ -96,7 +96,7 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         rehearsal: args.rehearse,
         cli_vars: args.vars.clone(),
         previous: None,
-        interrupt: Some(interrupt_flag()),
+        interrupt: Some(crate::interrupt::flag()),
         earlier: Vec::new(),
     };
     // `--save-review`: the dry run keeps what it saw, for `--expect-plan`
@@ -206,6 +206,11 @@ pub(crate) fn execute(
     };
     // With --json nothing draws the bar, so nothing should feed it.
     let mut human = reporter::Human::new(view.terminal && !json, view.verbose);
+    if json {
+        reporter::listen_fleet_json();
+    } else {
+        human.listen_fleet();
+    }
     let mut json_view = reporter::JsonLines;
     let mut sinks: Vec<&mut dyn Sink> = Vec::new();
     if let Some(j) = journal.as_mut() {
@@ -276,20 +281,6 @@ pub(crate) fn execute(
         RunStatus::Interrupted => Exit::Interrupted,
         RunStatus::Unpredictable => Exit::Unpredictable,
     }
-}
-
-/// Ctrl-C sets a flag the executor looks at between steps: the step under
-/// way finishes (a transaction commits or rolls back whole), the `always`
-/// steps run, and the run ends as interrupted.
-pub(crate) fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let set = std::sync::Arc::clone(&flag);
-    // Only one handler per process; a second run in the same process keeps the first.
-    let _ = ctrlc::set_handler(move || {
-        set.store(true, std::sync::atomic::Ordering::SeqCst);
-        eprintln!("interrupted: stopping after the step under way; the always steps will run");
-    });
-    flag
 }
 
 /// `--fail STEP` must name a step of the plan, or the rehearsal proves nothing.
