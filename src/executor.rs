@@ -939,6 +939,7 @@ impl Executor<'_, '_> {
                 self.record(step, Status::Ok, &outputs);
                 (Ok(()), outputs)
             }
+            Err(Failure::Reported(msg, outputs)) => (Err(Failure::Failed(msg)), outputs),
             Err(err) => (Err(err), Map::new()),
         }
     }

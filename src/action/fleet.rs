@@ -213,16 +213,22 @@ fn verdict(report: &Report) -> Result<Outputs, Failure> {
         b.allowed
     );
     if report.interrupted {
-        return Err(Failure::failed(format!(
-            "the fleet was stopped before every host was done: {}",
-            short.join(", ")
-        )));
+        return Err(Failure::Reported(
+            format!(
+                "the fleet was stopped before every host was done: {}",
+                short.join(", ")
+            ),
+            outputs,
+        ));
     }
     if b.breached {
-        return Err(Failure::failed(format!(
-            "the failure budget is overspent ({arithmetic}); no new host was started: {}",
-            short.join(", ")
-        )));
+        return Err(Failure::Reported(
+            format!(
+                "the failure budget is overspent ({arithmetic}); no new host was started: {}",
+                short.join(", ")
+            ),
+            outputs,
+        ));
     }
     if !short.is_empty() {
         outputs.insert(

@@ -286,6 +286,10 @@ pub enum Failure {
     /// The operator said no: the run stops, no fallback is tried.
     #[error("{0}")]
     Declined(String),
+    /// Failed, with outputs that say what it did before it failed (a
+    /// fleet's report): recorded as the failed step's outputs.
+    #[error("{0}")]
+    Reported(String, Outputs),
 }
 
 impl Failure {

@@ -11,6 +11,7 @@ mod conventions;
 mod demo;
 mod dry_run;
 mod emergency;
+mod fleet;
 mod general;
 mod includes;
 mod inputs;

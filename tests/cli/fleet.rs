@@ -1,0 +1,480 @@
+//! Fleets against real OpenSSH servers: every host is an `sshd -D` on a
+//! loopback port with its own host key and home, reached through an ssh
+//! configuration, known_hosts and key made for the test, and holding its
+//! own go-fast-cdn install. The servers are stopped by pid when the test
+//! ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::support::{skipped, Output, Test};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+const ROLLBACK_HOST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/rollback_host.yaml");
+const FLEET_ROLLBACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/fleet_rollback.yaml");
+
+/// Hosts on loopback, each an sshd of its own.
+pub struct Hosts {
+    dir: PathBuf,
+    hosts: Vec<Host>,
+}
+
+pub struct Host {
+    pub name: String,
+    pub port: u16,
+    pub home: PathBuf,
+    host_key: PathBuf,
+    sshd: Option<Child>,
+}
+
+impl Host {
+    /// The host's go-fast-cdn install.
+    pub fn root(&self) -> PathBuf {
+        self.home.join("app")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root().join("db_data/main.db")
+    }
+
+    /// Whether the migration is still in place there (its `media` table).
+    pub fn migrated(&self) -> bool {
+        let conn = rusqlite::Connection::open(self.db()).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'media'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for host in &mut self.hosts {
+            if let Some(mut child) = host.sshd.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts one sshd per name, each host with a migrated install under its
+/// home; `None` (said loudly) where OpenSSH's server is not installed.
+pub fn hosts(t: &Test, names: &[&str]) -> Option<Hosts> {
+    if !Path::new(SSHD).exists() || Command::new("ssh").arg("-V").output().is_err() {
+        skipped("fleet tests need OpenSSH (apt-get install openssh-server openssh-client)");
+        return None;
+    }
+    // sshd refuses to start without its privilege separation directory.
+    if std::fs::create_dir_all("/run/sshd").is_err() {
+        skipped("fleet tests need /run/sshd (run them as root, as CI does)");
+        return None;
+    }
+    let dir = t.path().join("ssh");
+    std::fs::create_dir_all(&dir).unwrap();
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", ""])
+        .arg("-f")
+        .arg(dir.join("id")));
+    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+    let user = run(Command::new("id").arg("-un")).trim().to_owned();
+    // Every host of every test shares one cache of shipped binaries, as
+    // the binary is the same: the first test ships it, the others reuse it.
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fleet-cache");
+    let mut hosts = Hosts {
+        dir: dir.clone(),
+        hosts: Vec::new(),
+    };
+    for name in names {
+        let home = t.path().join("hosts").join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let host_key = dir.join(format!("{name}.key"));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&host_key));
+        let port = free_port();
+        let config = dir.join(format!("{name}.sshd_config"));
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1:{port}\nHostKey {key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
+                 PermitRootLogin yes\nStrictModes no\nUsePAM no\nPidFile none\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nSetEnv HOME={home} XDG_CACHE_HOME={cache}\nLogLevel ERROR\n",
+                key = host_key.display(),
+                dir = dir.display(),
+                home = home.display(),
+                cache = cache.display(),
+            ),
+        )
+        .unwrap();
+        let sshd = Command::new(SSHD)
+            .arg("-D")
+            .arg("-f")
+            .arg(&config)
+            .arg("-E")
+            .arg(dir.join(format!("{name}.log")))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The install each host rolls back: migrated, with uploads since.
+        let built = t.run(&["demo", &home.display().to_string(), "--build-only"]);
+        assert_eq!(built.code, 0, "{}", built.stderr);
+        hosts.hosts.push(Host {
+            name: (*name).to_owned(),
+            port,
+            home,
+            host_key,
+            sshd: Some(sshd),
+        });
+    }
+    for host in &hosts.hosts {
+        let mut up = false;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", host.port)).is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(up, "sshd for {} did not start", host.name);
+    }
+    let mut config = String::new();
+    let mut known = String::new();
+    for host in &hosts.hosts {
+        config.push_str(&format!(
+            "Host {name}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {dir}/id\n  IdentitiesOnly yes\n  UserKnownHostsFile {dir}/known_hosts\n  GlobalKnownHostsFile /dev/null\n",
+            name = host.name,
+            port = host.port,
+            dir = dir.display(),
+        ));
+        let public = std::fs::read_to_string(host.host_key.with_extension("key.pub")).unwrap();
+        let key: Vec<&str> = public.split_whitespace().take(2).collect();
+        known.push_str(&format!("[127.0.0.1]:{} {}\n", host.port, key.join(" ")));
+    }
+    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(dir.join("known_hosts"), known).unwrap();
+    Some(hosts)
+}
+
+impl Hosts {
+    pub fn get(&self, name: &str) -> &Host {
+        self.hosts.iter().find(|h| h.name == name).unwrap()
+    }
+
+    /// An inventory of these hosts (plus `extra` lines under `hosts:`),
+    /// each host's root its install, with `host_vars` for some.
+    pub fn inventory(&self, t: &Test, groups: &str, host_vars: &[(&str, &str)]) -> PathBuf {
+        let mut text = format!("ssh_config: {}/config\nhosts:\n", self.dir.display());
+        for host in &self.hosts {
+            let own: String = host_vars
+                .iter()
+                .filter(|(h, _)| *h == host.name)
+                .map(|(_, v)| format!(", {v}"))
+                .collect();
+            text.push_str(&format!(
+                "  - name: {}\n    vars: {{root: {}{own}}}\n",
+                host.name,
+                host.root().display()
+            ));
+        }
+        text.push_str(groups);
+        let path = t.path().join("inventory.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Adds a host to the ssh configuration that nothing answers for.
+    pub fn add_unreachable(&self, name: &str) {
+        let mut config = std::fs::read_to_string(self.dir.join("config")).unwrap();
+        config.push_str(&format!(
+            "Host {name}\n  HostName 127.0.0.1\n  Port {}\n  ConnectTimeout 3\n",
+            free_port()
+        ));
+        std::fs::write(self.dir.join("config"), config).unwrap();
+    }
+
+    /// Records another key for `name` in known_hosts, as if it had changed.
+    pub fn change_key_of(&self, name: &str) {
+        let host = self.get(name);
+        let other = self.dir.join("other.key");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&other));
+        let public = std::fs::read_to_string(other.with_extension("key.pub")).unwrap();
+        let key: Vec<&str> = public.split_whitespace().take(2).collect();
+        let known = std::fs::read_to_string(self.dir.join("known_hosts")).unwrap();
+        let prefix = format!("[127.0.0.1]:{} ", host.port);
+        let known: String = known
+            .lines()
+            .map(|l| {
+                if l.starts_with(&prefix) {
+                    format!("{prefix}{}\n", key.join(" "))
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(self.dir.join("known_hosts"), known).unwrap();
+    }
+}
+
+const FIVE: [&str; 5] = ["staging", "cdn-1", "cdn-2", "cdn-3", "cdn-4"];
+const PRODUCTION: &str = "groups:\n  production: [cdn-1, cdn-2, cdn-3, cdn-4]\n";
+
+/// The shipped fleet rollback with nothing to stop, start or probe.
+fn fleet_rollback(t: &Test, inventory: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run".to_owned(),
+        FLEET_ROLLBACK.to_owned(),
+        "--yes".to_owned(),
+    ];
+    for var in [
+        format!("inventory={}", inventory.display()),
+        "reason=uploads lost".to_owned(),
+        "stop_command=true".to_owned(),
+        "start_command=true".to_owned(),
+        "probe=off".to_owned(),
+    ] {
+        args.push("--var".into());
+        args.push(var);
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    t.run(&args)
+}
+
+/// A fleet of `rollback_host` with the given `serial` and `max_failed`.
+fn custom_fleet(t: &Test, inventory: &Path, serial: &str, max_failed: &str) -> Output {
+    let playbook = format!(
+        "name: custom\nsteps:\n  - id: rollback\n    name: Roll back the fleet\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: {ROLLBACK_HOST}\n      serial: {serial}\n      max_failed: \"{max_failed}\"\n      vars: {{stop_command: \"true\", start_command: \"true\", probe: \"off\"}}\n",
+        inventory.display()
+    );
+    std::fs::write(t.path().join("custom.yaml"), playbook).unwrap();
+    t.run(&["run", "custom.yaml"])
+}
+
+/// The fleet step's outputs: its report.
+fn report(out: &Output, step: &str) -> serde_json::Value {
+    out.finished(step)["outputs"].clone()
+}
+
+fn status_of(report: &serde_json::Value, host: &str) -> String {
+    report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .unwrap_or_else(|| panic!("{host} not in the report: {report:#}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The mirrored journal of a host's run, as the controller wrote it.
+fn mirror(out: &Output, host: &str) -> Vec<serde_json::Value> {
+    let path = out.run_dir().join("hosts").join(host).join("journal.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn five_hosts_roll_back_the_canary_first_then_the_others_each_with_its_journal_mirrored() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, PRODUCTION, &[]);
+    let out = fleet_rollback(&t, &inventory, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out, "rollback");
+    let waves: Vec<Vec<String>> = r["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| serde_json::from_value(w["hosts"].clone()).unwrap())
+        .collect();
+    assert_eq!(
+        waves,
+        vec![
+            vec!["staging".to_owned()],
+            FIVE[1..].iter().map(|s| (*s).to_owned()).collect()
+        ]
+    );
+    for name in FIVE {
+        assert_eq!(status_of(&r, name), "succeeded");
+        assert!(
+            !hosts.get(name).migrated(),
+            "{name} still has the media table"
+        );
+        let journal = mirror(&out, name);
+        assert_eq!(journal.last().unwrap()["status"], "succeeded", "{name}");
+        // The host's own journal is the authority; the mirror is its copy.
+        let remote = journal[0]["run_dir"].as_str().unwrap();
+        assert!(
+            remote.starts_with(&hosts.get(name).home.display().to_string()),
+            "{remote}"
+        );
+        let there = std::fs::read_to_string(Path::new(remote).join("journal.jsonl")).unwrap();
+        assert_eq!(there.lines().count(), journal.len(), "{name}");
+    }
+    // Host lines are whole and name their host; the canary's come first.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let canary_done = lines
+        .iter()
+        .position(|l| l.starts_with("  staging │ ✓ succeeded"))
+        .unwrap();
+    let wave_two = lines.iter().position(|l| l.starts_with("wave 2")).unwrap();
+    assert!(canary_done < wave_two, "{}", out.stdout);
+    for line in &lines {
+        if let Some((host, _)) = line.trim_start().split_once(" │ ") {
+            assert!(FIVE.contains(&host), "a line with a broken prefix: {line}");
+        }
+    }
+}
+
+#[test]
+fn a_failed_canary_stops_the_fleet_before_the_second_wave() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, PRODUCTION, &[("staging", "stop_command: \"false\"")]);
+    let out = fleet_rollback(&t, &inventory, &[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out, "rollback");
+    assert_eq!(status_of(&r, "staging"), "failed");
+    assert_eq!(r["waves"].as_array().unwrap().len(), 1, "{r:#}");
+    for name in &FIVE[1..] {
+        assert_eq!(status_of(&r, name), "not_started");
+        assert!(hosts.get(name).migrated(), "{name} was touched");
+        assert!(!out.run_dir().join("hosts").join(name).exists());
+    }
+    assert!(
+        out.stdout.contains("the failure budget is overspent"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(r["budget"]["failed"], 1);
+    assert_eq!(r["budget"]["allowed"], 0);
+}
+
+#[test]
+fn a_budget_of_one_tolerates_the_first_failed_host_and_stops_at_the_second() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let failing = [
+        ("cdn-1", "stop_command: \"false\""),
+        ("cdn-2", "stop_command: \"false\""),
+    ];
+    let inventory = hosts.inventory(&t, "", &failing);
+    // One host a wave, so the order of failures is the inventory's.
+    let out = custom_fleet(&t, &inventory, "[1]", "1");
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out, "rollback");
+    let statuses: Vec<String> = FIVE.iter().map(|h| status_of(&r, h)).collect();
+    assert_eq!(
+        statuses,
+        [
+            "succeeded",
+            "failed",
+            "failed",
+            "not_started",
+            "not_started"
+        ]
+    );
+    assert!(!hosts.get("staging").migrated());
+    assert!(hosts.get("cdn-3").migrated() && hosts.get("cdn-4").migrated());
+    assert_eq!(r["budget"]["failed"], 2);
+    assert_eq!(r["budget"]["breached"], true);
+    let error = out.finished("rollback")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(error.contains("2 of 1 allowed"), "{error}");
+}
+
+#[test]
+fn an_unreachable_host_is_reported_before_the_canary_and_spends_the_budget() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    hosts.add_unreachable("gone");
+    let inventory = hosts.inventory(&t, "  - gone\n", &[]);
+    // `gone` goes under hosts: (the groups text is appended after them).
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    assert!(text.ends_with("  - gone\n"));
+    let out = custom_fleet(&t, &inventory, "[1, \"100%\"]", "1");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out, "rollback");
+    assert_eq!(status_of(&r, "gone"), "unreachable");
+    assert_eq!(r["budget"]["unreachable"], 1);
+    for name in FIVE {
+        assert_eq!(status_of(&r, name), "succeeded");
+    }
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let gone = lines
+        .iter()
+        .position(|l| l.starts_with("  gone │ ✗ unreachable"))
+        .unwrap();
+    let canary = lines.iter().position(|l| l.starts_with("wave 1")).unwrap();
+    assert!(gone < canary, "{}", out.stdout);
+    // Within the budget, but not a ✓: the step is a warning naming the host.
+    let step = out.finished("rollback");
+    assert_eq!(step["status"], "warning");
+    assert!(
+        step["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gone (unreachable)"),
+        "{step:#}"
+    );
+}
+
+#[test]
+fn a_changed_host_key_is_refused_naming_the_host_and_nothing_runs_anywhere() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    hosts.change_key_of("cdn-2");
+    let inventory = hosts.inventory(&t, PRODUCTION, &[]);
+    let out = fleet_rollback(&t, &inventory, &[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out, "rollback");
+    assert_eq!(status_of(&r, "cdn-2"), "unreachable");
+    assert!(
+        out.stdout.contains("cdn-2: its host key has CHANGED"),
+        "{}",
+        out.stdout
+    );
+    assert!(r["waves"].as_array().unwrap().is_empty(), "{r:#}");
+    for name in FIVE {
+        assert!(hosts.get(name).migrated(), "{name} was touched");
+    }
+}
