@@ -558,6 +558,12 @@ impl Executor<'_, '_> {
             format!("{err}; every fallback failed too (last: {last})")
         };
         self.finish(step, status, started, Some(err), None, &outputs);
+        // Failed while the operator was asking to stop (a fleet whose hosts
+        // stopped, a command the same Ctrl-C ended): the run was
+        // interrupted, and `resume` runs the step again.
+        if self.stopping() {
+            return StepResult::Interrupted;
+        }
         StepResult::Failed(message)
     }
 

@@ -301,7 +301,7 @@ impl Fleet {
                 }
                 Err(report) => {
                     count(&mut budget, report.status);
-                    reports.push(report);
+                    reports.push(*report);
                 }
             }
         }
@@ -424,7 +424,7 @@ impl Fleet {
         transport: &Transport,
         binary: &Binary,
         news: &(dyn Fn(News) + Sync),
-    ) -> Vec<Result<(String, Mode), HostReport>> {
+    ) -> Vec<Result<(String, Mode), Box<HostReport>>> {
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .hosts
@@ -438,7 +438,7 @@ impl Fleet {
                     let result = h.join().unwrap_or_else(|_| {
                         let mut r = HostReport::new(&host.name, HostStatus::PreflightFailed);
                         r.error = Some("the preflight's thread panicked".into());
-                        Err(r)
+                        Err(Box::new(r))
                     });
                     let (ok, status, detail, predicted) = match &result {
                         Ok((_, _, predicted)) => {
@@ -464,15 +464,18 @@ impl Fleet {
         transport: &Transport,
         binary: &Binary,
         host: &Host,
-    ) -> Result<(String, Mode, Vec<String>), HostReport> {
+    ) -> Result<(String, Mode, Vec<String>), Box<HostReport>> {
         let fail = |status: HostStatus, why: String| {
             let mut r = HostReport::new(&host.name, status);
             r.error = Some(why);
-            r
+            Box::new(r)
         };
         let mode = match earlier_attempt(&self.mirror_of(&host.name)) {
             Earlier::Succeeded => {
-                return Err(HostReport::new(&host.name, HostStatus::SucceededBefore))
+                return Err(Box::new(HostReport::new(
+                    &host.name,
+                    HostStatus::SucceededBefore,
+                )))
             }
             Earlier::Unfinished(dir) => Mode::Resume(dir),
             Earlier::None => Mode::Run,

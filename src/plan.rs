@@ -139,9 +139,9 @@ impl Plan {
             out.entry(path).or_insert_with(|| file.text.clone());
         }
         let top = std::fs::canonicalize(&self.file)?;
-        if !out.contains_key(&top) {
-            let text = std::fs::read_to_string(&top)?;
-            out.insert(top, text);
+        if let std::collections::btree_map::Entry::Vacant(entry) = out.entry(top) {
+            let text = std::fs::read_to_string(entry.key())?;
+            entry.insert(text);
         }
         out.extend(self.templates.files());
         Ok(out.into_iter().collect())

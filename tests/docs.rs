@@ -46,6 +46,10 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
         "benchmarks: minutes each, on a quiet machine; docs/PERFORMANCE.md",
     ),
     (
+        "runbook run playbooks/fleet_rollback.yaml",
+        "needs ssh hosts; tests/cli/fleet.rs runs it against real sshd servers on loopback",
+    ),
+    (
         "runbook graph playbooks/emergency_rollback.yaml --format dot | dot",
         "needs Graphviz; tests/cli checks the flow picture in docs/flow.md is current",
     ),

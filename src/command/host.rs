@@ -2,8 +2,8 @@
 //! over ssh and gives it everything on stdin ([`crate::control`]), never in
 //! argv: it unpacks the playbook bundle into the cache, takes the secrets,
 //! and runs (or dry-runs, or resumes) the playbook as `--json` would, its
-//! events on stdout. It is not meant to be typed; `runbook fleet` docs say
-//! what it does.
+//! events on stdout. It is not meant to be typed; the fleet guide
+//! explains it.
 
 use std::io::BufRead;
 use std::path::{Component, Path, PathBuf};

@@ -106,6 +106,7 @@ fn render(cmd: clap::Command) -> std::io::Result<(String, Vec<u8>)> {
     }
     related.extend(
         cmd.get_subcommands()
+            .filter(|s| !s.is_hide_set())
             .map(|s| format!("{name}-{}", s.get_name())),
     );
     let refs: Vec<String> = related.iter().map(|r| format!("{r}(1)")).collect();

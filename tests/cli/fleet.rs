@@ -478,3 +478,296 @@ fn a_changed_host_key_is_refused_naming_the_host_and_nothing_runs_anywhere() {
         assert!(hosts.get(name).migrated(), "{name} was touched");
     }
 }
+
+/// A host playbook that leaves a trace of each step in its root, with a
+/// pause (`pause` seconds) between its two steps and an `always` step.
+const TRACED: &str = "name: traced
+vars:
+  root: .
+  pause: \"0\"
+  token: \"\"
+steps:
+  - id: first
+    name: First
+    action: shell
+    with: {command: [sh, -c, \"echo first >> {{ root }}/trace\"]}
+  - id: wait
+    name: Wait
+    action: shell
+    with: {command: [sleep, \"{{ pause }}\"]}
+  - id: last
+    name: Last
+    action: shell
+    with: {command: [sh, -c, \"echo last >> {{ root }}/trace\"]}
+always:
+  - id: cleanup
+    name: Clean up
+    action: shell
+    with: {command: [sh, -c, \"echo always >> {{ root }}/trace\"]}
+";
+
+/// A fleet of the traced playbook on every host: the canary, then the rest.
+fn traced_fleet(t: &Test, inventory: &Path) -> Command {
+    std::fs::write(t.path().join("traced.yaml"), TRACED).unwrap();
+    let playbook = format!(
+        "name: traced_fleet\nsteps:\n  - id: fleet\n    name: Every host\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: traced.yaml\n",
+        inventory.display()
+    );
+    std::fs::write(t.path().join("traced_fleet.yaml"), playbook).unwrap();
+    let mut cmd = t.command(&["run", "traced_fleet.yaml"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+fn trace(host: &Host) -> String {
+    std::fs::read_to_string(host.root().join("trace")).unwrap_or_default()
+}
+
+/// Waits until every host but the canary has begun its pause.
+fn wait_for_wave_two(hosts: &Hosts) {
+    for _ in 0..400 {
+        if FIVE[1..].iter().all(|h| trace(hosts.get(h)) == "first\n") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("the second wave did not start");
+}
+
+fn finish(child: std::process::Child, dir: &Path) -> Output {
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        dir: dir.to_path_buf(),
+    }
+}
+
+const SLOW_WAVE_TWO: [(&str, &str); 4] = [
+    ("cdn-1", "pause: \"3\""),
+    ("cdn-2", "pause: \"3\""),
+    ("cdn-3", "pause: \"3\""),
+    ("cdn-4", "pause: \"3\""),
+];
+
+#[test]
+fn ctrl_c_on_the_controller_stops_every_host_at_a_step_boundary_and_resume_finishes_only_those() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, "", &SLOW_WAVE_TWO);
+    let child = traced_fleet(&t, &inventory).spawn().unwrap();
+    wait_for_wave_two(&hosts);
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = finish(child, t.path());
+    assert_eq!(out.code, 130, "{}\n{}", out.stdout, out.stderr);
+    // Each host ended the step under way, skipped `last`, ran `always`.
+    assert_eq!(trace(hosts.get("staging")), "first\nlast\nalways\n");
+    for h in &FIVE[1..] {
+        assert_eq!(trace(hosts.get(h)), "first\nalways\n", "{h}");
+        assert_eq!(
+            mirror(&out, h).last().unwrap()["status"],
+            "interrupted",
+            "{h}"
+        );
+    }
+    let r = report(&out, "fleet");
+    assert_eq!(r["interrupted"], true);
+
+    let dir = out.run_dir().display().to_string();
+    let resumed = t.run(&["resume", &dir]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    // The canary, done, is left alone; the others finish their own runs.
+    assert_eq!(trace(hosts.get("staging")), "first\nlast\nalways\n");
+    for h in &FIVE[1..] {
+        let trace = trace(hosts.get(h));
+        assert_eq!(trace.matches("first").count(), 1, "{h}: {trace}");
+        assert_eq!(trace.matches("last").count(), 1, "{h}: {trace}");
+    }
+    let r = resumed.finished("fleet")["outputs"].clone();
+    assert_eq!(status_of(&r, "staging"), "succeeded_before");
+    for h in &FIVE[1..] {
+        assert_eq!(status_of(&r, h), "succeeded");
+    }
+}
+
+#[test]
+fn the_controller_killed_mid_wave_leaves_hosts_that_stop_by_themselves_and_resume_finishes_them() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, "", &SLOW_WAVE_TWO);
+    let mut child = traced_fleet(&t, &inventory).spawn().unwrap();
+    wait_for_wave_two(&hosts);
+    child.kill().unwrap();
+    let out = finish(child, t.path());
+    // With their controller gone, the hosts stop at their next step
+    // boundary and run their `always` steps, on their own.
+    for h in &FIVE[1..] {
+        let host = hosts.get(h);
+        let mut stopped = false;
+        for _ in 0..400 {
+            if trace(host) == "first\nalways\n" {
+                stopped = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        assert!(stopped, "{h}: {}", trace(host));
+    }
+    let dir = out.run_dir().display().to_string();
+    let resumed = t.run(&["resume", &dir]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(trace(hosts.get("staging")), "first\nlast\nalways\n");
+    for h in &FIVE[1..] {
+        let trace = trace(hosts.get(h));
+        assert_eq!(trace.matches("last").count(), 1, "{h}: {trace}");
+        // The mirror holds the run killed mid-way and its resume.
+        let journal = mirror(&resumed, h);
+        assert_eq!(journal.last().unwrap()["status"], "succeeded", "{h}");
+    }
+}
+
+#[test]
+fn a_host_whose_install_a_local_run_holds_fails_preflight_naming_the_holder() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let held = hosts.get("cdn-3");
+    // A run on cdn-3 itself, holding its database while it sleeps.
+    let local = format!(
+        "name: holder\nsteps:\n  - id: hold\n    name: Hold\n    action: shell\n    with: {{command: [sleep, \"20\"]}}\n  - id: touch\n    name: Touch\n    action: sqlite.exec\n    with: {{db: {}, sql: \"PRAGMA user_version = 0\"}}\n",
+        held.db().display()
+    );
+    std::fs::write(t.path().join("holder.yaml"), local).unwrap();
+    let mut holder = t.command(&["run", "holder.yaml"]);
+    let mut holder = holder.stdout(Stdio::piped()).spawn().unwrap();
+    let lock = t.path().join("lock-seen");
+    for _ in 0..400 {
+        let probe = t.run(&["run", "holder.yaml", "--dry-run"]);
+        if probe.stderr.contains("a run holds") {
+            std::fs::write(&lock, "").unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(lock.exists(), "the local run never held cdn-3's database");
+    let inventory = hosts.inventory(&t, "", &[]);
+    let out = custom_fleet(&t, &inventory, "[1, \"100%\"]", "1");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out, "rollback");
+    assert_eq!(status_of(&r, "cdn-3"), "preflight_failed");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  cdn-3 │ ✗ preflight failed"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.contains("held by another run") && line.contains("step hold"),
+        "{line}"
+    );
+    assert!(held.migrated(), "cdn-3 was rolled back under another run");
+    for h in ["staging", "cdn-1", "cdn-2", "cdn-4"] {
+        assert_eq!(status_of(&r, h), "succeeded");
+    }
+}
+
+#[test]
+fn a_secret_reaches_each_host_over_the_control_channel_only() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let secret = "s3cr3t-5f2c9e-token";
+    let inventory = hosts.inventory(&t, "", &[]);
+    std::fs::write(
+        t.path().join("secretive.yaml"),
+        "name: secretive\nvars:\n  root: .\n  token: {secret: true}\nsteps:\n  - id: use\n    name: Use the token\n    action: shell\n    with:\n      command: [sh, -c, \"printf %s \\\"$TOKEN\\\" | wc -c > {{ root }}/token-length && sleep 2\"]\n      env: {TOKEN: \"{{ token }}\"}\n",
+    )
+    .unwrap();
+    let playbook = format!(
+        "name: secret_fleet\nsteps:\n  - id: fleet\n    name: Every host\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: secretive.yaml\n      serial: [\"100%\"]\n",
+        inventory.display()
+    );
+    std::fs::write(t.path().join("secret_fleet.yaml"), playbook).unwrap();
+    let mut cmd = t.command(&["run", "secret_fleet.yaml", "--json"]);
+    cmd.env("RUNBOOK_SECRET_TOKEN", secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // While every host runs the step, no process anywhere shows it.
+    for _ in 0..400 {
+        if FIVE
+            .iter()
+            .all(|h| hosts.get(h).root().join("token-length").exists())
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let ps = run(Command::new("ps").args(["-eo", "args"]));
+    assert!(ps.contains(" host"), "no host run was seen running:\n{ps}");
+    assert!(!ps.contains(secret), "a process shows the secret:\n{ps}");
+    let out = finish(child, t.path());
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for h in FIVE {
+        let host = hosts.get(h);
+        let length = std::fs::read_to_string(host.root().join("token-length")).unwrap();
+        assert_eq!(
+            length.trim(),
+            secret.len().to_string(),
+            "{h} did not get the secret"
+        );
+    }
+    // Not in any file: the hosts' homes, the shipped cache, the controller's runs.
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fleet-cache");
+    let mut todo = vec![t.path().to_path_buf(), cache.join("runbook/playbooks")];
+    let mut files = 0;
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                files += 1;
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(
+                    !text.contains(secret),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files > 50, "only {files} files were read");
+    // --json: every host's events carry the host; the fleet's own events say
+    // where each host stands.
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    for h in FIVE {
+        assert!(events
+            .iter()
+            .any(|e| e["event"] == "step_finished" && e["host"] == h && e["step"] == "use"));
+        assert!(events.iter().any(|e| e["event"] == "host_finished"
+            && e["host"] == h
+            && e["status"] == "succeeded"));
+        let journal = mirror(&out, h);
+        assert!(
+            journal.iter().any(|e| e["vars"]["token"] == "***"),
+            "{h}: {journal:?}"
+        );
+    }
+}
