@@ -36,6 +36,7 @@ pub mod executor;
 pub mod exit;
 pub mod fault;
 pub mod fleet;
+pub mod fleet_view;
 pub mod interrupt;
 pub mod inventory;
 pub mod journal;

@@ -5,7 +5,7 @@ use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use console::style;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::event::{Event, Phase, Sink, Status};
 use crate::summary::{State, Summary};
@@ -34,6 +34,8 @@ pub struct ViewOptions {
 const WIDTH: usize = 100;
 
 pub struct Human {
+    /// On a terminal, what holds the bar (and a fleet's lines, one a host).
+    multi: Option<MultiProgress>,
     spinner: Option<ProgressBar>,
     /// `-v`: included steps, fallbacks' own lines and conditions in full.
     verbose: bool,
@@ -50,9 +52,11 @@ impl Human {
     pub fn new(terminal: bool, verbose: bool) -> Human {
         // On a terminal, one bar: a spinner while a step runs, a gauge while
         // an action reports how far it has got.
-        let spinner = terminal.then(|| {
-            // Hidden until the first step, so nothing is drawn before there is something to show.
-            let bar = ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
+        // Hidden until the first step, so nothing is drawn before there is something to show.
+        let multi = terminal
+            .then(|| MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden()));
+        let spinner = multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::new_spinner());
             bar.set_style(spinner_style());
             let gauge = bar.clone();
             crate::progress::listen(Box::new(move |u: crate::progress::Update| match u.total {
@@ -76,6 +80,7 @@ impl Human {
             bar
         });
         Human {
+            multi,
             spinner,
             verbose,
             depth: 0,
@@ -197,10 +202,10 @@ impl Human {
             Event::AlwaysStarted { .. } => {}
             Event::StepStarted { step, name, .. } => {
                 self.depth += 1;
+                if let Some(multi) = self.multi.as_ref().filter(|m| m.is_hidden()) {
+                    multi.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
                 if let Some(bar) = &self.spinner {
-                    if bar.is_hidden() {
-                        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                    }
                     bar.set_style(spinner_style());
                     bar.set_prefix("");
                     bar.unset_length();
@@ -464,7 +469,7 @@ fn minutes(d: std::time::Duration) -> String {
 }
 
 /// A step status's glyph, in its colour.
-fn mark(status: Status) -> console::StyledObject<&'static str> {
+pub(crate) fn mark(status: Status) -> console::StyledObject<&'static str> {
     match status {
         Status::Ok => style("✓").green(),
         Status::Warning => style("⚠").yellow(),
@@ -476,105 +481,15 @@ fn mark(status: Status) -> console::StyledObject<&'static str> {
 }
 
 impl Human {
-    /// Shows a fleet's news as lines, each whole and prefixed by its host,
-    /// over the bar as every other line is.
+    /// Shows a fleet's hosts: a line each, kept current, on a terminal;
+    /// whole lines prefixed by their host otherwise.
     pub fn listen_fleet(&self) {
-        let bar = self.spinner.clone();
-        crate::progress::listen_fleet(Box::new(move |news| {
-            let lines = fleet_lines(news);
-            if lines.is_empty() {
-                return;
+        match (&self.multi, &self.spinner) {
+            (Some(multi), Some(spinner)) => {
+                crate::fleet_view::listen_board(multi.clone(), spinner.clone());
             }
-            let print = || {
-                let mut out = io::stdout().lock();
-                for line in &lines {
-                    let _ = writeln!(out, "{line}");
-                }
-            };
-            match &bar {
-                Some(bar) => bar.suspend(print),
-                None => print(),
-            }
-        }));
-    }
-}
-
-/// `--json`: a fleet's news as events on stdout, each with its host.
-pub fn listen_fleet_json() {
-    crate::progress::listen_fleet(Box::new(|news| {
-        let line = news.to_json().to_string();
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-    }));
-}
-
-/// What a person reads of a fleet's news: one or more whole lines.
-fn fleet_lines(news: &crate::fleet::News) -> Vec<String> {
-    use crate::fleet::{HostStatus, News};
-    let host_mark = |status: HostStatus| match status {
-        HostStatus::Succeeded | HostStatus::SucceededBefore => style("✓").green(),
-        HostStatus::Interrupted | HostStatus::NotStarted => style("-").dim(),
-        _ => style("✗").red(),
-    };
-    match news {
-        News::HostChecked {
-            host,
-            ok: true,
-            predicted,
-            ..
-        } => {
-            let mut lines = vec![format!("  {host} │ preflight {}", style("✓").green())];
-            lines.extend(predicted.iter().map(|p| format!("  {host} │   {}", console::truncate_str(p, WIDTH, "…"))));
-            lines
+            _ => crate::fleet_view::listen_lines(),
         }
-        News::HostChecked {
-            host,
-            status,
-            detail,
-            ..
-        } => vec![format!(
-            "  {host} │ {} {}: {}",
-            host_mark(*status),
-            status.as_str(),
-            detail.as_deref().unwrap_or("")
-        )],
-        News::WaveStarted { wave, hosts } => {
-            let what = if *wave == 1 { "wave 1, the canary" } else { "wave" };
-            let what = if *wave == 1 { what.to_owned() } else { format!("{what} {wave}") };
-            vec![format!("{}: {}", style(what).bold(), hosts.join(", "))]
-        }
-        News::Host {
-            host,
-            run: Event::StepFinished {
-                step, name, status, ..
-            },
-        } if !step.contains('.') => vec![format!("  {host} │ {} {name}", mark(*status))],
-        News::Host { .. } => Vec::new(),
-        News::HostFinished {
-            host,
-            status,
-            duration_ms,
-            failed_step,
-            error,
-        } => {
-            let why = match (failed_step, error) {
-                (Some(s), Some(e)) => format!(" at {s}: {e}"),
-                (None, Some(e)) => format!(": {e}"),
-                (Some(s), None) => format!(" at {s}"),
-                (None, None) => String::new(),
-            };
-            vec![format!(
-                "  {host} │ {} {}{why} {}",
-                host_mark(*status),
-                status.as_str(),
-                style(format!("({:.1}s)", *duration_ms as f64 / 1000.0)).dim()
-            )]
-        }
-        News::BudgetSpent { spent, allowed } => vec![format!(
-            "{} the failure budget is overspent: {spent} hosts failed or unreachable, {allowed} allowed; no new host starts, running ones stop at their next step",
-            style("✗").red()
-        )],
-        News::FleetFinished { .. } => Vec::new(),
     }
 }
 

@@ -41,7 +41,10 @@ impl Binary {
             None => (std::env::current_exe()?, true),
         };
         // SHA-256, as `sha256sum` checks it on any host.
-        let (sum, _) = crate::checksum::of_file(&path, crate::checksum::Algorithm::Sha256)?;
+        // Silently: a bar for the few megabytes of a binary would only flash.
+        let (sum, _) = crate::progress::silently(true, || {
+            crate::checksum::of_file(&path, crate::checksum::Algorithm::Sha256)
+        })?;
         let sha256 = sum.hex;
         Ok(Binary {
             path,

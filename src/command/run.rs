@@ -207,7 +207,7 @@ pub(crate) fn execute(
     // With --json nothing draws the bar, so nothing should feed it.
     let mut human = reporter::Human::new(view.terminal && !json, view.verbose);
     if json {
-        reporter::listen_fleet_json();
+        crate::fleet_view::listen_json();
     } else {
         human.listen_fleet();
     }

@@ -18,6 +18,8 @@ const FLEET_ROLLBACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/fle
 pub struct Hosts {
     dir: PathBuf,
     hosts: Vec<Host>,
+    /// Network namespaces made for hosts that can vanish, with their links.
+    namespaces: Vec<(String, String)>,
 }
 
 pub struct Host {
@@ -58,6 +60,16 @@ impl Drop for Hosts {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        for (ns, link) in &self.namespaces {
+            // What still runs there (a session cut off mid-step) goes too.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["link", "del", link]).status();
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
 }
@@ -102,6 +114,7 @@ pub fn hosts(t: &Test, names: &[&str]) -> Option<Hosts> {
     let mut hosts = Hosts {
         dir: dir.clone(),
         hosts: Vec::new(),
+        namespaces: Vec::new(),
     };
     for name in names {
         let home = t.path().join("hosts").join(name);
@@ -176,6 +189,120 @@ pub fn hosts(t: &Test, names: &[&str]) -> Option<Hosts> {
 }
 
 impl Hosts {
+    /// One more host, in a network namespace of its own joined to this one
+    /// by a veth link, so that the test can make it vanish mid-run
+    /// ([`Hosts::vanish`]); `None` (said loudly) without `ip`.
+    pub fn add_in_namespace(&mut self, t: &Test, name: &str) -> Option<()> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if Command::new("ip").arg("-V").output().is_err() {
+            skipped("the vanishing-host test needs `ip` (apt-get install iproute2)");
+            return None;
+        }
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = (std::process::id() % 1000) * 10 + n;
+        let ns = format!("rb-test-{id}");
+        let (outside, inside) = (format!("rbv{id}a"), format!("rbv{id}b"));
+        let subnet = id % 250;
+        let ip = |args: &[&str]| run(Command::new("ip").args(args));
+        ip(&["netns", "add", &ns]);
+        self.namespaces.push((ns.clone(), outside.clone()));
+        ip(&[
+            "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+        ]);
+        ip(&["link", "set", &inside, "netns", &ns]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.213.{subnet}.1/30"),
+            "dev",
+            &outside,
+        ]);
+        ip(&["link", "set", &outside, "up"]);
+        let address = format!("10.213.{subnet}.2");
+        ip(&[
+            "netns",
+            "exec",
+            &ns,
+            "ip",
+            "addr",
+            "add",
+            &format!("{address}/30"),
+            "dev",
+            &inside,
+        ]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", &inside, "up"]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        let home = t.path().join("hosts").join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let built = t.run(&["demo", &home.display().to_string(), "--build-only"]);
+        assert_eq!(built.code, 0, "{}", built.stderr);
+        let host_key = self.dir.join(format!("{name}.key"));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(&host_key));
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fleet-cache");
+        let config = self.dir.join(format!("{name}.sshd_config"));
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {address}:22\nHostKey {key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
+                 PermitRootLogin yes\nStrictModes no\nUsePAM no\nPidFile none\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nSetEnv HOME={home} XDG_CACHE_HOME={cache}\nLogLevel ERROR\n",
+                key = host_key.display(),
+                dir = self.dir.display(),
+                home = home.display(),
+                cache = cache.display(),
+            ),
+        )
+        .unwrap();
+        let sshd = Command::new("ip")
+            .args(["netns", "exec", &ns, SSHD, "-D", "-f"])
+            .arg(&config)
+            .arg("-E")
+            .arg(self.dir.join(format!("{name}.log")))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut up = false;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect((address.as_str(), 22)).is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(up, "sshd in {ns} did not start");
+        let user = run(Command::new("id").arg("-un")).trim().to_owned();
+        let mut config = std::fs::read_to_string(self.dir.join("config")).unwrap();
+        config.push_str(&format!(
+            "Host {name}\n  HostName {address}\n  Port 22\n  User {user}\n  IdentityFile {dir}/id\n  IdentitiesOnly yes\n  UserKnownHostsFile {dir}/known_hosts\n  GlobalKnownHostsFile /dev/null\n",
+            dir = self.dir.display(),
+        ));
+        std::fs::write(self.dir.join("config"), config).unwrap();
+        let public = std::fs::read_to_string(host_key.with_extension("key.pub")).unwrap();
+        let key: Vec<&str> = public.split_whitespace().take(2).collect();
+        let mut known = std::fs::read_to_string(self.dir.join("known_hosts")).unwrap();
+        known.push_str(&format!("{address} {}\n", key.join(" ")));
+        std::fs::write(self.dir.join("known_hosts"), known).unwrap();
+        self.hosts.push(Host {
+            name: name.to_owned(),
+            port: 22,
+            home,
+            host_key,
+            sshd: Some(sshd),
+        });
+        Some(())
+    }
+
+    /// Cuts the link to a host made by [`Hosts::add_in_namespace`]: its
+    /// packets go nowhere, as when a host loses power or its network.
+    pub fn vanish(&self) {
+        for (_, link) in &self.namespaces {
+            run(Command::new("ip").args(["link", "set", link, "down"]));
+        }
+    }
+
     pub fn get(&self, name: &str) -> &Host {
         self.hosts.iter().find(|h| h.name == name).unwrap()
     }
@@ -770,4 +897,103 @@ fn a_secret_reaches_each_host_over_the_control_channel_only() {
             "{h}: {journal:?}"
         );
     }
+}
+
+#[test]
+fn on_a_terminal_each_host_holds_one_line_with_its_current_step_then_its_ending() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, "", &SLOW_WAVE_TWO);
+    let _ = traced_fleet(&t, &inventory);
+    let command = format!("{} run traced_fleet.yaml", env!("CARGO_BIN_EXE_runbook"));
+    let Some(screen) = crate::terminal::Screen::start(t.path(), &command) else {
+        skipped("tmux is not installed, so the fleet's terminal view was not tested (apt-get install tmux)");
+        return;
+    };
+    wait_for_wave_two(&hosts);
+    for h in &FIVE[1..] {
+        screen.wait_for(&format!("{h} │ Wait"));
+    }
+    let during = screen.text();
+    // Below the preflight's lines, which scroll by: the live area.
+    let live: Vec<&str> = during
+        .lines()
+        .skip_while(|l| !l.starts_with("wave 2"))
+        .collect();
+    for h in &FIVE[1..] {
+        let lines: Vec<&str> = live
+            .iter()
+            .copied()
+            .filter(|l| l.contains(&format!("{h} │")))
+            .collect();
+        assert_eq!(lines.len(), 1, "{h} has not one line:\n{during}");
+        assert!(lines[0].contains(&format!("{h} │ Wait")), "{during}");
+    }
+    let after = screen.wait_for("EXIT=");
+    assert!(after.contains("EXIT=0"), "{after}");
+    for h in FIVE {
+        let endings = after
+            .lines()
+            .filter(|l| l.contains(&format!("{h} │ ✓ succeeded")))
+            .count();
+        assert_eq!(endings, 1, "{h}:\n{after}");
+        // The steps scrolled by as the line's state, not as lines of their own.
+        assert!(!after.contains(&format!("{h} │ ✓ Wait")), "{after}");
+    }
+}
+
+#[test]
+fn a_host_that_vanishes_mid_run_is_found_unreachable_and_spends_the_budget() {
+    let t = Test::new();
+    let Some(mut hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    if hosts.add_in_namespace(&t, "edge").is_none() {
+        return;
+    }
+    let mut slow: Vec<(&str, &str)> = SLOW_WAVE_TWO.to_vec();
+    slow.push(("edge", "pause: \"30\""));
+    let inventory = hosts.inventory(&t, "", &slow);
+    let playbook = format!(
+        "name: traced_fleet\nsteps:\n  - id: fleet\n    name: Every host\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: traced.yaml\n      max_failed: 1\n",
+        inventory.display()
+    );
+    let mut cmd = traced_fleet(&t, &inventory);
+    std::fs::write(t.path().join("traced_fleet.yaml"), playbook).unwrap();
+    let started = std::time::Instant::now();
+    let child = cmd.spawn().unwrap();
+    let edge = hosts.get("edge");
+    for _ in 0..400 {
+        if trace(edge) == "first\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(trace(edge), "first\n", "edge never started");
+    hosts.vanish();
+    let out = finish(child, t.path());
+    // Noticed by the keep-alives (3 missed, 5 s apart), not by the step's end.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(28),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out, "fleet");
+    assert_eq!(status_of(&r, "edge"), "unreachable");
+    assert_eq!(r["budget"]["unreachable"], 1);
+    for h in FIVE {
+        assert_eq!(status_of(&r, h), "succeeded");
+    }
+    let step = out.finished("fleet");
+    assert_eq!(step["status"], "warning");
+    assert!(
+        step["detail"]
+            .as_str()
+            .unwrap()
+            .contains("edge (unreachable)"),
+        "{step:#}"
+    );
 }

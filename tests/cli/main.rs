@@ -19,6 +19,6 @@ mod lock;
 mod resume;
 mod rollback;
 mod semantics;
-mod terminal;
+pub mod terminal;
 mod verified;
 mod views;

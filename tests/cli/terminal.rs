@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use crate::support::Test;
 
 /// A tmux server of the test's own, on its own socket, killed on drop.
-struct Screen {
+pub struct Screen {
     socket: String,
 }
 
 impl Screen {
     /// Starts `command` in a 120x30 terminal; `None` without tmux.
-    fn start(dir: &Path, command: &str) -> Option<Screen> {
+    pub fn start(dir: &Path, command: &str) -> Option<Screen> {
         Command::new("tmux").arg("-V").output().ok()?;
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -36,7 +36,7 @@ impl Screen {
     }
 
     /// What the screen shows now.
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         let out = Command::new("tmux")
             .args(["-L", &self.socket, "capture-pane", "-p"])
             .output()
@@ -45,7 +45,7 @@ impl Screen {
     }
 
     #[track_caller]
-    fn wait_for(&self, needle: &str) -> String {
+    pub fn wait_for(&self, needle: &str) -> String {
         let started = Instant::now();
         loop {
             let text = self.text();
