@@ -8,8 +8,9 @@
 //! host's journal is left for `resume`. The host answers on stdout with the
 //! run's events, one JSON object per line, as `--json` prints them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,10 @@ pub struct Order {
     /// Manual confirmations given in advance.
     #[serde(default)]
     pub yes: bool,
+    /// The controller has a terminal: a question a step asks here is put
+    /// to the operator there, and answered over this channel.
+    #[serde(default)]
+    pub can_ask: bool,
     pub mode: Mode,
 }
 
@@ -49,6 +54,103 @@ pub enum Mode {
 pub enum Message {
     /// Stop at the next step boundary (the `always` steps run).
     Stop,
+    /// The operator's answer to the question `id`.
+    Answer { id: u64, yes: bool },
+}
+
+/// A question a step on the host puts to the operator, written on stdout
+/// among the events (`{"question": {…}}`), for the controller to ask.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Question {
+    pub id: u64,
+    /// The step that asks.
+    pub asker: String,
+    pub question: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Said {
+    Question(Question),
+}
+
+/// The questions waiting for the controller's answer, when there is a
+/// controller to ask.
+static RELAY: std::sync::OnceLock<Relay> = std::sync::OnceLock::new();
+
+#[derive(Default)]
+struct Relay {
+    next: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<Option<HashMap<u64, mpsc::Sender<bool>>>>,
+}
+
+/// From now on, questions go to the controller.
+pub fn relay_questions() {
+    let relay = Relay::default();
+    if let Ok(mut w) = relay.waiting.lock() {
+        *w = Some(HashMap::new());
+    }
+    let _ = RELAY.set(relay);
+}
+
+/// Whether questions go to a controller.
+pub fn relaying() -> bool {
+    RELAY.get().is_some()
+}
+
+/// Asks the controller's operator, and waits for the answer; an error if
+/// the controller went away first.
+pub fn ask_controller(asker: &str, question: &str) -> Result<bool, String> {
+    use std::io::Write as _;
+    let relay = RELAY.get().ok_or("no controller to ask")?;
+    let id = relay.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let (tx, rx) = mpsc::channel();
+    match relay
+        .waiting
+        .lock()
+        .ok()
+        .and_then(|mut w| w.as_mut().map(|w| w.insert(id, tx)))
+    {
+        Some(_) => {}
+        None => return Err("the controller went away before the question could be asked".into()),
+    }
+    let said = Said::Question(Question {
+        id,
+        asker: asker.to_owned(),
+        question: question.to_owned(),
+    });
+    let line = serde_json::to_string(&said).map_err(|e| e.to_string())?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("the question could not be sent: {e}"))?;
+    }
+    rx.recv()
+        .map_err(|_| "the controller went away before the operator answered".to_owned())
+}
+
+/// The operator's answer, from the controller.
+pub fn answer(id: u64, yes: bool) {
+    if let Some(relay) = RELAY.get() {
+        if let Some(tx) = relay
+            .waiting
+            .lock()
+            .ok()
+            .and_then(|mut w| w.as_mut()?.remove(&id))
+        {
+            let _ = tx.send(yes);
+        }
+    }
+}
+
+/// The controller is gone: no answer will come to any question.
+pub fn no_more_answers() {
+    if let Some(relay) = RELAY.get() {
+        if let Ok(mut w) = relay.waiting.lock() {
+            *w = None;
+        }
+    }
 }
 
 /// Where runbook keeps what it reuses on a host (shipped binaries and

@@ -11,7 +11,7 @@
 //! resumes the others' own journals.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::control::{Message, Mode, Order};
+use crate::control::{Message, Mode, Order, Question, Said};
 use crate::event::{Event, RunStatus};
 use crate::inventory::Host;
 use crate::shipment::Binary;
@@ -635,6 +635,13 @@ impl Fleet {
         let mut finished: Option<Event> = None;
         let outcome = running.and_then(|running| {
             running.follow_lines(|line, event| {
+                if event.is_none() {
+                    if let Ok(Said::Question(q)) = serde_json::from_str::<Said>(line) {
+                        let yes = ask_operator(&host.name, &q, self.yes);
+                        tell(controls, &host.name, &Message::Answer { id: q.id, yes });
+                        return;
+                    }
+                }
                 if let Some(file) = mirror.as_mut() {
                     // The mirror is a copy for reading: its loss is said at the end.
                     if writeln!(file, "{}", (self.redact)(line)).is_err() {
@@ -721,6 +728,7 @@ impl Fleet {
             vars,
             secrets: crate::secret::from_environment(),
             yes: self.yes,
+            can_ask: std::io::stdin().is_terminal(),
             mode,
         };
         let line = serde_json::to_string(&order).map_err(|e| e.to_string())?;
@@ -807,6 +815,23 @@ fn stop_all(controls: &Controls) {
             let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
         }
     }
+}
+
+/// Says something to one host.
+fn tell(controls: &Controls, host: &str, message: &Message) {
+    let line = serde_json::to_string(message).unwrap_or_default();
+    if let Some(stdin) = controls.lock().ok().as_mut().and_then(|c| c.get_mut(host)) {
+        let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
+    }
+}
+
+/// Puts a host's question to the operator, one question at a time however
+/// many hosts ask: the answer is yes or no (no terminal is a no).
+fn ask_operator(host: &str, q: &Question, yes: bool) -> bool {
+    static ASKING: Mutex<()> = Mutex::new(());
+    let _turn = ASKING.lock();
+    let asker = format!("{host} {}", q.asker);
+    crate::action::confirm::ask(&asker, &q.question, yes).is_ok()
 }
 
 fn count(budget: &mut Budget, status: HostStatus) {

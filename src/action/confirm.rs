@@ -43,6 +43,16 @@ pub fn ask(asker: &str, question: &str, yes: bool) -> Result<(), Failure> {
     if yes {
         return Ok(());
     }
+    // Started by a fleet controller: its operator answers.
+    if crate::control::relaying() {
+        return match crate::control::ask_controller(asker, question) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Failure::Declined(format!(
+                "declined by the operator: {question}"
+            ))),
+            Err(why) => Err(Failure::Failed(why)),
+        };
+    }
     if !std::io::stdin().is_terminal() {
         return Err(Failure::Failed(format!(
             "needs confirmation, but there is no terminal to ask on: {question} (pass --yes to confirm in advance)"

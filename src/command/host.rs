@@ -48,6 +48,9 @@ pub fn host() -> Exit {
         }
     };
     crate::secret::give(order.secrets.clone());
+    if order.can_ask {
+        control::relay_questions();
+    }
     // Installed before the controller can say anything, so a stop is never lost.
     let _ = crate::interrupt::flag();
     std::thread::spawn(move || listen(input));
@@ -67,7 +70,7 @@ pub fn host() -> Exit {
         mode => {
             let dry_run = *mode == Mode::DryRun;
             if dry_run {
-                if let Err(exit) = lock_free(&playbook, &order.vars) {
+                if let Err(exit) = fit_to_run(&playbook, &order) {
                     return exit;
                 }
             }
@@ -96,27 +99,37 @@ fn listen(mut input: impl BufRead) {
         line.clear();
         match input.read_line(&mut line) {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if matches!(serde_json::from_str::<Message>(&line), Ok(Message::Stop)) {
-                    break;
-                }
-            }
+            Ok(_) => match serde_json::from_str::<Message>(&line) {
+                Ok(Message::Stop) => crate::interrupt::request(),
+                Ok(Message::Answer { id, yes }) => control::answer(id, yes),
+                Err(_) => {}
+            },
         }
     }
     crate::interrupt::request();
+    control::no_more_answers();
 }
 
-/// A preflight is refused where another run holds the install: the fleet
-/// would be refused there when its turn came.
-fn lock_free(playbook: &Path, vars: &[(String, String)]) -> Result<(), Exit> {
+/// A preflight is refused where the run would be when its turn came:
+/// another run holds the install, or a step asks the operator and nobody
+/// can answer.
+fn fit_to_run(playbook: &Path, order: &Order) -> Result<(), Exit> {
     let options = analyzer::Options {
-        vars: vars.to_vec(),
+        vars: order.vars.clone(),
         require_values: true,
     };
     // An invalid playbook is said by the dry run itself.
     let Ok(plan) = analyzer::analyze(playbook, &options) else {
         return Ok(());
     };
+    let asking: Vec<&str> = plan.questions().iter().map(|s| s.id.as_str()).collect();
+    if !order.yes && !order.can_ask && !asking.is_empty() {
+        eprintln!(
+            "error: steps {} ask the operator, but the controller has no terminal to ask on and no --yes",
+            asking.join(", ")
+        );
+        return Err(Exit::Invalid);
+    }
     for target in plan.changes() {
         if let Some(holder) = lock::holder_of(&target) {
             eprintln!(

@@ -126,7 +126,7 @@ pub(crate) fn unaskable(
     done: impl Fn(&str) -> bool,
 ) -> Result<(), Exit> {
     use std::io::IsTerminal;
-    if yes || std::io::stdin().is_terminal() {
+    if yes || std::io::stdin().is_terminal() || crate::control::relaying() {
         return Ok(());
     }
     let asking: Vec<&str> = plan

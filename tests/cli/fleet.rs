@@ -997,3 +997,46 @@ fn a_host_that_vanishes_mid_run_is_found_unreachable_and_spends_the_budget() {
         "{step:#}"
     );
 }
+
+#[test]
+fn a_question_a_host_asks_is_put_to_the_operator_at_the_controllers_terminal() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE[..2]) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, "", &[]);
+    std::fs::write(
+        t.path().join("asking.yaml"),
+        "name: asking\nvars:\n  root: .\nsteps:\n  - id: ask\n    name: Ask\n    action: confirm\n    with: {message: \"Go on with this host?\"}\n  - id: after\n    name: After\n    action: shell\n    with: {command: [sh, -c, \"echo after >> {{ root }}/trace\"]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("asking_fleet.yaml"),
+        format!(
+            "name: asking_fleet\nsteps:\n  - id: fleet\n    name: Every host\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: asking.yaml\n",
+            inventory.display()
+        ),
+    )
+    .unwrap();
+    let command = format!("{} run asking_fleet.yaml", env!("CARGO_BIN_EXE_runbook"));
+    let Some(screen) = crate::terminal::Screen::start(t.path(), &command) else {
+        skipped("tmux is not installed, so a host's question was not put to a terminal (apt-get install tmux)");
+        return;
+    };
+    screen.wait_for("staging ask: Go on with this host? [y/N]");
+    screen.keys(&["y", "Enter"]);
+    screen.wait_for("cdn-1 ask: Go on with this host? [y/N]");
+    assert_eq!(trace(hosts.get("staging")), "after\n");
+    screen.keys(&["n", "Enter"]);
+    let after = screen.wait_for("EXIT=");
+    assert!(after.contains("EXIT=1"), "{after}");
+    assert_eq!(
+        trace(hosts.get("cdn-1")),
+        "",
+        "cdn-1 went on though the operator said no"
+    );
+    assert!(
+        after.contains("cdn-1 │ ✗ failed at ask: declined by the operator"),
+        "{after}"
+    );
+}

@@ -60,7 +60,7 @@ impl Screen {
         }
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub fn keys(&self, keys: &[&str]) {
         Command::new("tmux")
             .args(["-L", &self.socket, "send-keys"])
             .args(keys)
