@@ -80,7 +80,7 @@ impl Binary {
             return Err(Error::Architecture {
                 host: host.to_owned(),
                 theirs: uname.to_owned(),
-                ours: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+                ours: format!("{} {}", uname_os(), std::env::consts::ARCH),
             });
         }
         let (state, path) = state.split_once(' ').unwrap_or((state, ""));
@@ -112,6 +112,16 @@ impl Binary {
             return Err(failed(format!("the upload of runbook failed: {why}")));
         }
         Ok(path.to_owned())
+    }
+}
+
+/// This system's name as `uname -s` says it.
+fn uname_os() -> &'static str {
+    match std::env::consts::OS {
+        "linux" => "Linux",
+        "macos" => "Darwin",
+        "freebsd" => "FreeBSD",
+        other => other,
     }
 }
 

@@ -91,6 +91,12 @@ fn free_port() -> u16 {
 /// Starts one sshd per name, each host with a migrated install under its
 /// home; `None` (said loudly) where OpenSSH's server is not installed.
 pub fn hosts(t: &Test, names: &[&str]) -> Option<Hosts> {
+    hosts_with(t, names, &[])
+}
+
+/// As [`hosts`], with more environment for some hosts' sessions
+/// (`("cdn-1", "PATH=…")`), which win over the defaults.
+pub fn hosts_with(t: &Test, names: &[&str], env: &[(&str, String)]) -> Option<Hosts> {
     if !Path::new(SSHD).exists() || Command::new("ssh").arg("-V").output().is_err() {
         skipped("fleet tests need OpenSSH (apt-get install openssh-server openssh-client)");
         return None;
@@ -126,16 +132,24 @@ pub fn hosts(t: &Test, names: &[&str]) -> Option<Hosts> {
             .arg(&host_key));
         let port = free_port();
         let config = dir.join(format!("{name}.sshd_config"));
+        let mut vars = vec![
+            format!("HOME={}", home.display()),
+            format!("XDG_CACHE_HOME={}", cache.display()),
+        ];
+        for (_, var) in env.iter().filter(|(h, _)| h == name) {
+            let key = var.split('=').next().unwrap_or_default();
+            vars.retain(|v| !v.starts_with(&format!("{key}=")));
+            vars.push(var.clone());
+        }
         std::fs::write(
             &config,
             format!(
                 "ListenAddress 127.0.0.1:{port}\nHostKey {key}\nAuthorizedKeysFile {dir}/authorized_keys\n\
                  PermitRootLogin yes\nStrictModes no\nUsePAM no\nPidFile none\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nSetEnv HOME={home} XDG_CACHE_HOME={cache}\nLogLevel ERROR\n",
+                 KbdInteractiveAuthentication no\nSetEnv {vars}\nLogLevel ERROR\n",
                 key = host_key.display(),
                 dir = dir.display(),
-                home = home.display(),
-                cache = cache.display(),
+                vars = vars.join(" "),
             ),
         )
         .unwrap();
@@ -1039,4 +1053,151 @@ fn a_question_a_host_asks_is_put_to_the_operator_at_the_controllers_terminal() {
         after.contains("cdn-1 │ ✗ failed at ask: declined by the operator"),
         "{after}"
     );
+}
+
+#[test]
+fn a_host_that_would_ask_with_nobody_to_answer_fails_preflight_before_anything_runs() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE[..2]) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, "", &[]);
+    std::fs::write(
+        t.path().join("asking.yaml"),
+        "name: asking\nvars:\n  root: .\nsteps:\n  - id: ask\n    name: Ask\n    action: confirm\n    with: {message: \"Go on?\"}\n  - id: after\n    name: After\n    action: shell\n    with: {command: [sh, -c, \"echo after >> {{ root }}/trace\"]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("asking_fleet.yaml"),
+        format!("name: asking_fleet\nsteps:\n  - id: fleet\n    name: Every host\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: asking.yaml\n", inventory.display()),
+    )
+    .unwrap();
+    let out = t.run(&["run", "asking_fleet.yaml"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    for h in &FIVE[..2] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  {h} │ ✗ preflight failed")))
+            .unwrap_or_else(|| panic!("{}", out.stdout));
+        assert!(
+            line.contains("steps ask ask the operator, but the controller has no terminal"),
+            "{line}"
+        );
+        assert_eq!(trace(hosts.get(h)), "");
+    }
+}
+
+#[test]
+fn a_host_never_seen_is_refused_unless_new_keys_are_accepted_and_then_its_key_is_kept() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let known = t.path().join("ssh/known_hosts");
+    let port = format!("[127.0.0.1]:{} ", hosts.get("cdn-2").port);
+    let text = std::fs::read_to_string(&known).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with(&port))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&known, without).unwrap();
+    let inventory = hosts.inventory(&t, "", &[]);
+    let refused = custom_fleet(&t, &inventory, "[1, \"100%\"]", "0");
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stdout
+            .contains("cdn-2: its host key is not in known_hosts"),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        hosts.get("staging").migrated(),
+        "a host ran though one was refused with no budget"
+    );
+    let playbook = std::fs::read_to_string(t.path().join("custom.yaml")).unwrap();
+    std::fs::write(
+        t.path().join("custom.yaml"),
+        playbook.replace(
+            "      serial:",
+            "      accept_new_host_keys: true\n      serial:",
+        ),
+    )
+    .unwrap();
+    let accepted = t.run(&["run", "custom.yaml"]);
+    assert_eq!(accepted.code, 0, "{}\n{}", accepted.stdout, accepted.stderr);
+    assert!(!hosts.get("cdn-2").migrated());
+    let now = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        now.lines().any(|l| l.starts_with(&port)),
+        "the new key was not kept:\n{now}"
+    );
+}
+
+#[test]
+fn a_host_of_another_architecture_or_a_noexec_cache_is_refused_at_preflight() {
+    let t = Test::new();
+    // cdn-1 says it is another machine; cdn-2's cache cannot run programs.
+    let fake = t.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(fake.join("uname"), "#!/bin/sh\necho Linux riscv64\n").unwrap();
+    run(Command::new("chmod").arg("755").arg(fake.join("uname")));
+    let noexec = t.path().join("noexec-cache");
+    std::fs::create_dir_all(&noexec).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec,size=512m", "tmpfs"])
+        .arg(&noexec)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        skipped("a noexec cache needs mount (root), as CI runs the tests");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(noexec.clone());
+    let env = [
+        (
+            "cdn-1",
+            format!("PATH={}:/usr/local/bin:/usr/bin:/bin", fake.display()),
+        ),
+        ("cdn-2", format!("XDG_CACHE_HOME={}", noexec.display())),
+    ];
+    let Some(hosts) = hosts_with(&t, &FIVE, &env) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, "", &[]);
+    let out = custom_fleet(&t, &inventory, "[1, \"100%\"]", "2");
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let line = |h: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  {h} │ ✗ preflight failed")))
+            .unwrap_or_else(|| panic!("{h}: {}", out.stdout))
+            .to_owned()
+    };
+    assert!(
+        line("cdn-1")
+            .contains("cdn-1 is `Linux riscv64`, and this runbook is built for `Linux x86_64`"),
+        "{}",
+        line("cdn-1")
+    );
+    assert!(
+        line("cdn-2").contains("cannot run programs (mounted noexec?)"),
+        "{}",
+        line("cdn-2")
+    );
+    assert!(hosts.get("cdn-1").migrated() && hosts.get("cdn-2").migrated());
+    // Nothing half-shipped is left in the cache that refused it.
+    let left: Vec<_> = std::fs::read_dir(noexec.join("runbook/bin"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
