@@ -136,21 +136,15 @@ pub struct HostReport {
     pub host: String,
     pub status: HostStatus,
     /// The wave it ran in (1 is the canary).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub wave: Option<usize>,
     pub duration_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What the dry run there said it would do, step by step.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub predicted: Vec<String>,
     /// The facts its run established (which option rolled back, rows carried).
-    #[serde(skip_serializing_if = "Map::is_empty")]
     pub facts: Map<String, Json>,
     /// Its run directory on the host, whose journal is authoritative.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_dir: Option<String>,
 }
 
@@ -295,8 +289,10 @@ impl Fleet {
         let mut ready: Vec<(Host, String, Mode)> = Vec::new();
         for (host, result) in self.hosts.iter().zip(checked) {
             match result {
-                Ok((path, mode)) => {
-                    reports.push(HostReport::new(&host.name, HostStatus::NotStarted));
+                Ok((path, mode, predicted)) => {
+                    let mut waiting = HostReport::new(&host.name, HostStatus::NotStarted);
+                    waiting.predicted = predicted;
+                    reports.push(waiting);
                     ready.push((host.clone(), path, mode));
                 }
                 Err(report) => {
@@ -336,6 +332,7 @@ impl Fleet {
             for mut report in finished {
                 report.wave = Some(i + 1);
                 if let Some(slot) = reports.iter_mut().find(|r| r.host == report.host) {
+                    report.predicted = std::mem::take(&mut slot.predicted);
                     *slot = report;
                 }
             }
@@ -424,7 +421,7 @@ impl Fleet {
         transport: &Transport,
         binary: &Binary,
         news: &(dyn Fn(News) + Sync),
-    ) -> Vec<Result<(String, Mode), Box<HostReport>>> {
+    ) -> Vec<Result<(String, Mode, Vec<String>), Box<HostReport>>> {
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .hosts
@@ -453,7 +450,7 @@ impl Fleet {
                         detail,
                         predicted,
                     });
-                    result.map(|(path, mode, _)| (path, mode))
+                    result
                 })
                 .collect()
         })

@@ -448,8 +448,44 @@ fn five_hosts_roll_back_the_canary_first_then_the_others_each_with_its_journal_m
         return;
     };
     let inventory = hosts.inventory(&t, PRODUCTION, &[]);
-    let out = fleet_rollback(&t, &inventory, &[]);
+    let out = fleet_rollback(&t, &inventory, &["--var", "notify_to=ops@example.com"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // Told once, from the controller: the alert before, the outcome after.
+    let mails = crate::support::outbox(&out);
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert!(
+        mails[0]
+            .0
+            .starts_with("URGENT: Media Migration Rollback Initiated on staging, production"),
+        "{}",
+        mails[0].0
+    );
+    let (subject, body, _) = &mails[1];
+    assert!(
+        subject.starts_with("Media Migration Rollback Completed on the fleet"),
+        "{subject}"
+    );
+    for name in FIVE {
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&format!("- {name}: ")))
+            .unwrap_or_else(|| panic!("{name} not in the mail:\n{body}"));
+        assert!(
+            line.contains("succeeded")
+                && line.contains("rolled back by option 1, the built-in rollback"),
+            "{line}"
+        );
+        assert!(
+            line.contains("uploads carried back: 2 images, 1 documents"),
+            "{line}"
+        );
+    }
+    assert!(
+        body.contains(
+            "Failure budget: 0 failed, 0 unreachable, 0 failed their preflight; 0 allowed"
+        ),
+        "{body}"
+    );
     let r = report(&out, "rollback");
     let waves: Vec<Vec<String>> = r["waves"]
         .as_array()
