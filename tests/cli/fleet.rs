@@ -506,6 +506,29 @@ fn five_hosts_roll_back_the_canary_first_then_the_others_each_with_its_journal_m
             !hosts.get(name).migrated(),
             "{name} still has the media table"
         );
+        // The report keeps what its preflight predicted beside what happened.
+        let entry = r["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == name)
+            .unwrap();
+        let predicted: Vec<&str> = entry["predicted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert!(
+            predicted
+                .iter()
+                .any(|p| p.starts_with("option-1: would run")),
+            "{predicted:?}"
+        );
+        assert_eq!(
+            entry["facts"]["rolled_back_by"],
+            "option 1, the built-in rollback"
+        );
         let journal = mirror(&out, name);
         assert_eq!(journal.last().unwrap()["status"], "succeeded", "{name}");
         // The host's own journal is the authority; the mirror is its copy.
