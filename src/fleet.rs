@@ -94,8 +94,11 @@ pub struct Fleet {
     pub yes: bool,
     /// Where each host's journal is mirrored (`<run dir>/hosts`).
     pub mirror: PathBuf,
-    /// Redacts secret values from what is mirrored.
-    pub redact: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    /// The secrets the hosts' playbook takes: sent to each host over its
+    /// control channel, and redacted again from what is mirrored here.
+    pub secrets: crate::secret::Secrets,
+    /// Their names (lower-cased), as the controller was given them.
+    pub secret_names: Vec<String>,
 }
 
 /// How a host's part ended.
@@ -199,6 +202,8 @@ pub struct Report {
     pub budget: Budget,
     /// Stopped by the operator (Ctrl-C) before every host was done.
     pub interrupted: bool,
+    /// Why the fleet went no further than the canary, when it did not.
+    pub stopped: Option<String>,
 }
 
 /// What the fleet tells its views as it goes; `--json` prints each with
@@ -257,7 +262,19 @@ impl News {
     }
 }
 
-type Controls = Arc<Mutex<HashMap<String, ChildStdin>>>;
+/// A host's preflight: fit to run (its binary's path there, whether to run
+/// or resume, its dry run's path), or why not.
+type Checked = Result<(String, Mode, Vec<String>), Box<HostReport>>;
+
+/// The control channels of a wave's running hosts, and whether they have
+/// been told to stop: a host that registers after the stop is told at once.
+#[derive(Default)]
+struct Channels {
+    stopping: bool,
+    hosts: HashMap<String, ChildStdin>,
+}
+
+type Controls = Arc<Mutex<Channels>>;
 
 impl Fleet {
     /// Runs the fleet to its end, telling `news` as it goes.
@@ -303,6 +320,7 @@ impl Fleet {
         }
         let mut waves: Vec<Wave> = Vec::new();
         let mut interrupted = false;
+        let mut stopped = None;
         if budget.spent() > budget.allowed {
             budget.breached = true;
             news(News::BudgetSpent {
@@ -317,9 +335,12 @@ impl Fleet {
                 interrupted |= crate::interrupt::requested();
                 break;
             }
-            if i == 1 && !self.canary_holds(&reports) {
-                interrupted = true;
-                break;
+            if i == 1 {
+                if let Some(why) = self.after_canary(&reports) {
+                    interrupted |= crate::interrupt::requested();
+                    stopped = Some(why);
+                    break;
+                }
             }
             let wave: Vec<(Host, String, Mode)> = queue.by_ref().take(size).collect();
             let names: Vec<String> = wave.iter().map(|(h, _, _)| h.name.clone()).collect();
@@ -348,6 +369,7 @@ impl Fleet {
             waves,
             budget,
             interrupted,
+            stopped,
         };
         news(News::FleetFinished {
             report: report.clone(),
@@ -355,22 +377,25 @@ impl Fleet {
         report
     }
 
-    /// After the canary: the soak, then the operator's go-ahead if asked.
-    fn canary_holds(&self, reports: &[HostReport]) -> bool {
+    /// After the canary: the soak, then the operator's go-ahead if asked
+    /// for. Why the fleet goes no further, if it does not.
+    fn after_canary(&self, reports: &[HostReport]) -> Option<String> {
         if let Some(soak) = self.soak {
             if !pause(soak) {
-                return false;
+                return Some("stopped (Ctrl-C) during the soak after the canary".into());
             }
         }
         if !self.confirm_canary {
-            return true;
+            return None;
         }
         let canary = reports
             .iter()
             .find(|r| r.wave == Some(1))
             .map_or_else(String::new, |r| format!("{} {}", r.host, r.status.as_str()));
         let question = format!("the canary is done ({canary}): go on with the other hosts?");
-        crate::action::confirm::ask("fleet", &question, self.yes).is_ok()
+        crate::action::confirm::ask("fleet", &question, self.yes)
+            .err()
+            .map(|why| format!("not gone on after the canary: {why}"))
     }
 
     /// A report where no host could even be tried.
@@ -391,6 +416,7 @@ impl Fleet {
             waves: Vec::new(),
             budget,
             interrupted: false,
+            stopped: None,
         }
     }
 
@@ -421,7 +447,7 @@ impl Fleet {
         transport: &Transport,
         binary: &Binary,
         news: &(dyn Fn(News) + Sync),
-    ) -> Vec<Result<(String, Mode, Vec<String>), Box<HostReport>>> {
+    ) -> Vec<Checked> {
         std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .hosts
@@ -456,18 +482,15 @@ impl Fleet {
         })
     }
 
-    fn check(
-        &self,
-        transport: &Transport,
-        binary: &Binary,
-        host: &Host,
-    ) -> Result<(String, Mode, Vec<String>), Box<HostReport>> {
+    fn check(&self, transport: &Transport, binary: &Binary, host: &Host) -> Checked {
         let fail = |status: HostStatus, why: String| {
             let mut r = HostReport::new(&host.name, status);
             r.error = Some(why);
             Box::new(r)
         };
-        let mode = match earlier_attempt(&self.mirror_of(&host.name)) {
+        let earlier = earlier_attempt(&self.mirror_of(&host.name))
+            .map_err(|why| fail(HostStatus::PreflightFailed, why))?;
+        let mode = match earlier {
             Earlier::Succeeded => {
                 return Err(Box::new(HostReport::new(
                     &host.name,
@@ -483,6 +506,13 @@ impl Fleet {
         let path = binary
             .install(transport, &host.name)
             .map_err(|e| fail(HostStatus::PreflightFailed, e.to_string()))?;
+        // A run to resume is checked by its own resume there (its lock is
+        // waited for, its recorded playbook reused), not by a dry run of
+        // this bundle from its first step.
+        if let Mode::Resume(dir) = &mode {
+            let note = format!("resumes its run in {}", dir.display());
+            return Ok((path, mode, vec![note]));
+        }
         let dry = self.start(transport, host, &path, Mode::DryRun, None);
         let mut predicted = Vec::new();
         let mut finished: Option<(RunStatus, Option<String>, Option<String>)> = None;
@@ -516,7 +546,15 @@ impl Fleet {
             r
         };
         match (code, finished) {
-            (Some(0 | 5), Some((RunStatus::Succeeded | RunStatus::Unpredictable, _, _))) => {
+            (Some(0), Some((RunStatus::Succeeded, _, _))) => Ok((path, mode, predicted)),
+            // Fit to run, but the dry run there cannot promise the outcome:
+            // said with the path, not hidden behind the ✓.
+            (Some(5), Some((RunStatus::Unpredictable, step, _))) => {
+                let mut predicted = predicted;
+                predicted.push(format!(
+                    "its dry run cannot tell whether the run will succeed{}",
+                    step.map(|s| format!(" (from {s} on)")).unwrap_or_default()
+                ));
                 Ok((path, mode, predicted))
             }
             (Some(255), _) => Err(report(HostStatus::Unreachable, last_line(&stderr))),
@@ -549,7 +587,7 @@ impl Fleet {
         interrupted: &mut bool,
         news: &(dyn Fn(News) + Sync),
     ) -> Vec<HostReport> {
-        let controls: Controls = Arc::new(Mutex::new(HashMap::new()));
+        let controls: Controls = Arc::default();
         let (done, finished) = mpsc::channel::<HostReport>();
         let mut reports = Vec::new();
         std::thread::scope(|scope| {
@@ -565,10 +603,19 @@ impl Fleet {
             drop(done);
             let mut stopping = false;
             while reports.len() < count_hosts {
+                let mut told = Vec::new();
                 match finished.recv_timeout(Duration::from_millis(100)) {
-                    Ok(report) => {
+                    Ok(mut report) => {
+                        // Stopped though nobody here asked it to: a failure.
+                        if report.status == HostStatus::Interrupted && !stopping {
+                            report.status = HostStatus::Failed;
+                            report.error = Some(format!(
+                                "interrupted on the host, not by this controller: {}",
+                                report.error.as_deref().unwrap_or("no reason given")
+                            ));
+                        }
                         count(budget, report.status);
-                        news(News::HostFinished {
+                        told.push(News::HostFinished {
                             host: report.host.clone(),
                             status: report.status,
                             duration_ms: report.duration_ms,
@@ -578,7 +625,7 @@ impl Fleet {
                         reports.push(report);
                         if !budget.breached && budget.spent() > budget.allowed {
                             budget.breached = true;
-                            news(News::BudgetSpent {
+                            told.push(News::BudgetSpent {
                                 spent: budget.spent(),
                                 allowed: budget.allowed,
                             });
@@ -590,9 +637,14 @@ impl Fleet {
                 if crate::interrupt::requested() {
                     *interrupted = true;
                 }
+                // The hosts first, the views after: a view waiting on the
+                // terminal (a question being answered) must not hold up a stop.
                 if !stopping && (budget.breached || *interrupted) {
                     stopping = true;
                     stop_all(&controls);
+                }
+                for n in told {
+                    news(n);
                 }
             }
         });
@@ -639,9 +691,15 @@ impl Fleet {
                         return;
                     }
                 }
-                if let Some(file) = mirror.as_mut() {
+                // Only events, each whole and redacted again: the mirror is a
+                // journal a later resume reads.
+                if let (Some(file), Some(event)) = (mirror.as_mut(), &event) {
+                    let copy = serde_json::to_string(&event.redacted(&self.secrets));
                     // The mirror is a copy for reading: its loss is said at the end.
-                    if writeln!(file, "{}", (self.redact)(line)).is_err() {
+                    if copy
+                        .and_then(|c| writeln!(file, "{c}").map_err(serde_json::Error::io))
+                        .is_err()
+                    {
                         mirror = None;
                     }
                 }
@@ -660,7 +718,7 @@ impl Fleet {
             })
         });
         if let Ok(mut c) = controls.lock() {
-            c.remove(&host.name);
+            c.hosts.remove(&host.name);
         }
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (code, stderr) = match outcome {
@@ -723,7 +781,10 @@ impl Fleet {
             files: self.files.clone(),
             playbook: self.playbook.clone(),
             vars,
-            secrets: crate::secret::from_environment(),
+            secrets: crate::secret::from_environment()
+                .into_iter()
+                .filter(|(name, _)| self.secret_names.contains(name))
+                .collect(),
             yes: self.yes,
             can_ask: std::io::stdin().is_terminal(),
             mode,
@@ -744,7 +805,11 @@ impl Fleet {
         let kept = match controls {
             Some(c) => {
                 if let Ok(mut c) = c.lock() {
-                    c.insert(host.name.clone(), stdin);
+                    let mut stdin = stdin;
+                    if c.stopping {
+                        say_to(&mut stdin, &Message::Stop);
+                    }
+                    c.hosts.insert(host.name.clone(), stdin);
                 }
                 None
             }
@@ -788,8 +853,13 @@ impl Running {
             text
         });
         if let Some(stdout) = self.child.stdout.take() {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = BufReader::new(stdout);
+            let mut bytes = Vec::new();
+            // Read to the end whatever comes: a host whose output could not
+            // be read would otherwise block writing it.
+            while reader.read_until(b'\n', &mut bytes).is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+                bytes.clear();
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -804,22 +874,33 @@ impl Running {
     }
 }
 
-/// Tells every running host to stop at its next step boundary.
+/// Tells every running host, and every one that starts from now on, to
+/// stop at its next step boundary.
 fn stop_all(controls: &Controls) {
-    let line = serde_json::to_string(&Message::Stop).unwrap_or_default();
     if let Ok(mut c) = controls.lock() {
-        for stdin in c.values_mut() {
-            let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
+        c.stopping = true;
+        for stdin in c.hosts.values_mut() {
+            say_to(stdin, &Message::Stop);
         }
     }
 }
 
 /// Says something to one host.
 fn tell(controls: &Controls, host: &str, message: &Message) {
-    let line = serde_json::to_string(message).unwrap_or_default();
-    if let Some(stdin) = controls.lock().ok().as_mut().and_then(|c| c.get_mut(host)) {
-        let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
+    if let Some(stdin) = controls
+        .lock()
+        .ok()
+        .as_mut()
+        .and_then(|c| c.hosts.get_mut(host))
+    {
+        say_to(stdin, message);
     }
+}
+
+/// A host that cannot be told is one whose link is gone: its end says so.
+fn say_to(stdin: &mut ChildStdin, message: &Message) {
+    let line = serde_json::to_string(message).unwrap_or_default();
+    let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
 }
 
 /// Puts a host's question to the operator, one question at a time however
@@ -860,19 +941,25 @@ enum Earlier {
     Unfinished(PathBuf),
 }
 
-fn earlier_attempt(mirror: &Path) -> Earlier {
-    let Ok(events) = crate::journal::read(&mirror.join(crate::journal::FILE_NAME)) else {
-        return Earlier::None;
-    };
+fn earlier_attempt(mirror: &Path) -> Result<Earlier, String> {
+    let path = mirror.join(crate::journal::FILE_NAME);
+    if !path.exists() {
+        return Ok(Earlier::None);
+    }
+    // A copy that cannot be read says nothing of what the host did: never
+    // a reason to start the host over.
+    let events = crate::journal::read(&path).map_err(|e| {
+        format!("its mirrored journal cannot be read ({e:#}); see its own journal on the host")
+    })?;
     let succeeded = events.iter().rev().find_map(|e| match e {
         Event::RunFinished { status, .. } => Some(*status == RunStatus::Succeeded),
         Event::RunStarted { .. } => Some(false),
         _ => None,
     });
     if succeeded == Some(true) {
-        return Earlier::Succeeded;
+        return Ok(Earlier::Succeeded);
     }
-    events
+    Ok(events
         .iter()
         .find_map(|e| match e {
             Event::RunStarted {
@@ -880,7 +967,7 @@ fn earlier_attempt(mirror: &Path) -> Earlier {
             } => Some(Earlier::Unfinished(PathBuf::from(dir))),
             _ => None,
         })
-        .unwrap_or(Earlier::None)
+        .unwrap_or(Earlier::None))
 }
 
 /// A host's name as a directory name.
@@ -930,7 +1017,8 @@ mod tests {
             vars: Vec::new(),
             yes: false,
             mirror: PathBuf::new(),
-            redact: Arc::new(|s: &str| s.to_owned()),
+            secrets: crate::secret::Secrets::default(),
+            secret_names: Vec::new(),
         }
     }
 

@@ -73,12 +73,28 @@ impl Inventory {
                 RawHost::Name(name) => (name, Vec::new()),
                 RawHost::Full(full) => (full.name, text_vars(&full.vars)),
             };
-            if name.is_empty() || name.starts_with('-') {
-                return Err(format!("{}: `{name}` is not a host name", file.display()));
-            }
-            if hosts.iter().any(|h| h.name == name) {
+            if !is_host_name(&name) {
                 return Err(format!(
-                    "{}: the host `{name}` is listed twice",
+                    "{}: `{name}` is not a host name: letters, digits and `.`, `-`, `_`, `@`, `:`, not starting with `-` or `.`",
+                    file.display()
+                ));
+            }
+            // Two names that make one directory would share one mirror.
+            let dir = crate::fleet::file_name(&name);
+            if let Some(other) = hosts
+                .iter()
+                .find(|h| crate::fleet::file_name(&h.name) == dir)
+            {
+                let why = if other.name == name {
+                    String::new()
+                } else {
+                    format!(
+                        " (as `{}`: their records would share a directory)",
+                        other.name
+                    )
+                };
+                return Err(format!(
+                    "{}: the host `{name}` is listed twice{why}",
                     file.display()
                 ));
             }
@@ -150,6 +166,15 @@ impl Inventory {
     }
 }
 
+/// A name ssh takes as a destination, and a directory can be named after.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['-', '.'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | ':'))
+}
+
 fn hint<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
     crate::diagnostic::did_you_mean(name, known)
         .map_or_else(String::new, |b| format!(" (did you mean `{b}`?)"))
@@ -166,4 +191,56 @@ fn text_vars(vars: &BTreeMap<String, Json>) -> Vec<(String, String)> {
             (k.clone(), text)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Inventory, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("inventory.yaml");
+        std::fs::write(&file, text).expect("write");
+        Inventory::load(&file)
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_host_or_would_share_a_directory_is_refused() {
+        let err = load("hosts: [\"..\"]\n").err().unwrap_or_default();
+        assert!(err.contains("`..` is not a host name"), "{err}");
+        let err = load("hosts: [\"a/b\"]\n").err().unwrap_or_default();
+        assert!(err.contains("is not a host name"), "{err}");
+        let err = load("hosts: [\"ops@db\", \"ops_db\"]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("would share a directory"), "{err}");
+    }
+
+    #[test]
+    fn groups_select_in_the_order_named_each_host_once_with_its_own_vars_winning() {
+        let inv = load(
+            "vars: {root: /srv/app, mode: fast}\nhosts:\n  - staging\n  - name: eu\n    vars: {root: /opt/app}\n  - us\ngroups:\n  production: [us, eu]\n",
+        )
+        .expect("valid");
+        let names = |sel: &[&str]| -> Vec<String> {
+            let sel: Vec<String> = sel.iter().map(|s| (*s).to_owned()).collect();
+            inv.select(&sel)
+                .expect("selects")
+                .into_iter()
+                .map(|h| h.name)
+                .collect()
+        };
+        assert_eq!(names(&["staging", "production"]), ["staging", "us", "eu"]);
+        assert_eq!(names(&["production", "all"]), ["us", "eu", "staging"]);
+        let eu = inv.select(&["eu".to_owned()]).expect("selects").remove(0);
+        assert!(eu
+            .vars
+            .contains(&("root".to_owned(), "/opt/app".to_owned())));
+        assert!(eu.vars.contains(&("mode".to_owned(), "fast".to_owned())));
+        let err = inv
+            .select(&["prodution".to_owned()])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("did you mean `production`?"), "{err}");
+    }
 }

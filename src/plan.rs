@@ -148,7 +148,8 @@ impl Plan {
     }
 
     /// The steps that put a question to the operator: a `confirm:` on the
-    /// step, the `confirm` action, or a `backup.delete` not forced.
+    /// step, the `confirm` action, a `backup.delete` not forced, or a
+    /// `fleet` that asks before going on from its canary.
     pub fn questions(&self) -> Vec<&PlanStep> {
         self.all_steps()
             .into_iter()
@@ -156,7 +157,9 @@ impl Plan {
                 step.confirm.is_some()
                     || match &step.body {
                         Body::Action { action, args, .. } => {
-                            action == "confirm" || (action == "backup.delete" && !forced(args))
+                            action == "confirm"
+                                || (action == "backup.delete" && !forced(args))
+                                || (action == "fleet" && written_true(args, "confirm_canary"))
                         }
                         Body::Include { .. } => false,
                     }
@@ -204,10 +207,15 @@ impl Plan {
 
 /// Whether arguments say `force: true` as written (not as a template).
 fn forced(args: &TValue) -> bool {
+    written_true(args, "force")
+}
+
+/// Whether the argument `key` is `true` as written (not as a template).
+fn written_true(args: &TValue, key: &str) -> bool {
     match args {
         TValue::Map(entries) => entries
             .iter()
-            .any(|(k, v)| k == "force" && matches!(v, TValue::Const(Json::Bool(true)))),
+            .any(|(k, v)| k == key && matches!(v, TValue::Const(Json::Bool(true)))),
         _ => false,
     }
 }

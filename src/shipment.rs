@@ -128,12 +128,12 @@ fn uname_os() -> &'static str {
 /// `uname -sm` there against what this program was built for.
 fn same_system(uname: &str) -> bool {
     let mut words = uname.split_whitespace();
-    let os = words.next().unwrap_or("").to_ascii_lowercase();
+    let os = words.next().unwrap_or("");
     let arch = words.next().unwrap_or("");
     let arch_matches = arch == std::env::consts::ARCH
         || (arch == "arm64" && std::env::consts::ARCH == "aarch64")
         || (arch == "amd64" && std::env::consts::ARCH == "x86_64");
-    os == std::env::consts::OS && arch_matches
+    os == uname_os() && arch_matches
 }
 
 /// Prints `uname -sm`, then `present PATH` if the binary named by its

@@ -126,7 +126,13 @@ impl Transport {
     pub fn command(&self, host: &str, remote: &str) -> Command {
         use std::os::unix::process::CommandExt as _;
         let mut cmd = self.ssh();
-        cmd.args(["-o", "ControlMaster=no", "-T", "--", host, remote]);
+        // `auto`: should the master have gone (idle past its persistence
+        // while earlier waves ran), the command opens the next one, with
+        // the same checks, rather than a connection of its own.
+        cmd.args(["-o", "ControlMaster=auto"])
+            .arg("-o")
+            .arg(format!("ControlPersist={}", PERSIST.as_secs()))
+            .args(["-T", "--", host, remote]);
         cmd.process_group(0);
         cmd
     }

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -134,7 +133,12 @@ impl Fleet {
             .map_err(|d| format!("the hosts' playbook is not valid:\n{d}"))?;
         let (files, relative) = crate::shipment::bundle(&plan)
             .map_err(|e| format!("cannot read {}'s files: {e}", playbook.display()))?;
-        let secrets = plan.secrets.clone();
+        // The hosts get the secrets their playbook takes, and no others.
+        let secret_names: Vec<String> = plan
+            .scopes
+            .iter()
+            .flat_map(|scope| scope.vars.keys().cloned())
+            .collect();
         Ok(crate::fleet::Fleet {
             hosts,
             serial: self.serial()?,
@@ -151,7 +155,8 @@ impl Fleet {
             vars,
             yes: ctx.yes,
             mirror: run_dir.join("hosts"),
-            redact: Arc::new(move |text: &str| secrets.redact_text(text)),
+            secrets: plan.secrets.clone(),
+            secret_names,
         })
     }
 }
@@ -218,6 +223,12 @@ fn verdict(report: &Report) -> Result<Outputs, Failure> {
                 "the fleet was stopped before every host was done: {}",
                 short.join(", ")
             ),
+            outputs,
+        ));
+    }
+    if let Some(why) = &report.stopped {
+        return Err(Failure::Reported(
+            format!("{why}; the hosts left: {}", short.join(", ")),
             outputs,
         ));
     }

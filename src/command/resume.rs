@@ -46,8 +46,7 @@ pub fn resume(
         return Exit::Invalid;
     }
     if succeeded(&events) {
-        say!("the run in {} succeeded: nothing to resume", dir.display());
-        return Exit::Success;
+        return nothing_to_resume(&dir, &events, json);
     }
     // Secret values were never written down: they must come from the
     // environment again (RUNBOOK_SECRET_<NAME>), not from the journal's `***`.
@@ -88,10 +87,7 @@ pub fn resume(
     // Read again under the lock: another resume may have finished the run
     // while this one was waiting for it.
     let events = match journal::read(&journal_path) {
-        Ok(events) if succeeded(&events) => {
-            say!("the run in {} succeeded: nothing to resume", dir.display());
-            return Exit::Success;
-        }
+        Ok(events) if succeeded(&events) => return nothing_to_resume(&dir, &events, json),
         Ok(events) => events,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -177,4 +173,19 @@ fn succeeded(events: &[Event]) -> bool {
             ..
         })
     )
+}
+
+/// A run that succeeded has nothing to resume. With `--json`, its recorded
+/// end is printed, so that a program (a fleet controller whose copy of the
+/// journal lost that end) learns the outcome from the run's own record.
+fn nothing_to_resume(dir: &Path, events: &[Event], json: bool) -> Exit {
+    let end = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Event::RunFinished { .. }));
+    match (json, end.map(serde_json::to_string)) {
+        (true, Some(Ok(line))) => say!("{line}"),
+        _ => say!("the run in {} succeeded: nothing to resume", dir.display()),
+    }
+    Exit::Success
 }

@@ -406,12 +406,17 @@ fn fleet_rollback(t: &Test, inventory: &Path, extra: &[&str]) -> Output {
 
 /// A fleet of `rollback_host` with the given `serial` and `max_failed`.
 fn custom_fleet(t: &Test, inventory: &Path, serial: &str, max_failed: &str) -> Output {
+    custom_playbook(t, inventory, serial, max_failed, "");
+    t.run(&["run", "custom.yaml"])
+}
+
+/// `custom.yaml`: `rollback_host` on every host, with `extra` arguments.
+fn custom_playbook(t: &Test, inventory: &Path, serial: &str, max_failed: &str, extra: &str) {
     let playbook = format!(
-        "name: custom\nsteps:\n  - id: rollback\n    name: Roll back the fleet\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: {ROLLBACK_HOST}\n      serial: {serial}\n      max_failed: \"{max_failed}\"\n      vars: {{stop_command: \"true\", start_command: \"true\", probe: \"off\"}}\n",
+        "name: custom\nsteps:\n  - id: rollback\n    name: Roll back the fleet\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: {ROLLBACK_HOST}\n      serial: {serial}\n      max_failed: \"{max_failed}\"\n      vars: {{stop_command: \"true\", start_command: \"true\", probe: \"off\"}}\n{extra}",
         inventory.display()
     );
     std::fs::write(t.path().join("custom.yaml"), playbook).unwrap();
-    t.run(&["run", "custom.yaml"])
 }
 
 /// The fleet step's outputs: its report.
@@ -822,10 +827,21 @@ fn the_controller_killed_mid_wave_leaves_hosts_that_stop_by_themselves_and_resum
         }
         assert!(stopped, "{h}: {}", trace(host));
     }
+    // As if the controller had died just after the canary finished, before
+    // the end of its run reached the mirror: the canary must not run again.
+    let canary_mirror = out.run_dir().join("hosts/staging/journal.jsonl");
+    let text = std::fs::read_to_string(&canary_mirror).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert!(lines.pop().unwrap().contains("\"run_finished\""));
+    std::fs::write(&canary_mirror, lines.join("\n") + "\n").unwrap();
     let dir = out.run_dir().display().to_string();
     let resumed = t.run(&["resume", &dir]);
     assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
     assert_eq!(trace(hosts.get("staging")), "first\nlast\nalways\n");
+    let canary = mirror(&resumed, "staging");
+    assert_eq!(canary.last().unwrap()["status"], "succeeded");
+    let r = resumed.finished("fleet")["outputs"].clone();
+    assert_eq!(status_of(&r, "staging"), "succeeded");
     for h in &FIVE[1..] {
         let trace = trace(hosts.get(h));
         assert_eq!(trace.matches("last").count(), 1, "{h}: {trace}");
@@ -1071,13 +1087,9 @@ fn a_host_that_vanishes_mid_run_is_found_unreachable_and_spends_the_budget() {
     );
 }
 
-#[test]
-fn a_question_a_host_asks_is_put_to_the_operator_at_the_controllers_terminal() {
-    let t = Test::new();
-    let Some(hosts) = hosts(&t, &FIVE[..2]) else {
-        return;
-    };
-    let inventory = hosts.inventory(&t, "", &[]);
+/// `asking_fleet.yaml`: every host runs `asking.yaml`, which asks the
+/// operator before it leaves its trace.
+fn asking_fleet(t: &Test, inventory: &Path) {
     std::fs::write(
         t.path().join("asking.yaml"),
         "name: asking\nvars:\n  root: .\nsteps:\n  - id: ask\n    name: Ask\n    action: confirm\n    with: {message: \"Go on with this host?\"}\n  - id: after\n    name: After\n    action: shell\n    with: {command: [sh, -c, \"echo after >> {{ root }}/trace\"]}\n",
@@ -1091,6 +1103,16 @@ fn a_question_a_host_asks_is_put_to_the_operator_at_the_controllers_terminal() {
         ),
     )
     .unwrap();
+}
+
+#[test]
+fn a_question_a_host_asks_is_put_to_the_operator_at_the_controllers_terminal() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE[..2]) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, "", &[]);
+    asking_fleet(&t, &inventory);
     let command = format!("{} run asking_fleet.yaml", env!("CARGO_BIN_EXE_runbook"));
     let Some(screen) = crate::terminal::Screen::start(t.path(), &command) else {
         skipped("tmux is not installed, so a host's question was not put to a terminal (apt-get install tmux)");
@@ -1121,16 +1143,7 @@ fn a_host_that_would_ask_with_nobody_to_answer_fails_preflight_before_anything_r
         return;
     };
     let inventory = hosts.inventory(&t, "", &[]);
-    std::fs::write(
-        t.path().join("asking.yaml"),
-        "name: asking\nvars:\n  root: .\nsteps:\n  - id: ask\n    name: Ask\n    action: confirm\n    with: {message: \"Go on?\"}\n  - id: after\n    name: After\n    action: shell\n    with: {command: [sh, -c, \"echo after >> {{ root }}/trace\"]}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        t.path().join("asking_fleet.yaml"),
-        format!("name: asking_fleet\nsteps:\n  - id: fleet\n    name: Every host\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: asking.yaml\n", inventory.display()),
-    )
-    .unwrap();
+    asking_fleet(&t, &inventory);
     let out = t.run(&["run", "asking_fleet.yaml"]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     for h in &FIVE[..2] {
@@ -1259,4 +1272,43 @@ fn a_host_of_another_architecture_or_a_noexec_cache_is_refused_at_preflight() {
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn after_the_canary_the_fleet_soaks_and_asks_and_without_anyone_to_ask_it_never_starts() {
+    let t = Test::new();
+    let Some(hosts) = hosts(&t, &FIVE) else {
+        return;
+    };
+    let inventory = hosts.inventory(&t, "", &[]);
+    let extra = "      soak: 2s\n      confirm_canary: true\n";
+    custom_playbook(&t, &inventory, "[1, \"100%\"]", "0", extra);
+    let refused = t.run(&["run", "custom.yaml"]);
+    assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("asks the operator to confirm (steps rollback)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("wave 1"), "{}", refused.stdout);
+    for h in FIVE {
+        assert!(
+            hosts.get(h).migrated(),
+            "{h} was touched by the refused run"
+        );
+    }
+    let out = t.run(&["run", "custom.yaml", "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let r = report(&out, "rollback");
+    let at = |w: usize, key: &str| {
+        let text = r["waves"][w][key].as_str().unwrap().to_owned();
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let soaked = at(1, "started") - at(0, "finished");
+    assert!(soaked >= time::Duration::seconds(2), "{soaked}");
+    for h in FIVE {
+        assert_eq!(status_of(&r, h), "succeeded");
+    }
 }
