@@ -60,6 +60,8 @@ pub enum Command {
         /// If another run holds the install, wait up to this long for it (e.g. 10m) instead of refusing
         #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
         wait: Option<std::time::Duration>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Build the bundled sample install and run its emergency rollback playbook on it
     Demo {
@@ -155,6 +157,19 @@ pub struct RunArgs {
         default_value = ".runbook/runs"
     )]
     pub runs: PathBuf,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// How a `fleet` step reaches its hosts, decided by the operator at the run.
+#[derive(Clone, Debug, Default, Args)]
+pub struct RemoteArgs {
+    /// In a fleet, accept the key of a host never seen (a changed key is refused all the same)
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// In a fleet, ship this runbook (built for the hosts' system) instead of this one
+    #[arg(long, value_name = "PATH")]
+    pub remote_binary: Option<PathBuf>,
 }
 
 /// A run that already happened, for the commands that read its journal.

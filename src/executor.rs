@@ -53,6 +53,8 @@ pub struct Options {
     /// — elapsed time, the deadline — counts from its first start, and its
     /// summary goes on from theirs.
     pub earlier: Vec<Event>,
+    /// How `fleet` steps reach their hosts (`--accept-new-host-keys`, `--remote-binary`).
+    pub remote: crate::cli::RemoteArgs,
 }
 
 impl Options {
@@ -981,6 +983,7 @@ impl Executor<'_, '_> {
             timeout,
             run_dir: simulating.map_or_else(|| self.options.run_dir.clone(), |s| Some(s.run_dir())),
             base,
+            remote: &self.options.remote,
             eval: &eval,
             render_file: &render_file,
             redact: &redact,

@@ -130,7 +130,8 @@ where
             json,
             verbose,
             wait,
-        } => command::resume::resume(&which, force, yes, json, verbose, wait),
+            remote,
+        } => command::resume::resume(&which, force, yes, json, verbose, wait, remote),
     };
     exit.into()
 }

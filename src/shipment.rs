@@ -23,7 +23,7 @@ pub struct Binary {
 /// Why a host cannot run the binary.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{host} is `{theirs}`, and this runbook is built for `{ours}`: name a runbook built for it with `binary:` in the inventory")]
+    #[error("{host} is `{theirs}`, and this runbook is built for `{ours}`: name a runbook built for it with --remote-binary PATH, or `binary:` in the inventory")]
     Architecture {
         host: String,
         theirs: String,

@@ -147,9 +147,13 @@ impl Fleet {
             confirm_canary: self.confirm_canary,
             ssh: crate::ssh::Settings {
                 config: inventory.ssh_config.clone(),
-                accept_new_host_keys: self.accept_new_host_keys,
+                accept_new_host_keys: self.accept_new_host_keys || ctx.remote.accept_new_host_keys,
             },
-            binary: inventory.binary.clone(),
+            binary: ctx
+                .remote
+                .remote_binary
+                .clone()
+                .or_else(|| inventory.binary.clone()),
             files,
             playbook: relative,
             vars,

@@ -268,6 +268,8 @@ pub struct Context<'a> {
     /// The directory of the playbook the step is written in: relative
     /// files an argument names are found from it.
     pub base: &'a std::path::Path,
+    /// How a fleet reaches its hosts, as the operator said at the run.
+    pub remote: &'a crate::cli::RemoteArgs,
     /// Evaluates an expression in the step's scope.
     pub eval: &'a dyn Fn(&str) -> Result<Json, String>,
     /// Renders a template file named by an argument, in the step's scope.

@@ -161,6 +161,7 @@ fn run(dir: &Path) -> Exit {
         verbose: false,
         wait: None,
         runs: dir.join(".runbook/runs"),
+        remote: crate::cli::RemoteArgs::default(),
     };
     super::run::run_playbook(&args)
 }

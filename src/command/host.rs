@@ -66,6 +66,7 @@ pub fn host() -> Exit {
             true,
             false,
             Some(RESUME_WAIT),
+            crate::cli::RemoteArgs::default(),
         ),
         mode => {
             let dry_run = *mode == Mode::DryRun;
@@ -87,6 +88,7 @@ pub fn host() -> Exit {
                 verbose: false,
                 wait: None,
                 runs,
+                remote: crate::cli::RemoteArgs::default(),
             })
         }
     }

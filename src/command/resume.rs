@@ -18,6 +18,7 @@ pub fn resume(
     json: bool,
     verbose: bool,
     wait: Option<std::time::Duration>,
+    remote: crate::cli::RemoteArgs,
 ) -> Exit {
     let (dir, events) = match super::recorded_run(which) {
         Ok(run) => run,
@@ -149,6 +150,7 @@ pub fn resume(
         previous: Some(previous),
         interrupt: Some(crate::interrupt::flag()),
         earlier: events,
+        remote,
         ..executor::Options::default()
     };
     super::run::execute(

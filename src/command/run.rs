@@ -98,6 +98,7 @@ pub fn run_playbook(args: &RunArgs) -> Exit {
         previous: None,
         interrupt: Some(crate::interrupt::flag()),
         earlier: Vec::new(),
+        remote: args.remote.clone(),
     };
     // `--save-review`: the dry run keeps what it saw, for `--expect-plan`
     // to compare. Without it a dry run writes nothing at all.

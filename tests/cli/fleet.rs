@@ -1174,7 +1174,7 @@ fn a_host_never_seen_is_refused_unless_new_keys_are_accepted_and_then_its_key_is
         .filter(|l| !l.starts_with(&port))
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(&known, without).unwrap();
+    std::fs::write(&known, &without).unwrap();
     let inventory = hosts.inventory(&t, "", &[]);
     let refused = custom_fleet(&t, &inventory, "[1, \"100%\"]", "0");
     assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
@@ -1206,6 +1206,14 @@ fn a_host_never_seen_is_refused_unless_new_keys_are_accepted_and_then_its_key_is
         now.lines().any(|l| l.starts_with(&port)),
         "the new key was not kept:\n{now}"
     );
+    // The same, decided by the operator at the run rather than in the
+    // playbook: the key forgotten again, the playbook as it was.
+    std::fs::write(&known, &without).unwrap();
+    std::fs::write(t.path().join("custom.yaml"), &playbook).unwrap();
+    let flagged = t.run(&["run", "custom.yaml", "--accept-new-host-keys"]);
+    assert_eq!(flagged.code, 0, "{}\n{}", flagged.stdout, flagged.stderr);
+    let now = std::fs::read_to_string(&known).unwrap();
+    assert!(now.lines().any(|l| l.starts_with(&port)), "{now}");
 }
 
 #[test]
@@ -1311,4 +1319,52 @@ fn after_the_canary_the_fleet_soaks_and_asks_and_without_anyone_to_ask_it_never_
     for h in FIVE {
         assert_eq!(status_of(&r, h), "succeeded");
     }
+}
+
+#[test]
+fn a_runbook_given_for_the_hosts_is_shipped_by_its_own_checksum_and_not_refused_for_their_system() {
+    let t = Test::new();
+    let fake = t.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(fake.join("uname"), "#!/bin/sh\necho Linux riscv64\n").unwrap();
+    run(Command::new("chmod").arg("755").arg(fake.join("uname")));
+    // Caches of their own, gone with the test, so that the shipping is seen.
+    let cache = t.path().join("own-cache");
+    let env = [
+        (
+            "cdn-1",
+            format!("PATH={}:/usr/local/bin:/usr/bin:/bin", fake.display()),
+        ),
+        ("staging", format!("XDG_CACHE_HOME={}", cache.display())),
+        ("cdn-1", format!("XDG_CACHE_HOME={}", cache.display())),
+    ];
+    let Some(hosts) = hosts_with(&t, &FIVE[..2], &env) else {
+        return;
+    };
+    // "Built for the hosts": here a copy with a few bytes more, so that its
+    // checksum is its own and it still runs.
+    let given = t.path().join("runbook-for-hosts");
+    let mut bytes = std::fs::read(env!("CARGO_BIN_EXE_runbook")).unwrap();
+    bytes.extend_from_slice(b"\nbuilt for the hosts\n");
+    std::fs::write(&given, &bytes).unwrap();
+    run(Command::new("chmod").arg("755").arg(&given));
+    let sum = run(Command::new("sha256sum").arg(&given));
+    let sum = sum.split_whitespace().next().unwrap().to_owned();
+    let inventory = hosts.inventory(&t, "", &[]);
+    custom_playbook(&t, &inventory, "[1, \"100%\"]", "0", "");
+    let out = t.run(&[
+        "run",
+        "custom.yaml",
+        "--remote-binary",
+        &given.display().to_string(),
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for h in &FIVE[..2] {
+        assert!(!hosts.get(h).migrated(), "{h}");
+    }
+    let shipped = std::fs::read(cache.join("runbook/bin").join(&sum).join("runbook")).unwrap();
+    assert!(
+        shipped == bytes,
+        "the cache does not hold the given binary under its checksum"
+    );
 }
