@@ -803,7 +803,10 @@ impl Executor<'_, '_> {
                 mutates,
             } => {
                 if dry && *mutates {
-                    let (detail, mut call) = self.description(step, action, args);
+                    let (detail, mut call, foreseen) = self.description(step, action, args);
+                    if foreseen {
+                        return failed(detail);
+                    }
                     if call.as_mut().is_some_and(|c| self.on_copies(c)) {
                         return self.simulate(step, action, args, detail);
                     }
@@ -1097,17 +1100,27 @@ impl Executor<'_, '_> {
         (Status::WouldRun, StepResult::Done, Some(detail), Map::new())
     }
 
-    /// What a mutating action would do, and the call it would make, where
-    /// its arguments are known now.
-    fn description(&self, step: &PlanStep, action: &str, args: &TValue) -> (String, Option<Call>) {
+    /// What a mutating action would do, the call it would make, where its
+    /// arguments are known now, and whether its preview foresaw a failure.
+    fn description(
+        &self,
+        step: &PlanStep,
+        action: &str,
+        args: &TValue,
+    ) -> (String, Option<Call>, bool) {
         let ctx = self.context(step.scope, None);
         let built = self.build(action, args, &ctx);
+        let mut foreseen = false;
         let mut detail = match &built {
             Ok(call) => {
                 match self.with_action_context(step, &ctx, step.timeout, |actx| {
                     call.action().preview(actx)
                 }) {
                     Ok(preview) => format!("would {preview}"),
+                    Err(Failure::Foreseen(why)) => {
+                        foreseen = true;
+                        format!("would fail: {why}")
+                    }
                     Err(err) => format!("would {}, but: {err}", call.action().describe()),
                 }
             }
@@ -1126,7 +1139,7 @@ impl Executor<'_, '_> {
         if let Some(shadow) = &self.shadow {
             detail = shadow.marked(&detail);
         }
-        (detail, built.ok())
+        (detail, built.ok(), foreseen)
     }
 
     fn include(&mut self, scope: usize, steps: &[PlanStep], always: &[PlanStep]) -> Attempt {

@@ -398,6 +398,69 @@ impl Fleet {
             .map(|why| format!("not gone on after the canary: {why}"))
     }
 
+    /// What a dry run can learn of each host without changing anything
+    /// there: whether it is reached (its host key checked strictly, never
+    /// recorded) and whether runbook is in place or would be shipped. Ok
+    /// is what is fine; Err what would fail its preflight.
+    pub fn survey(&self) -> Vec<(String, Result<String, String>)> {
+        let accept_new = self.ssh.accept_new_host_keys;
+        let strict = crate::ssh::Settings {
+            accept_new_host_keys: false,
+            ..self.ssh.clone()
+        };
+        let (transport, binary) =
+            match (Transport::new(strict), Binary::new(self.binary.as_deref())) {
+                (Ok(t), Ok(b)) => (t, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    let why = format!("cannot survey the hosts: {e}");
+                    return self
+                        .hosts
+                        .iter()
+                        .map(|h| (h.name.clone(), Err(why.clone())))
+                        .collect();
+                }
+            };
+        let one = |host: &Host| -> Result<String, String> {
+            match transport.connect(&host.name) {
+                Ok(()) => {}
+                Err(Unreachable::UnknownHostKey { .. }) if accept_new => {
+                    return Ok("its host key is not known yet: the run would accept it".into())
+                }
+                Err(u) => return Err(u.to_string()),
+            }
+            match binary.probe(&transport, &host.name) {
+                Ok(crate::shipment::Presence::Present(_)) => Ok("reached; runbook in place".into()),
+                Ok(crate::shipment::Presence::Absent(_)) => Ok(format!(
+                    "reached; runbook would be shipped ({} MiB)",
+                    binary.size().div_ceil(1 << 20)
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .hosts
+                .iter()
+                .map(|h| scope.spawn(move || one(h)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(&self.hosts)
+                .map(|(handle, host)| {
+                    let result = handle
+                        .join()
+                        .unwrap_or_else(|_| Err("the survey's thread panicked".into()));
+                    (host.name.clone(), result)
+                })
+                .collect()
+        })
+    }
+
+    /// The failures the budget allows this fleet.
+    pub fn allowed(&self) -> usize {
+        self.max_failed.allowed(self.hosts.len())
+    }
+
     /// A report where no host could even be tried.
     fn nobody(&self, mut budget: Budget, why: &str) -> Report {
         let hosts: Vec<HostReport> = self

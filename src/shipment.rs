@@ -20,6 +20,13 @@ pub struct Binary {
     native: bool,
 }
 
+/// Where the binary is, or will be, on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    Present(String),
+    Absent(String),
+}
+
 /// Why a host cannot run the binary.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,9 +60,8 @@ impl Binary {
         })
     }
 
-    /// Puts the binary on the host unless it is there already, and returns
-    /// its path there.
-    pub fn install(&self, transport: &Transport, host: &str) -> Result<String, Error> {
+    /// Whether the binary is on the host, whole, and suits it: read only.
+    pub fn probe(&self, transport: &Transport, host: &str) -> Result<Presence, Error> {
         let failed = |why: String| Error::Failed {
             host: host.to_owned(),
             why,
@@ -84,9 +90,29 @@ impl Binary {
             });
         }
         let (state, path) = state.split_once(' ').unwrap_or((state, ""));
-        if state == "present" {
-            return Ok(path.to_owned());
-        }
+        Ok(if state == "present" {
+            Presence::Present(path.to_owned())
+        } else {
+            Presence::Absent(path.to_owned())
+        })
+    }
+
+    /// Its size, for what a dry run says it would ship.
+    pub fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Puts the binary on the host unless it is there already, and returns
+    /// its path there.
+    pub fn install(&self, transport: &Transport, host: &str) -> Result<String, Error> {
+        let failed = |why: String| Error::Failed {
+            host: host.to_owned(),
+            why,
+        };
+        let path = match self.probe(transport, host)? {
+            Presence::Present(path) => return Ok(path),
+            Presence::Absent(path) => path,
+        };
         let mut child = transport
             .command(
                 host,

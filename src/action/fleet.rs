@@ -189,6 +189,30 @@ impl Action for Fleet {
         self.serial().err().or_else(|| self.max_failed().err())
     }
 
+    /// A dry run reaches every host, changing nothing there: whether it can
+    /// be reached and whether runbook would be shipped. Hosts that would
+    /// fail their preflight beyond the budget make it a predicted failure.
+    fn preview(&self, ctx: &Context<'_>) -> Result<String, Failure> {
+        let fleet = self.fleet(ctx, Path::new("")).map_err(Failure::Failed)?;
+        let survey = fleet.survey();
+        let failing = survey.iter().filter(|(_, r)| r.is_err()).count();
+        let hosts: Vec<String> = survey
+            .iter()
+            .map(|(host, r)| match r {
+                Ok(fine) => format!("{host}: {fine}"),
+                Err(why) => format!("{host}: ✗ {why}"),
+            })
+            .collect();
+        let text = format!("{} — {}", self.describe(), hosts.join("; "));
+        if failing > fleet.allowed() {
+            return Err(Failure::Foreseen(format!(
+                "{text}; {failing} would fail their preflight, {} allowed: the fleet would stop before its canary",
+                fleet.allowed()
+            )));
+        }
+        Ok(text)
+    }
+
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         let run_dir = ctx
             .run_dir

@@ -292,6 +292,10 @@ pub enum Failure {
     /// fleet's report): recorded as the failed step's outputs.
     #[error("{0}")]
     Reported(String, Outputs),
+    /// A dry run's preview found that the step would fail (a fleet whose
+    /// hosts cannot be reached): the dry run predicts the failure.
+    #[error("{0}")]
+    Foreseen(String),
 }
 
 impl Failure {

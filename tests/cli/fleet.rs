@@ -1368,3 +1368,60 @@ fn a_runbook_given_for_the_hosts_is_shipped_by_its_own_checksum_and_not_refused_
         "the cache does not hold the given binary under its checksum"
     );
 }
+
+#[test]
+fn a_dry_run_reaches_every_host_says_what_would_fail_and_changes_nothing_there() {
+    let t = Test::new();
+    let cache = t.path().join("own-cache");
+    let env: Vec<(&str, String)> = FIVE
+        .iter()
+        .map(|h| (*h, format!("XDG_CACHE_HOME={}", cache.display())))
+        .collect();
+    let Some(hosts) = hosts_with(&t, &FIVE, &env) else {
+        return;
+    };
+    hosts.change_key_of("cdn-3");
+    let known = std::fs::read(t.path().join("ssh/known_hosts")).unwrap();
+    let dbs: Vec<Vec<u8>> = FIVE
+        .iter()
+        .map(|h| std::fs::read(hosts.get(h).db()).unwrap())
+        .collect();
+    let inventory = hosts.inventory(&t, PRODUCTION, &[]);
+    let out = fleet_rollback(&t, &inventory, &["--dry-run"]);
+    // The run would stop before its canary: the dry run says so, and fails.
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let text = out.stdout.replace('\n', " ");
+    for h in ["staging", "cdn-1", "cdn-2", "cdn-4"] {
+        assert!(
+            text.contains(&format!("{h}: reached; runbook would be shipped")),
+            "{h}: {}",
+            out.stdout
+        );
+    }
+    assert!(
+        text.contains("cdn-3: ✗ cdn-3: its host key has CHANGED"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        text.contains("1 would fail their preflight, 0 allowed"),
+        "{}",
+        out.stdout
+    );
+    // Nothing shipped, no key recorded, no database touched, no run kept.
+    assert!(
+        !cache.join("runbook").exists(),
+        "the dry run shipped something"
+    );
+    assert_eq!(
+        std::fs::read(t.path().join("ssh/known_hosts")).unwrap(),
+        known
+    );
+    for (h, before) in FIVE.iter().zip(dbs) {
+        assert!(
+            std::fs::read(hosts.get(h).db()).unwrap() == before,
+            "{h}'s database changed"
+        );
+    }
+    assert!(!t.path().join(".runbook").exists());
+}
