@@ -511,15 +511,15 @@ impl Fleet {
         binary: &Binary,
         news: &(dyn Fn(News) + Sync),
     ) -> Vec<Checked> {
+        let hosts = &self.hosts;
         std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .hosts
+            let handles: Vec<_> = hosts
                 .iter()
                 .map(|host| scope.spawn(move || self.check(transport, binary, host)))
                 .collect();
             handles
                 .into_iter()
-                .zip(&self.hosts)
+                .zip(hosts)
                 .map(|(h, host)| {
                     let result = h.join().unwrap_or_else(|_| {
                         let mut r = HostReport::new(&host.name, HostStatus::PreflightFailed);
@@ -580,28 +580,38 @@ impl Fleet {
         let mut predicted = Vec::new();
         let mut finished: Option<(RunStatus, Option<String>, Option<String>)> = None;
         let outcome = dry.and_then(|running| {
-            running.follow(|event| match event {
-                Event::StepFinished {
-                    step,
-                    status,
-                    detail,
-                    ..
-                } if !step.contains('.') => predicted.push(match detail {
-                    Some(d) => format!("{step}: {} ({d})", status.as_str()),
-                    None => format!("{step}: {}", status.as_str()),
-                }),
-                Event::RunFinished {
-                    status,
-                    failed_step,
-                    error,
-                    ..
-                } => finished = Some((*status, failed_step.clone(), error.clone())),
-                _ => {}
-            })
+            let unreachable = |why| (HostStatus::Unreachable, why);
+            running
+                .follow(|event| match event {
+                    Event::StepFinished {
+                        step,
+                        status,
+                        detail,
+                        ..
+                    } if !step.contains('.') => predicted.push(match detail {
+                        Some(d) => format!("{step}: {} ({d})", status.as_str()),
+                        None => format!("{step}: {}", status.as_str()),
+                    }),
+                    Event::RunFinished {
+                        status,
+                        failed_step,
+                        error,
+                        ..
+                    } => finished = Some((*status, failed_step.clone(), error.clone())),
+                    _ => {}
+                })
+                .map_err(unreachable)
         });
         let (code, stderr) = match outcome {
             Ok(done) => done,
-            Err(why) => return Err(fail(HostStatus::Unreachable, why)),
+            Err((status, why)) => {
+                let status = if status == HostStatus::Failed {
+                    HostStatus::PreflightFailed
+                } else {
+                    status
+                };
+                return Err(fail(status, why));
+            }
         };
         let report = |status, why| {
             let mut r = fail(status, why);
@@ -746,39 +756,42 @@ impl Fleet {
         let running = self.start(transport, host, path, mode, Some(controls));
         let mut finished: Option<Event> = None;
         let outcome = running.and_then(|running| {
-            running.follow_lines(|line, event| {
-                if event.is_none() {
-                    if let Ok(Said::Question(q)) = serde_json::from_str::<Said>(line) {
-                        let yes = ask_operator(&host.name, &q, self.yes);
-                        tell(controls, &host.name, &Message::Answer { id: q.id, yes });
-                        return;
+            let unreachable = |why| (HostStatus::Unreachable, why);
+            running
+                .follow_lines(|line, event| {
+                    if event.is_none() {
+                        if let Ok(Said::Question(q)) = serde_json::from_str::<Said>(line) {
+                            let yes = ask_operator(&host.name, &q, self.yes);
+                            tell(controls, &host.name, &Message::Answer { id: q.id, yes });
+                            return;
+                        }
                     }
-                }
-                // Only events, each whole and redacted again: the mirror is a
-                // journal a later resume reads.
-                if let (Some(file), Some(event)) = (mirror.as_mut(), &event) {
-                    let copy = serde_json::to_string(&event.redacted(&self.secrets));
-                    // The mirror is a copy for reading: its loss is said at the end.
-                    if copy
-                        .and_then(|c| writeln!(file, "{c}").map_err(serde_json::Error::io))
-                        .is_err()
-                    {
-                        mirror = None;
+                    // Only events, each whole and redacted again: the mirror is a
+                    // journal a later resume reads.
+                    if let (Some(file), Some(event)) = (mirror.as_mut(), &event) {
+                        let copy = serde_json::to_string(&event.redacted(&self.secrets));
+                        // The mirror is a copy for reading: its loss is said at the end.
+                        if copy
+                            .and_then(|c| writeln!(file, "{c}").map_err(serde_json::Error::io))
+                            .is_err()
+                        {
+                            mirror = None;
+                        }
                     }
-                }
-                if let Some(event) = event {
-                    if let Event::RunStarted { run_dir, .. } = &event {
-                        report.run_dir.clone_from(run_dir);
+                    if let Some(event) = event {
+                        if let Event::RunStarted { run_dir, .. } = &event {
+                            report.run_dir.clone_from(run_dir);
+                        }
+                        if matches!(event, Event::RunFinished { .. }) {
+                            finished = Some(event.clone());
+                        }
+                        news(News::Host {
+                            host: host.name.clone(),
+                            run: event,
+                        });
                     }
-                    if matches!(event, Event::RunFinished { .. }) {
-                        finished = Some(event.clone());
-                    }
-                    news(News::Host {
-                        host: host.name.clone(),
-                        run: event,
-                    });
-                }
-            })
+                })
+                .map_err(unreachable)
         });
         if let Ok(mut c) = controls.lock() {
             c.hosts.remove(&host.name);
@@ -786,8 +799,8 @@ impl Fleet {
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (code, stderr) = match outcome {
             Ok(done) => done,
-            Err(why) => {
-                report.status = HostStatus::Unreachable;
+            Err((status, why)) => {
+                report.status = status;
                 report.error = Some(why);
                 return report;
             }
@@ -834,7 +847,7 @@ impl Fleet {
         path: &str,
         mode: Mode,
         controls: Option<&Controls>,
-    ) -> Result<Running, String> {
+    ) -> Result<Running, (HostStatus, String)> {
         let mut vars = self.vars.clone();
         for (k, v) in &host.vars {
             vars.retain(|(o, _)| o != k);
@@ -852,18 +865,37 @@ impl Fleet {
             can_ask: std::io::stdin().is_terminal(),
             mode,
         };
-        let line = serde_json::to_string(&order).map_err(|e| e.to_string())?;
+        let failed = |why: String| (HostStatus::Failed, why);
+        let line = serde_json::to_string(&order).map_err(|e| failed(e.to_string()))?;
         let mut child = transport
             .command(&host.name, &Transport::line(&[path, "host"]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start ssh: {e}"))?;
-        let mut stdin = child.stdin.take().ok_or("ssh has no stdin")?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| format!("the order could not be sent: {e}"))?;
+            .map_err(|e| failed(format!("cannot start ssh: {e}")))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| failed("ssh has no stdin".into()))?;
+        if let Err(e) = writeln!(stdin, "{line}").and_then(|()| stdin.flush()) {
+            // Whoever closed the channel says why: ssh (the link, 255) or
+            // runbook there (an order it refused).
+            drop(stdin);
+            let out = child
+                .wait_with_output()
+                .map_err(|e| failed(format!("ssh: {e}")))?;
+            let why = format!(
+                "the order could not be sent ({e}): {}",
+                last_line(&String::from_utf8_lossy(&out.stderr))
+            );
+            let status = if out.status.code() == Some(255) {
+                HostStatus::Unreachable
+            } else {
+                HostStatus::Failed
+            };
+            return Err((status, why));
+        }
         // Kept open for the run's length: its end asks the host to stop.
         let kept = match controls {
             Some(c) => {
