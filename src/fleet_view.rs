@@ -159,8 +159,10 @@ fn lines(news: &News) -> Vec<String> {
             detail.as_deref().unwrap_or("")
         )],
         News::WaveStarted { wave, hosts } => {
-            let what = if *wave == 1 { "wave 1, the canary" } else { "wave" };
-            let what = if *wave == 1 { what.to_owned() } else { format!("{what} {wave}") };
+            let what = match wave {
+                1 => "wave 1, the canary".to_owned(),
+                n => format!("wave {n}"),
+            };
             vec![format!("{}: {}", style(what).bold(), hosts.join(", "))]
         }
         News::Host {

@@ -51,6 +51,17 @@ impl Holder {
         }
     }
 
+    /// In one parenthesis: who, and how far they have got.
+    pub fn brief(&self) -> String {
+        format!(
+            "pid {}, {}@{}, step {}",
+            self.pid,
+            self.user,
+            self.host,
+            self.step.as_deref().unwrap_or("not started")
+        )
+    }
+
     fn describe(&self) -> String {
         let mut lines = vec![format!(
             "held by {}@{}, pid {}, since {}",

@@ -99,14 +99,6 @@ impl Fleet {
         }
     }
 
-    fn at(base: &Path, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            base.join(path)
-        }
-    }
-
     /// Everything the fleet needs, from the arguments and the files they name.
     fn fleet(&self, ctx: &Context<'_>, run_dir: &Path) -> Result<crate::fleet::Fleet, String> {
         let inventory = crate::inventory::Inventory::load(&self.inventory)?;
@@ -117,7 +109,8 @@ impl Fleet {
                 self.hosts.0.join(", ")
             ));
         }
-        let playbook = Self::at(ctx.base, &self.playbook);
+        // An absolute path stays as it is: `join` replaces the base with it.
+        let playbook = ctx.base.join(&self.playbook);
         let vars: Vec<(String, String)> = self
             .vars
             .iter()
@@ -245,29 +238,22 @@ fn verdict(report: &Report) -> Result<Outputs, Failure> {
         b.spent(),
         b.allowed
     );
-    if report.interrupted {
-        return Err(Failure::Reported(
-            format!(
-                "the fleet was stopped before every host was done: {}",
-                short.join(", ")
-            ),
-            outputs,
-        ));
-    }
-    if let Some(why) = &report.stopped {
-        return Err(Failure::Reported(
-            format!("{why}; the hosts left: {}", short.join(", ")),
-            outputs,
-        ));
-    }
-    if b.breached {
-        return Err(Failure::Reported(
-            format!(
-                "the failure budget is overspent ({arithmetic}); no new host was started: {}",
-                short.join(", ")
-            ),
-            outputs,
-        ));
+    let hosts = short.join(", ");
+    let stopped = if report.interrupted {
+        Some(format!(
+            "the fleet was stopped before every host was done: {hosts}"
+        ))
+    } else if let Some(why) = &report.stopped {
+        Some(format!("{why}; the hosts left: {hosts}"))
+    } else if b.breached {
+        Some(format!(
+            "the failure budget is overspent ({arithmetic}); no new host was started: {hosts}"
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = stopped {
+        return Err(Failure::Reported(why, outputs));
     }
     if !short.is_empty() {
         outputs.insert(

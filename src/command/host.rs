@@ -135,12 +135,9 @@ fn fit_to_run(playbook: &Path, order: &Order) -> Result<(), Exit> {
     for target in plan.changes() {
         if let Some(holder) = lock::holder_of(&target) {
             eprintln!(
-                "error: a run holds {} (pid {}, {}@{}, step {})",
+                "error: a run holds {} ({})",
                 target.display(),
-                holder.pid,
-                holder.user,
-                holder.host,
-                holder.step.as_deref().unwrap_or("not started")
+                holder.brief()
             );
             return Err(Exit::Locked);
         }

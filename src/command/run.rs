@@ -154,12 +154,9 @@ fn tell_holders(plan: &crate::plan::Plan) {
     for target in plan.changes() {
         if let Some(holder) = lock::holder_of(&target) {
             eprintln!(
-                "note: a run holds {} now (pid {}, {}@{}, step {}): what this run sees may change under it",
+                "note: a run holds {} now ({}): what this run sees may change under it",
                 target.display(),
-                holder.pid,
-                holder.user,
-                holder.host,
-                holder.step.as_deref().unwrap_or("not started")
+                holder.brief()
             );
         }
     }
