@@ -85,8 +85,25 @@ pub fn resume(
         Err(err) => return super::run::refused(&err),
     };
     locks.set_run_dir(&dir);
-    // Read again under the lock: another resume may have finished the run
-    // while this one was waiting for it.
+    // The journal's own writer (the run itself, still finishing its
+    // `always` steps, whose playbook may take no install lock) is waited
+    // for as the install's holder is.
+    let journal = match append_when_free(&journal_path, wait) {
+        Ok(j) => j,
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+            eprintln!(
+                "error: the run in {} is still going on: another process is writing its journal\n  help: let it finish (or give --wait), then resume it if it did not succeed",
+                dir.display()
+            );
+            return Exit::Locked;
+        }
+        Err(err) => {
+            eprintln!("error: cannot append to {}: {err}", journal_path.display());
+            return Exit::Failed;
+        }
+    };
+    // Read again under the locks: another resume, or the run itself, may
+    // have finished it while this one was waiting.
     let events = match journal::read(&journal_path) {
         Ok(events) if succeeded(&events) => return nothing_to_resume(&dir, &events, json),
         Ok(events) => events,
@@ -121,20 +138,6 @@ pub fn resume(
         let nested = format!("{}.", step.id);
         previous.retain(|id: &String, _| *id != step.id && !id.starts_with(&nested));
     }
-    let journal = match journal::Journal::append(&journal_path) {
-        Ok(j) => j,
-        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-            eprintln!(
-                "error: the run in {} is still going on: another process is writing its journal\n  help: let it finish, then resume it if it did not succeed",
-                dir.display()
-            );
-            return Exit::Locked;
-        }
-        Err(err) => {
-            eprintln!("error: cannot append to {}: {err}", journal_path.display());
-            return Exit::Failed;
-        }
-    };
     let terminal = reporter::setup_colours();
     if !json {
         say!(
@@ -190,4 +193,24 @@ fn nothing_to_resume(dir: &Path, events: &[Event], json: bool) -> Exit {
         _ => say!("the run in {} succeeded: nothing to resume", dir.display()),
     }
     Exit::Success
+}
+
+/// The journal opened for appending once no other process writes it,
+/// waiting up to `wait` for one that does.
+fn append_when_free(
+    path: &Path,
+    wait: Option<std::time::Duration>,
+) -> std::io::Result<journal::Journal> {
+    let deadline = std::time::Instant::now() + wait.unwrap_or_default();
+    loop {
+        match journal::Journal::append(path) {
+            Err(err)
+                if err.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }

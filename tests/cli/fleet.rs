@@ -312,8 +312,17 @@ impl Hosts {
     /// Cuts the link to a host made by [`Hosts::add_in_namespace`]: its
     /// packets go nowhere, as when a host loses power or its network.
     pub fn vanish(&self) {
+        self.set_links("down");
+    }
+
+    /// Brings the link back: the host is there again, as it was.
+    pub fn reappear(&self) {
+        self.set_links("up");
+    }
+
+    fn set_links(&self, state: &str) {
         for (_, link) in &self.namespaces {
-            run(Command::new("ip").args(["link", "set", link, "down"]));
+            run(Command::new("ip").args(["link", "set", link, state]));
         }
     }
 
@@ -1033,25 +1042,23 @@ fn on_a_terminal_each_host_holds_one_line_with_its_current_step_then_its_ending(
     }
 }
 
-#[test]
-fn a_host_that_vanishes_mid_run_is_found_unreachable_and_spends_the_budget() {
+/// Five hosts and `edge`, in a network namespace, whose link is cut while
+/// it is in its 30 s step; the fleet allows `max_failed`. The hosts, the
+/// test (holding its directory) and the fleet's run are returned once the
+/// run is over.
+fn vanishing_fleet(max_failed: &str) -> Option<(Test, Hosts, Output)> {
     let t = Test::new();
-    let Some(mut hosts) = hosts(&t, &FIVE) else {
-        return;
-    };
-    if hosts.add_in_namespace(&t, "edge").is_none() {
-        return;
-    }
+    let mut hosts = hosts(&t, &FIVE)?;
+    hosts.add_in_namespace(&t, "edge")?;
     let mut slow: Vec<(&str, &str)> = SLOW_WAVE_TWO.to_vec();
     slow.push(("edge", "pause: \"30\""));
     let inventory = hosts.inventory(&t, "", &slow);
     let playbook = format!(
-        "name: traced_fleet\nsteps:\n  - id: fleet\n    name: Every host\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: traced.yaml\n      max_failed: 1\n",
+        "name: traced_fleet\nsteps:\n  - id: fleet\n    name: Every host\n    action: fleet\n    with:\n      inventory: {}\n      hosts: all\n      playbook: traced.yaml\n      max_failed: {max_failed}\n",
         inventory.display()
     );
     let mut cmd = traced_fleet(&t, &inventory);
     std::fs::write(t.path().join("traced_fleet.yaml"), playbook).unwrap();
-    let started = std::time::Instant::now();
     let child = cmd.spawn().unwrap();
     let edge = hosts.get("edge");
     for _ in 0..400 {
@@ -1062,14 +1069,15 @@ fn a_host_that_vanishes_mid_run_is_found_unreachable_and_spends_the_budget() {
     }
     assert_eq!(trace(edge), "first\n", "edge never started");
     hosts.vanish();
+    let vanished = std::time::Instant::now();
     let out = finish(child, t.path());
-    // Noticed by the keep-alives (3 missed, 5 s apart), not by the step's end.
+    // Noticed by the keep-alives (3 missed, 5 s apart), not by the end of
+    // the step, which began just before and lasts 30 s.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(28),
+        vanished.elapsed() < std::time::Duration::from_secs(26),
         "{:?}",
-        started.elapsed()
+        vanished.elapsed()
     );
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let r = report(&out, "fleet");
     assert_eq!(status_of(&r, "edge"), "unreachable");
     assert_eq!(r["budget"]["unreachable"], 1);
@@ -1077,7 +1085,6 @@ fn a_host_that_vanishes_mid_run_is_found_unreachable_and_spends_the_budget() {
         assert_eq!(status_of(&r, h), "succeeded");
     }
     let step = out.finished("fleet");
-    assert_eq!(step["status"], "warning");
     assert!(
         step["detail"]
             .as_str()
@@ -1085,6 +1092,43 @@ fn a_host_that_vanishes_mid_run_is_found_unreachable_and_spends_the_budget() {
             .contains("edge (unreachable)"),
         "{step:#}"
     );
+    Some((t, hosts, out))
+}
+
+#[test]
+fn a_host_that_vanishes_mid_run_is_found_unreachable_and_spends_the_budget() {
+    let Some((_t, _hosts, out)) = vanishing_fleet("1") else {
+        return;
+    };
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.finished("fleet")["status"], "warning");
+}
+
+#[test]
+fn a_host_that_vanishes_then_comes_back_is_resumed_from_its_own_journal_not_run_again() {
+    let Some((t, hosts, out)) = vanishing_fleet("0") else {
+        return;
+    };
+    // The budget (none) is spent: the run fails, and can be resumed.
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.finished("fleet")["status"], "failed");
+    // The link comes back: the controller had lost the host, the host never
+    // lost its run. A resume waits for that run to end, takes how it ended
+    // from the host's own journal, and runs nothing twice.
+    hosts.reappear();
+    let resumed = t.run(&["resume", &out.run_dir().display().to_string()]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    let r = resumed.finished("fleet")["outputs"].clone();
+    assert_eq!(status_of(&r, "edge"), "succeeded", "{r:#}");
+    // Whether its run ended on its own or stopped when the link came back
+    // (then its `always` steps run again at the resume), no step ran twice.
+    let edge = trace(hosts.get("edge"));
+    assert_eq!(edge.matches("first").count(), 1, "{edge}");
+    assert_eq!(edge.matches("last").count(), 1, "{edge}");
+    assert!(edge.ends_with("always\n"), "{edge}");
+    for h in FIVE {
+        assert_eq!(status_of(&r, h), "succeeded_before");
+    }
 }
 
 /// `asking_fleet.yaml`: every host runs `asking.yaml`, which asks the
