@@ -28,6 +28,7 @@ pub mod backup;
 pub mod checksum;
 pub mod cli;
 pub mod command;
+pub mod comparison;
 pub mod control;
 pub mod database;
 pub mod diagnostic;

@@ -67,6 +67,8 @@ pub enum Call {
     SqliteQuiescent(sqlite::Quiescent),
     #[serde(rename = "sqlite.fingerprint")]
     SqliteFingerprint(sqlite::Fingerprint),
+    #[serde(rename = "sqlite.compare")]
+    SqliteCompare(sqlite::Compare),
     #[serde(rename = "backup.create")]
     BackupCreate(backup::Create),
     #[serde(rename = "backup.list")]
@@ -98,6 +100,7 @@ pub const NAMES: &[&str] = &[
     "sqlite.exec",
     "sqlite.quiescent",
     "sqlite.fingerprint",
+    "sqlite.compare",
     "backup.create",
     "backup.list",
     "backup.select",
@@ -121,6 +124,7 @@ macro_rules! each_call {
             Call::SqliteExec($a) => $expr,
             Call::SqliteQuiescent($a) => $expr,
             Call::SqliteFingerprint($a) => $expr,
+            Call::SqliteCompare($a) => $expr,
             Call::BackupCreate($a) => $expr,
             Call::BackupList($a) => $expr,
             Call::BackupSelect($a) => $expr,

@@ -112,6 +112,63 @@ pub struct Fingerprint {
     fingerprint: database::Counting,
 }
 
+/// `sqlite.compare`: two queries' rows compared as sets, both ways, reading
+/// each side once (what `left EXCEPT right` and `right EXCEPT left` count).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "SqliteCompare")]
+pub struct Compare {
+    db: PathBuf,
+    /// A query, or `{sql, params}`.
+    left: Side,
+    /// A query with as many columns as `left`, or `{sql, params}`.
+    right: Side,
+    /// Other database files to read, by schema name (read-only).
+    #[serde(default)]
+    attach: std::collections::BTreeMap<String, PathBuf>,
+    /// How many rows found on one side only to show, for both sides or as
+    /// `{left: N, right: N}` (default 10). Showing them reads that side a
+    /// second time, and only when it has such rows.
+    #[serde(default)]
+    samples: Samples,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum Side {
+    Sql(String),
+    Bound(Statement),
+}
+
+impl Side {
+    fn sql(&self) -> &str {
+        match self {
+            Side::Sql(sql) => sql,
+            Side::Bound(s) => &s.sql,
+        }
+    }
+
+    fn params(&self) -> &Params {
+        match self {
+            Side::Sql(_) => &Params::None,
+            Side::Bound(s) => &s.params,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum Samples {
+    Both(usize),
+    Each { left: usize, right: usize },
+}
+
+impl Default for Samples {
+    fn default() -> Samples {
+        Samples::Both(10)
+    }
+}
+
 impl Action for Query {
     fn files_mut(&mut self) -> Vec<&mut PathBuf> {
         std::iter::once(&mut self.db)
@@ -177,6 +234,124 @@ fn for_each_row(
         each(Json::Object(obj))?;
     }
     Ok(())
+}
+
+impl Action for Compare {
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        std::iter::once(&mut self.db)
+            .chain(self.attach.values_mut())
+            .collect()
+    }
+
+    fn mutates(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "compare the rows of {}{} with those of {}{}",
+            ellipsize(self.left.sql(), 70),
+            self.left.params().describe(),
+            ellipsize(self.right.sql(), 70),
+            self.right.params().describe(),
+        )
+    }
+
+    fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
+        let db = &self.db;
+        must_exist(db)?;
+        let mut conn = database::open_for_reading(db, ctx.dry_run).map_err(Failure::failed)?;
+        attach(&conn, &self.attach)?;
+        crate::progress::watch_sqlite(&mut conn, "comparison");
+        let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
+        let err = |e: &rusqlite::Error| interrupted_or(ctx.timeout, db, e);
+        let spill = |e: std::io::Error| Failure::failed(format!("comparing rows of {}: {e}", db.display()));
+        // One read transaction: both sides see the same state of the file.
+        conn.execute_batch("BEGIN").map_err(|e| sql_error(db, &e))?;
+        let mut sides = Vec::new();
+        for side in [&self.left, &self.right] {
+            let mut stmt = conn.prepare(side.sql()).map_err(|e| sql_error(db, &e))?;
+            if !stmt.readonly() {
+                return Err(Failure::failed(
+                    "sqlite.compare runs only statements that read",
+                ));
+            }
+            side.params().bind(&mut stmt)?;
+            sides.push(stmt);
+        }
+        let columns = sides[0].column_count();
+        if sides[1].column_count() != columns {
+            return Err(Failure::failed(format!(
+                "left has {columns} columns and right {}: rows compare column by column",
+                sides[1].column_count()
+            )));
+        }
+        let mut digests = Vec::new();
+        for stmt in &mut sides {
+            digests.push(
+                crate::comparison::digest_rows(&mut stmt.raw_query(), columns).map_err(|e| match e {
+                    crate::comparison::Error::Sql(e) => err(&e),
+                    crate::comparison::Error::Spill(e) => spill(e),
+                })?,
+            );
+        }
+        let mut rd = crate::comparison::RowDigest::default();
+        let (left, right) = digests.split_at_mut(1);
+        let c = crate::comparison::compare(&mut left[0], &mut right[0]).map_err(spill)?;
+        let (n_left, n_right) = match self.samples {
+            Samples::Both(n) => (n, n),
+            Samples::Each { left, right } => (left, right),
+        };
+        let mut shown = Vec::new();
+        for ((stmt, wanted), n) in sides
+            .iter_mut()
+            .zip([&c.only_left_digests, &c.only_right_digests])
+            .zip([n_left, n_right])
+        {
+            let mut sample = Vec::new();
+            if n > 0 && !wanted.is_empty() {
+                for_each_row_while(stmt, &err, |row| {
+                    if wanted.contains(&rd.of(row, columns)?) {
+                        sample.push(row_to_json(row, columns)?);
+                    }
+                    Ok(sample.len() < n)
+                })?;
+            }
+            shown.push(Json::Array(sample));
+        }
+        let mut out = super::outputs(&c);
+        out.insert("same".into(), (c.only_left == 0 && c.only_right == 0).into());
+        let only_right_sample = shown.pop().unwrap_or_default();
+        out.insert("only_left_sample".into(), shown.pop().unwrap_or_default());
+        out.insert("only_right_sample".into(), only_right_sample);
+        Ok(out)
+    }
+}
+
+/// Runs a bound statement again from the start, handing rows to `each`
+/// while it returns true.
+fn for_each_row_while(
+    stmt: &mut rusqlite::Statement<'_>,
+    err: impl Fn(&rusqlite::Error) -> Failure,
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<bool>,
+) -> Result<(), Failure> {
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next().map_err(|e| err(&e))? {
+        if !each(row).map_err(|e| err(&e))? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A row as column name → value.
+fn row_to_json(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<Json> {
+    let stmt = row.as_ref();
+    let mut obj = Map::new();
+    for i in 0..columns {
+        obj.insert(stmt.column_name(i)?.to_owned(), to_json(row.get_ref(i)?));
+    }
+    Ok(Json::Object(obj))
 }
 
 impl Exec {

@@ -235,3 +235,82 @@ fn every_action_is_documented() {
         );
     }
 }
+
+/// `sqlite.compare` counts what the two EXCEPTs count, shows the rows found
+/// on one side only in their query's order, binds parameters on either
+/// side, and refuses a query that writes or sides of different widths.
+#[test]
+fn sqlite_compare_counts_both_ways_and_shows_the_rows_on_one_side_only() {
+    let t = Test::new()
+        .db(
+            "app.db",
+            "CREATE TABLE images(file_name TEXT, checksum BLOB, kind TEXT);
+             INSERT INTO images VALUES ('a.png', X'01', 'image'), ('b.png', X'02', 'image'),
+               ('c.png', X'03', 'image'), ('c.png', X'03', 'image'), ('x.pdf', X'09', 'doc');",
+        )
+        .db(
+            "old.db",
+            "CREATE TABLE images(file_name TEXT, checksum BLOB);
+             INSERT INTO images VALUES ('z.png', X'26'), ('b.png', X'ff'), ('a.png', X'01'), ('c.png', X'03');",
+        )
+        .file(
+            "pb.yaml",
+            r#"
+steps:
+  - id: cmp
+    action: sqlite.compare
+    with:
+      db: app.db
+      attach: {old: old.db}
+      left: SELECT file_name, checksum FROM old.images
+      right: {sql: "SELECT file_name, checksum FROM images WHERE kind = ?", params: [image]}
+  - id: quiet
+    action: sqlite.compare
+    with:
+      db: app.db
+      attach: {old: old.db}
+      left: SELECT file_name, checksum FROM old.images
+      right: SELECT file_name, checksum FROM images
+      samples: {left: 1, right: 0}
+"#,
+        )
+        .file(
+            "writes.yaml",
+            "steps:\n  - id: w\n    action: sqlite.compare\n    with: {db: app.db, left: DELETE FROM images, right: SELECT 1}\n",
+        )
+        .file(
+            "widths.yaml",
+            "steps:\n  - id: w\n    action: sqlite.compare\n    with: {db: app.db, left: SELECT file_name FROM images, right: \"SELECT file_name, checksum FROM images\"}\n",
+        );
+    let before = t.snapshot();
+    let out = t.run(&["run", "pb.yaml"]);
+    out.code(0);
+    let cmp = &out.finished("cmp")["outputs"];
+    assert_eq!(cmp["left_rows"], 4, "{cmp}");
+    assert_eq!(cmp["right_rows"], 3, "duplicates count once: {cmp}");
+    assert_eq!(cmp["only_left"], 2, "{cmp}");
+    assert_eq!(cmp["only_right"], 1, "{cmp}");
+    assert_eq!(cmp["same"], false);
+    assert_eq!(
+        cmp["only_left_sample"],
+        serde_json::json!([{"file_name": "z.png", "checksum": "26"}, {"file_name": "b.png", "checksum": "ff"}]),
+        "in the left query's order"
+    );
+    assert_eq!(cmp["only_right_sample"], serde_json::json!([{"file_name": "b.png", "checksum": "02"}]));
+    let quiet = &out.finished("quiet")["outputs"];
+    assert_eq!((&quiet["only_left"], &quiet["only_right"]), (&2.into(), &2.into()));
+    assert_eq!(quiet["only_left_sample"].as_array().unwrap().len(), 1);
+    assert_eq!(quiet["only_right_sample"], serde_json::json!([]));
+
+    t.run(&["run", "writes.yaml"])
+        .code(1)
+        .stdout_has("sqlite.compare runs only statements that read");
+    t.run(&["run", "widths.yaml"])
+        .code(1)
+        .stdout_has("left has 1 columns and right 2");
+    let after = t.snapshot();
+    for name in ["app.db", "old.db"] {
+        let key = std::path::PathBuf::from(name);
+        assert_eq!(before.get(&key), after.get(&key), "{name} changed");
+    }
+}

@@ -685,7 +685,8 @@ fn the_dry_run_predicts_what_the_run_then_does() {
     // The restore is made on the dry run's copy, so the carry-back after it
     // and every check of verify are predicted, not guessed.
     dry.stdout_has("-pre-restore.db (made by the run) as `old`")
-        .stdout_has("✓ verify.compare ");
+        .stdout_has("✓ verify.compare-images ")
+        .stdout_has("✓ verify.compare-docs ");
     assert!(
         !dry.stdout.contains("cannot be predicted: it reads"),
         "{}",

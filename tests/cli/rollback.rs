@@ -213,9 +213,22 @@ fn verify_passes_after_a_rollback_and_fails_before() {
     app.conn()
         .execute("DELETE FROM images WHERE file_name = 'images-0.png'", [])
         .unwrap();
-    run(&t, "verify", &[])
-        .code(1)
+    let out = run(&t, "verify", &[]);
+    out.code(1)
         .stdout_has("every image of the backup is still there");
+    let compared = &out.finished("compare-images")["outputs"];
+    assert_eq!(compared["only_left"], 1, "{compared}");
+    assert_eq!(compared["only_left_sample"][0]["file_name"], "images-0.png");
+    // A row whose checksum changed is a lost row too, though the count holds.
+    run(&t, "rollback-option-1", &[]).code(0);
+    app.conn()
+        .execute("INSERT INTO images (file_name, checksum) VALUES ('images-0.png', X'00')", [])
+        .unwrap();
+    let out = run(&t, "verify", &[]);
+    out.code(1).stdout_has("every image of the backup is still there");
+    let compared = &out.finished("compare-images")["outputs"];
+    // Only on the right: after.png, carried back, and the changed row.
+    assert_eq!((&compared["only_left"], &compared["only_right"]), (&1.into(), &2.into()));
 }
 
 #[test]
@@ -321,7 +334,8 @@ fn a_good_rollback_with_no_backup_to_compare_with_is_verified_with_a_warning() {
         out.code(0)
             .stdout_has("⚠ no-baseline Verify without a pre-migration backup: no verified pre-migration backup in app/backups to compare with")
             .stdout_has("run succeeded with 1 warning");
-        assert_eq!(out.finished("compare")["status"], "skipped");
+        assert_eq!(out.finished("compare-images")["status"], "skipped");
+        assert_eq!(out.finished("compare-docs")["status"], "skipped");
         assert_eq!(out.finished("media-absent")["status"], "ok");
         assert_eq!(app.count("images"), 21);
     }
