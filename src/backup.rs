@@ -354,7 +354,7 @@ fn rewrite(
     file.set_len(0)
         .and_then(|()| file.rewind())
         .and_then(|()| file.write_all(&json))
-        .and_then(|()| file.sync_all())
+        .and_then(|()| crate::shadow::sync(file, &at))
         .map_err(io("writing", &at))
 }
 
@@ -370,7 +370,7 @@ fn keep_raw_sidecars(db: &Path, backup: &Path, raw: bool) -> Result<(), Error> {
             let to = database::sidecar(backup, side);
             std::fs::copy(&from, &to).map_err(io("copying", &from))?;
             File::open(&to)
-                .and_then(|f| f.sync_all())
+                .and_then(|f| crate::shadow::sync(&f, &to))
                 .map_err(io("syncing", &to))?;
         }
     }
@@ -437,7 +437,7 @@ fn snapshot_in(
     let tmp_path = tmp.path().to_path_buf();
     let (sum, size, fingerprint) = if database::is_wal(db) {
         snapshot_wal(db, &tmp_path)?;
-        tmp.as_file().sync_all().map_err(io("syncing", &tmp_path))?;
+        crate::shadow::sync(tmp.as_file(), &tmp_path).map_err(io("syncing", &tmp_path))?;
         let (sum, size) = hash_file(&tmp_path, Algorithm::Blake3)?;
         let conn = database::open_immutable(&tmp_path)?;
         (
@@ -495,7 +495,7 @@ fn copy_hashing<T>(
         let copy = scope.spawn(|| {
             crate::progress::silently(silent, || {
                 let copied = copy_checked(src, out, src_path, out_path, Algorithm::Blake3)?;
-                out.sync_all().map_err(io("syncing", out_path))?;
+                crate::shadow::sync(out, out_path).map_err(io("syncing", out_path))?;
                 Ok(copied)
             })
         });
@@ -550,6 +550,7 @@ fn open_live(db: &Path) -> Result<Connection, Error> {
 fn snapshot_wal(db: &Path, out: &Path) -> Result<(), Error> {
     let src = open_live(db)?;
     let mut dst = Connection::open(out).map_err(|e| sqlite_error(out, e))?;
+    database::unsynced_if_scratch(&dst, out);
     {
         use rusqlite::backup::StepResult;
         let backup =
@@ -615,7 +616,7 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
         dir
     };
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| crate::shadow::sync(&d, dir))
         .map_err(io("syncing the directory", dir))
 }
 
@@ -1023,7 +1024,11 @@ pub fn restore(
         let copied = scope.spawn(|| {
             crate::progress::silently(true, || {
                 let copied = copy_checked(&src, out, backup, copy_dir, algorithm)
-                    .and_then(|c| out.sync_all().map(|()| c).map_err(io("syncing", copy_dir)))
+                    .and_then(|c| {
+                        crate::shadow::sync(out, copy_dir)
+                            .map(|()| c)
+                            .map_err(io("syncing", copy_dir))
+                    })
                     .map_err(|e| {
                         Error::Refused(format!(
                             "the copy of the backup failed, so nothing was restored: {e}"
@@ -1396,7 +1401,7 @@ impl Exclusive {
             let fingerprint = database::fingerprint_on(&self.conn, db, counting);
             Ok::<_, Error>((joined(sum)?, fingerprint?))
         })?;
-        self.file.sync_all().map_err(io("syncing", db))?;
+        crate::shadow::sync(&self.file, db).map_err(io("syncing", db))?;
         Ok(Old {
             source: db.to_path_buf(),
             sum,

@@ -235,7 +235,9 @@ pub fn digest_rows(rows: &mut rusqlite::Rows<'_>, columns: usize) -> Result<Dige
             Ok(())
         })();
         drop(full);
-        let hashed = hasher.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let hashed = hasher
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         read.map_err(Error::Sql)?;
         hashed.map_err(Error::Spill)
     })
@@ -302,15 +304,25 @@ mod tests {
                ('ab', 'c'), (1.5, NULL), (9, 9), (0, 1);",
         )
         .unwrap();
-        let count = |sql: &str| -> u64 { conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64 };
+        let count =
+            |sql: &str| -> u64 { conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64 };
         let c = compare(
             &mut digests(&conn, "SELECT a, b FROM l"),
             &mut digests(&conn, "SELECT a, b FROM r"),
         )
         .unwrap();
-        assert_eq!(c.only_left, count("SELECT count(*) FROM (SELECT a, b FROM l EXCEPT SELECT a, b FROM r)"));
-        assert_eq!(c.only_right, count("SELECT count(*) FROM (SELECT a, b FROM r EXCEPT SELECT a, b FROM l)"));
-        assert_eq!(c.left_rows, count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM l)"));
+        assert_eq!(
+            c.only_left,
+            count("SELECT count(*) FROM (SELECT a, b FROM l EXCEPT SELECT a, b FROM r)")
+        );
+        assert_eq!(
+            c.only_right,
+            count("SELECT count(*) FROM (SELECT a, b FROM r EXCEPT SELECT a, b FROM l)")
+        );
+        assert_eq!(
+            c.left_rows,
+            count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM l)")
+        );
         assert_eq!((c.only_left, c.only_right), (4, 3));
 
         conn.execute_batch(&format!(
@@ -323,9 +335,21 @@ mod tests {
         let mut left = digests(&conn, "SELECT a, b FROM l");
         assert!(left.spill.is_some(), "more rows than are held must spill");
         let c = compare(&mut left, &mut digests(&conn, "SELECT a, b FROM r")).unwrap();
-        assert_eq!(c.only_left, count("SELECT count(*) FROM (SELECT a, b FROM l EXCEPT SELECT a, b FROM r)"));
-        assert_eq!(c.only_right, count("SELECT count(*) FROM (SELECT a, b FROM r EXCEPT SELECT a, b FROM l)"));
-        assert_eq!(c.left_rows, count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM l)"));
-        assert_eq!(c.right_rows, count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM r)"));
+        assert_eq!(
+            c.only_left,
+            count("SELECT count(*) FROM (SELECT a, b FROM l EXCEPT SELECT a, b FROM r)")
+        );
+        assert_eq!(
+            c.only_right,
+            count("SELECT count(*) FROM (SELECT a, b FROM r EXCEPT SELECT a, b FROM l)")
+        );
+        assert_eq!(
+            c.left_rows,
+            count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM l)")
+        );
+        assert_eq!(
+            c.right_rows,
+            count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM r)")
+        );
     }
 }

@@ -161,11 +161,22 @@ pub fn open_read_only(path: &Path) -> Result<Connection, Error> {
 /// Opens an existing database read-write, as the app does; never creates
 /// one. A hot journal is rolled back at the first read, as by any client.
 pub fn open_read_write(path: &Path) -> Result<Connection, Error> {
-    Connection::open_with_flags(
+    let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(sqlite(path))
+    .map_err(sqlite(path))?;
+    unsynced_if_scratch(&conn, path);
+    Ok(conn)
+}
+
+/// A dry run's copy is removed when the dry run ends: its commits need not
+/// wait for the disk (`crate::shadow::is_scratch`).
+pub fn unsynced_if_scratch(conn: &Connection, path: &Path) {
+    if crate::shadow::is_scratch(path) {
+        // Failing to set it costs only time.
+        let _ = conn.pragma_update(None, "synchronous", "OFF");
+    }
 }
 
 /// Opens a file that is never written to again (a backup) as immutable,

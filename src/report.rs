@@ -149,7 +149,7 @@ fn synced_beside(path: &Path, bytes: &[u8]) -> io::Result<tempfile::NamedTempFil
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    crate::shadow::sync(tmp.as_file(), path)?;
     Ok(tmp)
 }
 

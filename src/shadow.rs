@@ -8,11 +8,34 @@
 //! paths; the copy is removed when the dry run ends.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde_json::Value as Json;
 
 use crate::action::Call;
 use crate::database;
+
+/// The directories of this process's dry-run copies, while they exist.
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Whether `path` lies in a dry run's copy, which is removed when the dry
+/// run ends: forcing it to disk protects nothing. Only a directory that
+/// `Shadow::prepare` has just made (a fresh, randomly named temporary
+/// directory) is ever one, so no file of the real plan can be.
+pub fn is_scratch(path: &Path) -> bool {
+    let dirs = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+    !dirs.is_empty() && dirs.iter().any(|d| path.starts_with(d))
+}
+
+/// Forces a file (or a directory's entries) to disk, unless it lies in a
+/// dry run's copy.
+pub fn sync(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    if is_scratch(path) {
+        Ok(())
+    } else {
+        file.sync_all()
+    }
+}
 
 pub struct Shadow {
     dir: tempfile::TempDir,
@@ -33,6 +56,10 @@ impl Shadow {
             .tempdir()
             .ok()?;
         std::fs::create_dir(dir.path().join("run")).ok()?;
+        SCRATCH
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(dir.path().to_path_buf());
         let mut roots = Vec::new();
         for (i, target) in targets.iter().enumerate() {
             let name = target
@@ -118,6 +145,13 @@ impl Shadow {
     }
 }
 
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        let mut dirs = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+        dirs.retain(|d| d != self.dir.path());
+    }
+}
+
 impl Shadow {
     /// `text` with each file the dry run made named as such: the run will
     /// make its own, under another name, and that is not a change of plan.
@@ -147,6 +181,7 @@ fn copy_database(db: &Path, to: &Path) -> std::io::Result<()> {
         .map_err(std::io::Error::other)
         .and_then(|src| {
             let mut dst = rusqlite::Connection::open(to).map_err(std::io::Error::other)?;
+            database::unsynced_if_scratch(&dst, to);
             let backup =
                 rusqlite::backup::Backup::new(&src, &mut dst).map_err(std::io::Error::other)?;
             backup

@@ -306,7 +306,7 @@ fn write_outbox(outbox: &Path, subject: &str, bytes: &[u8]) -> Result<PathBuf, F
             Ok(mut f) => {
                 use std::io::Write;
                 f.write_all(bytes)
-                    .and_then(|()| f.sync_all())
+                    .and_then(|()| crate::shadow::sync(&f, &path))
                     .map_err(|e| Failure::failed(format!("writing {}: {e}", path.display())))?;
                 return Ok(path);
             }

@@ -265,7 +265,8 @@ impl Action for Compare {
         crate::progress::watch_sqlite(&mut conn, "comparison");
         let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
         let err = |e: &rusqlite::Error| interrupted_or(ctx.timeout, db, e);
-        let spill = |e: std::io::Error| Failure::failed(format!("comparing rows of {}: {e}", db.display()));
+        let spill =
+            |e: std::io::Error| Failure::failed(format!("comparing rows of {}: {e}", db.display()));
         // One read transaction: both sides see the same state of the file.
         conn.execute_batch("BEGIN").map_err(|e| sql_error(db, &e))?;
         let mut sides = Vec::new();
@@ -289,10 +290,12 @@ impl Action for Compare {
         let mut digests = Vec::new();
         for stmt in &mut sides {
             digests.push(
-                crate::comparison::digest_rows(&mut stmt.raw_query(), columns).map_err(|e| match e {
-                    crate::comparison::Error::Sql(e) => err(&e),
-                    crate::comparison::Error::Spill(e) => spill(e),
-                })?,
+                crate::comparison::digest_rows(&mut stmt.raw_query(), columns).map_err(
+                    |e| match e {
+                        crate::comparison::Error::Sql(e) => err(&e),
+                        crate::comparison::Error::Spill(e) => spill(e),
+                    },
+                )?,
             );
         }
         let mut rd = crate::comparison::RowDigest::default();
@@ -320,7 +323,10 @@ impl Action for Compare {
             shown.push(Json::Array(sample));
         }
         let mut out = super::outputs(&c);
-        out.insert("same".into(), (c.only_left == 0 && c.only_right == 0).into());
+        out.insert(
+            "same".into(),
+            (c.only_left == 0 && c.only_right == 0).into(),
+        );
         let only_right_sample = shown.pop().unwrap_or_default();
         out.insert("only_left_sample".into(), shown.pop().unwrap_or_default());
         out.insert("only_right_sample".into(), only_right_sample);
@@ -463,6 +469,7 @@ impl Action for Exec {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| sql_error(db, &e))?;
+        database::unsynced_if_scratch(&conn, db);
         conn.busy_timeout(self.busy_timeout.unwrap_or(Duration::from_secs(5)))
             .map_err(|e| sql_error(db, &e))?;
         // ATTACH cannot run inside a transaction.
@@ -509,8 +516,7 @@ impl Action for Exec {
                 );
             }
             if let (Some((file, count)), Some(path)) = (export, &export_path) {
-                file.as_file()
-                    .sync_all()
+                crate::shadow::sync(file.as_file(), path)
                     .map_err(|e| Failure::failed(format!("syncing {}: {e}", path.display())))?;
                 // Replacing: the export is a reading of the database in this
                 // transaction, so a repeat (a resumed run, a fallback that
@@ -522,7 +528,7 @@ impl Action for Exec {
                 // the rows it keeps.
                 if let Some(dir) = path.parent() {
                     std::fs::File::open(dir)
-                        .and_then(|d| d.sync_all())
+                        .and_then(|d| crate::shadow::sync(&d, dir))
                         .map_err(|e| Failure::failed(format!("syncing {}: {e}", dir.display())))?;
                 }
                 out.insert("exported".into(), count.into());

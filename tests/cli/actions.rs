@@ -296,9 +296,15 @@ steps:
         serde_json::json!([{"file_name": "z.png", "checksum": "26"}, {"file_name": "b.png", "checksum": "ff"}]),
         "in the left query's order"
     );
-    assert_eq!(cmp["only_right_sample"], serde_json::json!([{"file_name": "b.png", "checksum": "02"}]));
+    assert_eq!(
+        cmp["only_right_sample"],
+        serde_json::json!([{"file_name": "b.png", "checksum": "02"}])
+    );
     let quiet = &out.finished("quiet")["outputs"];
-    assert_eq!((&quiet["only_left"], &quiet["only_right"]), (&2.into(), &2.into()));
+    assert_eq!(
+        (&quiet["only_left"], &quiet["only_right"]),
+        (&2.into(), &2.into())
+    );
     assert_eq!(quiet["only_left_sample"].as_array().unwrap().len(), 1);
     assert_eq!(quiet["only_right_sample"], serde_json::json!([]));
 

@@ -383,3 +383,73 @@ fn two_reviews_saved_at_once_keep_one_whole() {
         serde_json::from_str::<serde_json::Value>(&text).expect("a whole review");
     }
 }
+
+/// The files `runbook ARGS` forced to disk (fsync, fdatasync), as strace
+/// names them, and the run's output.
+fn synced_by(t: &Test, args: &[String]) -> (Vec<String>, String) {
+    let runbook = t.command(args);
+    let trace = t.path().join("fsync.trace");
+    let mut strace = std::process::Command::new("strace");
+    strace
+        .args(["-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg(runbook.get_program())
+        .args(runbook.get_args())
+        .current_dir(runbook.get_current_dir().unwrap())
+        .env_remove("RUNBOOK_RUNS")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in runbook.get_envs() {
+        match v {
+            Some(v) => strace.env(k, v),
+            None => strace.env_remove(k),
+        };
+    }
+    let out = strace.output().expect("strace");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    std::fs::remove_file(&trace).unwrap();
+    let paths = text
+        .lines()
+        .filter_map(|l| Some(l.split_once('<')?.1.split_once('>')?.0.to_owned()))
+        .collect();
+    (paths, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A dry run makes the plan's changes on copies it then removes: forcing
+/// them to disk would protect nothing, so it never does, whether it rolls
+/// back on a copy (option 1) or restores one (option 2). The run that
+/// follows still forces the database and its journal to disk.
+#[test]
+fn the_dry_run_forces_nothing_of_its_copies_to_disk_and_the_run_still_does() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        crate::support::skipped("strace is not installed");
+        return;
+    }
+    for kind in [Kind::LegacyBackupOnly, Kind::ImagesLostWithBackup] {
+        let t = Test::new();
+        build(t.path(), kind);
+        let (synced, stdout) = synced_by(&t, &emergency_args("review", &["--dry-run"]));
+        assert!(stdout.contains("dry run"), "{kind:?}: {stdout}");
+        let copies: Vec<&String> = synced
+            .iter()
+            .filter(|p| p.contains("runbook-dry-run-"))
+            .collect();
+        assert!(
+            copies.is_empty(),
+            "{kind:?}: the dry run forced its copies to disk: {copies:?}"
+        );
+    }
+    let t = Test::new();
+    build(t.path(), Kind::LegacyBackupOnly);
+    let (synced, stdout) = synced_by(&t, &emergency_args("review", &["--yes"]));
+    assert!(stdout.contains("run succeeded"), "{stdout}");
+    for wanted in ["db_data/main.db", "journal.jsonl"] {
+        assert!(
+            synced.iter().any(|p| p.contains(wanted)),
+            "the run did not force {wanted} to disk: {synced:?}"
+        );
+    }
+}

@@ -222,13 +222,20 @@ fn verify_passes_after_a_rollback_and_fails_before() {
     // A row whose checksum changed is a lost row too, though the count holds.
     run(&t, "rollback-option-1", &[]).code(0);
     app.conn()
-        .execute("INSERT INTO images (file_name, checksum) VALUES ('images-0.png', X'00')", [])
+        .execute(
+            "INSERT INTO images (file_name, checksum) VALUES ('images-0.png', X'00')",
+            [],
+        )
         .unwrap();
     let out = run(&t, "verify", &[]);
-    out.code(1).stdout_has("every image of the backup is still there");
+    out.code(1)
+        .stdout_has("every image of the backup is still there");
     let compared = &out.finished("compare-images")["outputs"];
     // Only on the right: after.png, carried back, and the changed row.
-    assert_eq!((&compared["only_left"], &compared["only_right"]), (&1.into(), &2.into()));
+    assert_eq!(
+        (&compared["only_left"], &compared["only_right"]),
+        (&1.into(), &2.into())
+    );
 }
 
 #[test]
