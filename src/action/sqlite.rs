@@ -133,11 +133,28 @@ pub struct Compare {
     samples: Samples,
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Side {
     Sql(String),
     Bound(Statement),
+}
+
+/// One of two forms, each with its own error: an untagged enum would say
+/// only that neither matched.
+impl<'de> Deserialize<'de> for Side {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Side, D::Error> {
+        match Json::deserialize(d)? {
+            Json::String(sql) => Ok(Side::Sql(sql)),
+            map @ Json::Object(_) => serde_json::from_value(map)
+                .map(Side::Bound)
+                .map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a query, or {{sql, params}}; found {}",
+                super::json_kind(&other)
+            ))),
+        }
+    }
 }
 
 impl Side {
@@ -156,11 +173,38 @@ impl Side {
     }
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Samples {
     Both(usize),
-    Each { left: usize, right: usize },
+    Each(EachSide),
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct EachSide {
+    left: usize,
+    right: usize,
+}
+
+impl<'de> Deserialize<'de> for Samples {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Samples, D::Error> {
+        match Json::deserialize(d)? {
+            map @ Json::Object(_) => serde_json::from_value(map)
+                .map(Samples::Each)
+                .map_err(serde::de::Error::custom),
+            Json::Number(n) if n.as_u64().is_some() => {
+                Ok(Samples::Both(n.as_u64().unwrap_or_default() as usize))
+            }
+            Json::Number(n) => Err(serde::de::Error::custom(format!(
+                "samples is a number of rows, not {n}"
+            ))),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a number of rows, or {{left: N, right: N}}; found {}",
+                super::json_kind(&other)
+            ))),
+        }
+    }
 }
 
 impl Default for Samples {
@@ -303,7 +347,7 @@ impl Action for Compare {
         let c = crate::comparison::compare(&mut left[0], &mut right[0]).map_err(spill)?;
         let (n_left, n_right) = match self.samples {
             Samples::Both(n) => (n, n),
-            Samples::Each { left, right } => (left, right),
+            Samples::Each(EachSide { left, right }) => (left, right),
         };
         let mut shown = Vec::new();
         for ((stmt, wanted), n) in sides
@@ -313,7 +357,7 @@ impl Action for Compare {
         {
             let mut sample = Vec::new();
             if n > 0 && !wanted.is_empty() {
-                for_each_row_while(stmt, &err, |row| {
+                for_each_row_while(stmt, err, |row| {
                     if wanted.contains(&rd.of(row, columns)?) {
                         sample.push(row_to_json(row, columns)?);
                     }

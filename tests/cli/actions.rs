@@ -279,6 +279,10 @@ steps:
             "steps:\n  - id: w\n    action: sqlite.compare\n    with: {db: app.db, left: DELETE FROM images, right: SELECT 1}\n",
         )
         .file(
+            "typo.yaml",
+            "steps:\n  - id: w\n    action: sqlite.compare\n    with:\n      db: app.db\n      left: {sql: SELECT 1, parms: [1]}\n      right: SELECT 1\n      samples: {left: 1, rigth: 0}\n",
+        )
+        .file(
             "widths.yaml",
             "steps:\n  - id: w\n    action: sqlite.compare\n    with: {db: app.db, left: SELECT file_name FROM images, right: \"SELECT file_name, checksum FROM images\"}\n",
         );
@@ -308,6 +312,10 @@ steps:
     assert_eq!(quiet["only_left_sample"].as_array().unwrap().len(), 1);
     assert_eq!(quiet["only_right_sample"], serde_json::json!([]));
 
+    // Each form of an argument says what is wrong with it, at check time.
+    t.run(&["check", "typo.yaml"])
+        .code(2)
+        .stderr_has("typo.yaml:6:7: invalid arguments for `sqlite.compare`: unknown field `parms`, expected `sql` or `params`");
     t.run(&["run", "writes.yaml"])
         .code(1)
         .stdout_has("sqlite.compare runs only statements that read");
