@@ -304,25 +304,32 @@ mod tests {
                ('ab', 'c'), (1.5, NULL), (9, 9), (0, 1);",
         )
         .unwrap();
-        let count =
-            |sql: &str| -> u64 { conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64 };
+        let agrees_with_except = |c: &Comparison| {
+            let count = |sql: &str| -> u64 {
+                conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
+            };
+            let except = |a: &str, b: &str| {
+                count(&format!(
+                    "SELECT count(*) FROM (SELECT a, b FROM {a} EXCEPT SELECT a, b FROM {b})"
+                ))
+            };
+            assert_eq!(c.only_left, except("l", "r"));
+            assert_eq!(c.only_right, except("r", "l"));
+            assert_eq!(
+                c.left_rows,
+                count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM l)")
+            );
+            assert_eq!(
+                c.right_rows,
+                count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM r)")
+            );
+        };
         let c = compare(
             &mut digests(&conn, "SELECT a, b FROM l"),
             &mut digests(&conn, "SELECT a, b FROM r"),
         )
         .unwrap();
-        assert_eq!(
-            c.only_left,
-            count("SELECT count(*) FROM (SELECT a, b FROM l EXCEPT SELECT a, b FROM r)")
-        );
-        assert_eq!(
-            c.only_right,
-            count("SELECT count(*) FROM (SELECT a, b FROM r EXCEPT SELECT a, b FROM l)")
-        );
-        assert_eq!(
-            c.left_rows,
-            count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM l)")
-        );
+        agrees_with_except(&c);
         assert_eq!((c.only_left, c.only_right), (4, 3));
 
         conn.execute_batch(&format!(
@@ -335,21 +342,6 @@ mod tests {
         let mut left = digests(&conn, "SELECT a, b FROM l");
         assert!(left.spill.is_some(), "more rows than are held must spill");
         let c = compare(&mut left, &mut digests(&conn, "SELECT a, b FROM r")).unwrap();
-        assert_eq!(
-            c.only_left,
-            count("SELECT count(*) FROM (SELECT a, b FROM l EXCEPT SELECT a, b FROM r)")
-        );
-        assert_eq!(
-            c.only_right,
-            count("SELECT count(*) FROM (SELECT a, b FROM r EXCEPT SELECT a, b FROM l)")
-        );
-        assert_eq!(
-            c.left_rows,
-            count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM l)")
-        );
-        assert_eq!(
-            c.right_rows,
-            count("SELECT count(*) FROM (SELECT DISTINCT a, b FROM r)")
-        );
+        agrees_with_except(&c);
     }
 }

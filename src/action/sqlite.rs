@@ -215,9 +215,7 @@ impl Default for Samples {
 
 impl Action for Query {
     fn files_mut(&mut self) -> Vec<&mut PathBuf> {
-        std::iter::once(&mut self.db)
-            .chain(self.attach.values_mut())
-            .collect()
+        db_and_attached(&mut self.db, &mut self.attach)
     }
 
     fn mutates(&self) -> bool {
@@ -282,9 +280,7 @@ fn for_each_row(
 
 impl Action for Compare {
     fn files_mut(&mut self) -> Vec<&mut PathBuf> {
-        std::iter::once(&mut self.db)
-            .chain(self.attach.values_mut())
-            .collect()
+        db_and_attached(&mut self.db, &mut self.attach)
     }
 
     fn mutates(&self) -> bool {
@@ -422,6 +418,14 @@ impl Exec {
     }
 }
 
+/// The database and the files attached to it: every file an action reads.
+fn db_and_attached<'a>(
+    db: &'a mut PathBuf,
+    attach: &'a mut std::collections::BTreeMap<String, PathBuf>,
+) -> Vec<&'a mut PathBuf> {
+    std::iter::once(db).chain(attach.values_mut()).collect()
+}
+
 /// Attaches other database files read-only, by schema name. ATTACH cannot
 /// run inside a transaction, so this comes first.
 fn attach(
@@ -461,9 +465,7 @@ impl Action for Exec {
     }
 
     fn files_mut(&mut self) -> Vec<&mut PathBuf> {
-        std::iter::once(&mut self.db)
-            .chain(self.attach.values_mut())
-            .collect()
+        db_and_attached(&mut self.db, &mut self.attach)
     }
 
     fn mutates(&self) -> bool {
