@@ -215,7 +215,8 @@ fn verify_passes_after_a_rollback_and_fails_before() {
         .unwrap();
     let out = run(&t, "verify", &[]);
     out.code(1)
-        .stdout_has("every image of the backup is still there");
+        .stdout_has("✗ images-kept Every image of the backup is still there")
+        .stdout_has("images of the backup gone or changed: 1 (images-0.png)");
     let compared = &out.finished("compare-images")["outputs"];
     assert_eq!(compared["only_left"], 1, "{compared}");
     assert_eq!(compared["only_left_sample"][0]["file_name"], "images-0.png");
@@ -229,7 +230,7 @@ fn verify_passes_after_a_rollback_and_fails_before() {
         .unwrap();
     let out = run(&t, "verify", &[]);
     out.code(1)
-        .stdout_has("every image of the backup is still there");
+        .stdout_has("images of the backup gone or changed: 1 (images-0.png)");
     let compared = &out.finished("compare-images")["outputs"];
     // Only on the right: after.png, carried back, and the changed row.
     assert_eq!(
