@@ -26,6 +26,7 @@ pub mod action;
 pub mod analyzer;
 pub mod backup;
 pub mod checksum;
+pub mod child;
 pub mod cli;
 pub mod command;
 pub mod comparison;

@@ -5,7 +5,6 @@
 //! by a wrapper script dies with it.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -158,47 +157,30 @@ impl Action for Shell {
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         let argv = self.argv()?;
-        let mut expr = duct::cmd(self.program(&argv[0]), &argv[1..]);
-        expr = match &self.stdin {
-            Some(text) => expr.stdin_bytes(text.0.clone().into_bytes()),
-            None => expr.stdin_null(),
-        };
-        let mut expr = expr
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            // Its own process group, so a timeout can kill everything it started.
-            .before_spawn(|cmd| {
-                cmd.process_group(0);
-                Ok(())
-            });
+        let mut cmd = std::process::Command::new(self.program(&argv[0]));
+        cmd.args(&argv[1..]);
         for (k, v) in &self.env {
-            expr = expr.env(k, &v.0);
+            cmd.env(k, &v.0);
         }
         if let Some(cwd) = &self.cwd {
-            expr = expr.dir(cwd);
+            cmd.current_dir(cwd);
         }
-        let handle = expr
-            .start()
-            .map_err(|err| Failure::failed(format!("cannot start `{}`: {err}", argv[0])))?;
-        let waited = match ctx.timeout {
-            // Woken by the child's exit (SIGCHLD), not by polling: a quick
-            // command costs no more than its own run.
-            Some(limit) => match handle.wait_timeout(limit) {
-                Ok(Some(output)) => Ok(output),
-                Ok(None) => {
-                    for pid in handle.pids() {
-                        kill_group(pid);
-                    }
-                    let _ = handle.wait();
-                    return Err(Failure::TimedOut(limit));
-                }
-                Err(err) => Err(err),
-            },
-            None => handle.wait(),
+        let stdin = self.stdin.as_ref().map(|t| t.0.as_bytes());
+        let output = match crate::child::run(cmd, stdin, ctx.timeout) {
+            Ok(output) => output,
+            Err(crate::child::Error::TimedOut) => {
+                return Err(Failure::TimedOut(ctx.timeout.unwrap_or_default()))
+            }
+            Err(crate::child::Error::Start(err)) => {
+                return Err(Failure::failed(format!(
+                    "cannot start `{}`: {err}",
+                    argv[0]
+                )))
+            }
+            Err(crate::child::Error::Wait(err)) => {
+                return Err(Failure::failed(format!("waiting for `{}`: {err}", argv[0])))
+            }
         };
-        let output =
-            waited.map_err(|err| Failure::failed(format!("waiting for `{}`: {err}", argv[0])))?;
 
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -229,14 +211,4 @@ fn last_line(s: &str) -> Option<&str> {
         .rev()
         .find(|l| !l.trim().is_empty())
         .map(str::trim)
-}
-
-fn kill_group(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) takes plain integers; a negative pid names the
-        // process group we created for this child, and nothing else.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
 }
