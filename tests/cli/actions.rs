@@ -328,3 +328,38 @@ steps:
         assert_eq!(before.get(&key), after.get(&key), "{name} changed");
     }
 }
+
+/// A program found on `PATH` is remembered for the next step, as a shell
+/// remembers it; one that is gone by then is searched for again, so the
+/// next directory's program runs, not a failure to start.
+#[test]
+fn a_program_gone_since_it_was_found_is_searched_for_again() {
+    let t = Test::new();
+    for dir in ["first", "second"] {
+        std::fs::create_dir(t.path().join(dir)).unwrap();
+        let tool = t.path().join(dir).join("tool");
+        std::fs::write(&tool, format!("#!/bin/sh\necho {dir} >> ran.txt\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        t.path().join("first").display(),
+        t.path().join("second").display()
+    );
+    let step = |id: &str, command: &str| {
+        format!("  - id: {id}\n    action: shell\n    with: {{command: [{command}], env: {{PATH: \"{path}\"}}}}\n")
+    };
+    let playbook = format!(
+        "steps:\n{}{}{}",
+        step("one", "tool"),
+        step("remove", "rm, first/tool"),
+        step("two", "tool")
+    );
+    let t = t.file("pb.yaml", &playbook);
+    t.run(&["run", "pb.yaml"]).code(0);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("ran.txt")).unwrap(),
+        "first\nsecond\n"
+    );
+}
