@@ -43,20 +43,15 @@ pub fn run(
     .process_group(0);
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut child = cmd.spawn().map_err(Error::Start)?;
-    let captured = capture(&mut child, stdin.unwrap_or_default(), deadline);
-    let (stdout, stderr) = match captured {
-        Ok(out) => out,
-        Err(e) => return Err(stop(&mut child, e)),
-    };
-    let status = match wait(&mut child, deadline) {
-        Ok(status) => status,
-        Err(e) => return Err(stop(&mut child, e)),
-    };
-    Ok(Finished {
-        status,
-        stdout,
-        stderr,
-    })
+    let finished =
+        capture(&mut child, stdin.unwrap_or_default(), deadline).and_then(|(stdout, stderr)| {
+            Ok(Finished {
+                status: wait(&mut child, deadline)?,
+                stdout,
+                stderr,
+            })
+        });
+    finished.map_err(|e| stop(&mut child, e))
 }
 
 /// Kills the group of a child given up on, and reaps it.

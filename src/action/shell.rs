@@ -42,9 +42,10 @@ type Found = std::collections::HashMap<(String, Option<std::ffi::OsString>, Path
 static FOUND: std::sync::LazyLock<std::sync::Mutex<Found>> =
     std::sync::LazyLock::new(Default::default);
 
-fn is_executable(path: &std::path::Path) -> bool {
+/// A file that some user may execute.
+fn executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    meta.is_file() && meta.permissions().mode() & 0o111 != 0
 }
 
 fn default_ok_codes() -> Vec<i32> {
@@ -113,7 +114,10 @@ impl Shell {
         let cwd = self.cwd().ok()?;
         let key = (name.to_owned(), path.clone(), cwd.clone());
         let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(program) = found.get(&key).filter(|p| is_executable(p)) {
+        if let Some(program) = found
+            .get(&key)
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| executable(&m)))
+        {
             return Some(program.clone());
         }
         let program = which::which_in(name, path, cwd).ok()?;
@@ -141,7 +145,6 @@ impl Action for Shell {
     }
 
     fn command(&self) -> Option<CommandLine> {
-        use std::os::unix::fs::PermissionsExt;
         let argv = self.argv().ok()?;
         let name = &argv[0];
         let program = if name.contains('/') {
@@ -151,9 +154,7 @@ impl Action for Shell {
             let at = std::path::absolute(&at).unwrap_or(at);
             match std::fs::metadata(&at) {
                 Err(_) => Lookup::NoFile(at),
-                Ok(meta) if !(meta.is_file() && meta.permissions().mode() & 0o111 != 0) => {
-                    Lookup::NotExecutable(at)
-                }
+                Ok(meta) if !executable(&meta) => Lookup::NotExecutable(at),
                 Ok(_) => Lookup::Found(at),
             }
         } else {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use super::{ellipsize, Action, Context, Failure, Outputs};
-use crate::database;
+use crate::{comparison, database};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -309,8 +309,7 @@ impl Action for Compare {
             |e: std::io::Error| Failure::failed(format!("comparing rows of {}: {e}", db.display()));
         // One read transaction: both sides see the same state of the file.
         conn.execute_batch("BEGIN").map_err(|e| sql_error(db, &e))?;
-        let mut sides = Vec::new();
-        for side in [&self.left, &self.right] {
+        let prepare = |side: &Side| -> Result<rusqlite::Statement<'_>, Failure> {
             let mut stmt = conn.prepare(side.sql()).map_err(|e| sql_error(db, &e))?;
             if !stmt.readonly() {
                 return Err(Failure::failed(
@@ -318,76 +317,69 @@ impl Action for Compare {
                 ));
             }
             side.params().bind(&mut stmt)?;
-            sides.push(stmt);
-        }
-        let columns = sides[0].column_count();
-        if sides[1].column_count() != columns {
+            Ok(stmt)
+        };
+        let (mut left, mut right) = (prepare(&self.left)?, prepare(&self.right)?);
+        let columns = left.column_count();
+        if right.column_count() != columns {
             return Err(Failure::failed(format!(
                 "left has {columns} columns and right {}: rows compare column by column",
-                sides[1].column_count()
+                right.column_count()
             )));
         }
-        let mut digests = Vec::new();
-        for stmt in &mut sides {
-            digests.push(
-                crate::comparison::digest_rows(&mut stmt.raw_query(), columns).map_err(
-                    |e| match e {
-                        crate::comparison::Error::Sql(e) => err(&e),
-                        crate::comparison::Error::Spill(e) => spill(e),
-                    },
-                )?,
-            );
-        }
-        let mut rd = crate::comparison::RowDigest::default();
-        let (left, right) = digests.split_at_mut(1);
-        let c = crate::comparison::compare(&mut left[0], &mut right[0]).map_err(spill)?;
+        let digest = |stmt: &mut rusqlite::Statement<'_>| {
+            comparison::digest_rows(&mut stmt.raw_query(), columns).map_err(|e| match e {
+                comparison::Error::Sql(e) => err(&e),
+                comparison::Error::Spill(e) => spill(e),
+            })
+        };
+        let (mut left_digests, mut right_digests) = (digest(&mut left)?, digest(&mut right)?);
+        let c = comparison::compare(&mut left_digests, &mut right_digests).map_err(spill)?;
         let (n_left, n_right) = match self.samples {
             Samples::Both(n) => (n, n),
             Samples::Each(EachSide { left, right }) => (left, right),
         };
-        let mut shown = Vec::new();
-        for ((stmt, wanted), n) in sides
-            .iter_mut()
-            .zip([&c.only_left_digests, &c.only_right_digests])
-            .zip([n_left, n_right])
-        {
-            let mut sample = Vec::new();
-            if n > 0 && !wanted.is_empty() {
-                for_each_row_while(stmt, err, |row| {
-                    if wanted.contains(&rd.of(row, columns)?) {
-                        sample.push(row_to_json(row, columns)?);
-                    }
-                    Ok(sample.len() < n)
-                })?;
-            }
-            shown.push(Json::Array(sample));
-        }
         let mut out = super::outputs(&c);
         out.insert(
             "same".into(),
             (c.only_left == 0 && c.only_right == 0).into(),
         );
-        let only_right_sample = shown.pop().unwrap_or_default();
-        out.insert("only_left_sample".into(), shown.pop().unwrap_or_default());
-        out.insert("only_right_sample".into(), only_right_sample);
+        out.insert(
+            "only_left_sample".into(),
+            sample(&mut left, &c.only_left_digests, n_left, columns, err)?,
+        );
+        out.insert(
+            "only_right_sample".into(),
+            sample(&mut right, &c.only_right_digests, n_right, columns, err)?,
+        );
         Ok(out)
     }
 }
 
-/// Runs a bound statement again from the start, handing rows to `each`
-/// while it returns true.
-fn for_each_row_while(
+/// Up to `n` of a side's rows whose digests are `wanted`, in the order its
+/// query gives them: the side is read again, and only if there are any.
+fn sample(
     stmt: &mut rusqlite::Statement<'_>,
+    wanted: &std::collections::HashSet<u128>,
+    n: usize,
+    columns: usize,
     err: impl Fn(&rusqlite::Error) -> Failure,
-    mut each: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<bool>,
-) -> Result<(), Failure> {
-    let mut rows = stmt.raw_query();
-    while let Some(row) = rows.next().map_err(|e| err(&e))? {
-        if !each(row).map_err(|e| err(&e))? {
-            break;
+) -> Result<Json, Failure> {
+    let mut rows = Vec::new();
+    if n == 0 || wanted.is_empty() {
+        return Ok(Json::Array(rows));
+    }
+    let mut digest = comparison::RowDigest::default();
+    let mut query = stmt.raw_query();
+    while let Some(row) = query.next().map_err(|e| err(&e))? {
+        if wanted.contains(&digest.of(row, columns).map_err(|e| err(&e))?) {
+            rows.push(row_to_json(row, columns).map_err(|e| err(&e))?);
+            if rows.len() == n {
+                break;
+            }
         }
     }
-    Ok(())
+    Ok(Json::Array(rows))
 }
 
 /// A row as column name → value.
