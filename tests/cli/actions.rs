@@ -363,3 +363,51 @@ fn a_program_gone_since_it_was_found_is_searched_for_again() {
         "first\nsecond\n"
     );
 }
+
+/// Both sides of a comparison are read in one read transaction: a writer
+/// that commits the same row to both tables, again and again while the
+/// comparison runs, never makes them differ. In WAL mode the writer is not
+/// held back by the reader, so a comparison that read each side at its own
+/// moment would see the right side ahead of the left.
+#[test]
+fn sqlite_compare_sees_one_state_while_a_writer_commits_to_both_sides() {
+    let t = Test::new().db(
+        "app.db",
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE l(n INTEGER, pad TEXT); CREATE TABLE r(n INTEGER, pad TEXT);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 300000)
+         INSERT INTO l SELECT i, hex(randomblob(16)) FROM s;
+         INSERT INTO r SELECT * FROM l;",
+    );
+    let t = t.file(
+        "pb.yaml",
+        "steps:\n  - id: cmp\n    action: sqlite.compare\n    with:\n      db: app.db\n      left: SELECT n, pad FROM l\n      right: SELECT n, pad FROM r\n",
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let commits = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let conn = rusqlite::Connection::open(t.path().join("app.db")).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            let mut commits = 0u32;
+            let mut n = 1_000_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; INSERT INTO l VALUES ({n}, 'w'); INSERT INTO r VALUES ({n}, 'w'); COMMIT;"
+                ))
+                .unwrap();
+                commits += 1;
+            }
+            commits
+        });
+        let out = t.run(&["run", "pb.yaml"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let commits = writer.join().unwrap();
+        out.code(0);
+        let cmp = &out.finished("cmp")["outputs"];
+        assert_eq!(cmp["same"], true, "{cmp}");
+        assert_eq!(cmp["left_rows"], cmp["right_rows"], "{cmp}");
+        commits
+    });
+    assert!(commits > 10, "the writer committed only {commits} times");
+}
