@@ -94,11 +94,12 @@ pub struct Fleet {
     pub yes: bool,
     /// Where each host's journal is mirrored (`<run dir>/hosts`).
     pub mirror: PathBuf,
-    /// The secrets the hosts' playbook takes: sent to each host over its
-    /// control channel, and redacted again from what is mirrored here.
+    /// The secrets the hosts' playbook takes, redacted again from what is
+    /// mirrored here.
     pub secrets: crate::secret::Secrets,
-    /// Their names (lower-cased), as the controller was given them.
-    pub secret_names: Vec<String>,
+    /// Those secrets by name and value, sent to each host over its control
+    /// channel (never on its command line).
+    pub sent_secrets: Vec<(String, String)>,
 }
 
 /// How a host's part ended.
@@ -279,10 +280,9 @@ type Controls = Arc<Mutex<Channels>>;
 impl Fleet {
     /// Runs the fleet to its end, telling `news` as it goes.
     pub fn run(&self, news: &(dyn Fn(News) + Sync)) -> Report {
-        let total = self.hosts.len();
         let mut budget = Budget {
             max_failed: self.max_failed.to_string(),
-            allowed: self.max_failed.allowed(total),
+            allowed: self.allowed(),
             failed: 0,
             unreachable: 0,
             preflight_failed: 0,
@@ -527,6 +527,13 @@ impl Fleet {
                         Err(Box::new(r))
                     });
                     let (ok, status, detail, predicted) = match &result {
+                        // No dry run there: say what it will do instead.
+                        Ok((_, Mode::Resume(dir), _)) => (
+                            true,
+                            HostStatus::NotStarted,
+                            Some(format!("resumes its run in {}", dir.display())),
+                            Vec::new(),
+                        ),
                         Ok((_, _, predicted)) => {
                             (true, HostStatus::NotStarted, None, predicted.clone())
                         }
@@ -572,9 +579,8 @@ impl Fleet {
         // A run to resume is checked by its own resume there (its lock is
         // waited for, its recorded playbook reused), not by a dry run of
         // this bundle from its first step.
-        if let Mode::Resume(dir) = &mode {
-            let note = format!("resumes its run in {}", dir.display());
-            return Ok((path, mode, vec![note]));
+        if let Mode::Resume(_) = &mode {
+            return Ok((path, mode, Vec::new()));
         }
         let dry = self.start(transport, host, &path, Mode::DryRun, None);
         let mut predicted = Vec::new();
@@ -674,13 +680,12 @@ impl Fleet {
                 });
             }
             drop(done);
-            let mut stopping = false;
             while reports.len() < count_hosts {
                 let mut told = Vec::new();
                 match finished.recv_timeout(Duration::from_millis(100)) {
                     Ok(mut report) => {
                         // Stopped though nobody here asked it to: a failure.
-                        if report.status == HostStatus::Interrupted && !stopping {
+                        if report.status == HostStatus::Interrupted && !stopping(&controls) {
                             report.status = HostStatus::Failed;
                             report.error = Some(format!(
                                 "interrupted on the host, not by this controller: {}",
@@ -712,8 +717,7 @@ impl Fleet {
                 }
                 // The hosts first, the views after: a view waiting on the
                 // terminal (a question being answered) must not hold up a stop.
-                if !stopping && (budget.breached || *interrupted) {
-                    stopping = true;
+                if !stopping(&controls) && (budget.breached || *interrupted) {
                     stop_all(&controls);
                 }
                 for n in told {
@@ -857,10 +861,7 @@ impl Fleet {
             files: self.files.clone(),
             playbook: self.playbook.clone(),
             vars,
-            secrets: crate::secret::from_environment()
-                .into_iter()
-                .filter(|(name, _)| self.secret_names.contains(name))
-                .collect(),
+            secrets: self.sent_secrets.clone(),
             yes: self.yes,
             can_ask: std::io::stdin().is_terminal(),
             mode,
@@ -978,6 +979,11 @@ fn stop_all(controls: &Controls) {
             say_to(stdin, &Message::Stop);
         }
     }
+}
+
+/// Whether this controller has told its hosts to stop.
+fn stopping(controls: &Controls) -> bool {
+    controls.lock().unwrap_or_else(|e| e.into_inner()).stopping
 }
 
 /// Says something to one host.
@@ -1113,7 +1119,7 @@ mod tests {
             yes: false,
             mirror: PathBuf::new(),
             secrets: crate::secret::Secrets::default(),
-            secret_names: Vec::new(),
+            sent_secrets: Vec::new(),
         }
     }
 

@@ -15,18 +15,19 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::event::Event;
 use crate::fleet::{HostStatus, News};
 
-/// The widest a host's predicted step may be.
-const WIDTH: usize = 100;
+use crate::reporter::WIDTH;
 
 /// Without a terminal: each piece of news as whole lines.
 pub fn listen_lines() {
-    crate::progress::listen_fleet(Box::new(|news| {
-        let lines = lines(news);
-        let mut out = io::stdout().lock();
-        for line in &lines {
-            let _ = writeln!(out, "{line}");
-        }
-    }));
+    crate::progress::listen_fleet(Box::new(|news| write_lines(&lines(news))));
+}
+
+/// Whole lines on standard output, none cut by another writer's.
+fn write_lines(lines: &[String]) {
+    let mut out = io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 /// On a terminal: a line a host, in the same area as the run's bar.
@@ -55,12 +56,7 @@ impl Board {
         if lines.is_empty() {
             return;
         }
-        self.multi.suspend(|| {
-            let mut out = io::stdout().lock();
-            for line in lines {
-                let _ = writeln!(out, "{line}");
-            }
-        });
+        self.multi.suspend(|| write_lines(lines));
     }
 
     fn bar(&self, host: &str) -> Option<&ProgressBar> {
@@ -137,6 +133,14 @@ pub fn listen_json() {
 /// What a person reads of a fleet's news: one or more whole lines.
 fn lines(news: &News) -> Vec<String> {
     match news {
+        // A host that resumes its run had no dry run there: it was reached
+        // and its binary is in place, which is all this says.
+        News::HostChecked {
+            host,
+            ok: true,
+            detail: Some(resumes),
+            ..
+        } => vec![format!("  {host} │ reached {}, {resumes}", style("✓").green())],
         News::HostChecked {
             host,
             ok: true,

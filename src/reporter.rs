@@ -31,7 +31,7 @@ pub struct ViewOptions {
 
 /// The widest a step's line may be without `-v`: what is cut is in the
 /// report and the journal.
-const WIDTH: usize = 100;
+pub(crate) const WIDTH: usize = 100;
 
 pub struct Human {
     /// On a terminal, what holds the bar (and a fleet's lines, one a host).

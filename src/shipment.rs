@@ -18,6 +18,8 @@ pub struct Binary {
     pub sha256: String,
     /// This very program: it runs only where `uname -sm` is this machine's.
     native: bool,
+    /// Its size, for what a dry run says it would ship.
+    size: u64,
 }
 
 /// Where the binary is, or will be, on a host.
@@ -49,7 +51,7 @@ impl Binary {
         };
         // SHA-256, as `sha256sum` checks it on any host.
         // Silently: a bar for the few megabytes of a binary would only flash.
-        let (sum, _) = crate::progress::silently(true, || {
+        let (sum, size) = crate::progress::silently(true, || {
             crate::checksum::of_file(&path, crate::checksum::Algorithm::Sha256)
         })?;
         let sha256 = sum.hex;
@@ -57,6 +59,7 @@ impl Binary {
             path,
             sha256,
             native,
+            size,
         })
     }
 
@@ -99,7 +102,7 @@ impl Binary {
 
     /// Its size, for what a dry run says it would ship.
     pub fn size(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+        self.size
     }
 
     /// Puts the binary on the host unless it is there already, and returns

@@ -127,10 +127,9 @@ impl Fleet {
         let (files, relative) = crate::shipment::bundle(&plan)
             .map_err(|e| format!("cannot read {}'s files: {e}", playbook.display()))?;
         // The hosts get the secrets their playbook takes, and no others.
-        let secret_names: Vec<String> = plan
-            .scopes
-            .iter()
-            .flat_map(|scope| scope.vars.keys().cloned())
+        let sent_secrets = crate::secret::from_environment()
+            .into_iter()
+            .filter(|(name, _)| plan.scopes.iter().any(|s| s.vars.contains_key(name)))
             .collect();
         Ok(crate::fleet::Fleet {
             hosts,
@@ -153,7 +152,7 @@ impl Fleet {
             yes: ctx.yes,
             mirror: run_dir.join("hosts"),
             secrets: plan.secrets.clone(),
-            secret_names,
+            sent_secrets,
         })
     }
 }

@@ -808,6 +808,13 @@ fn ctrl_c_on_the_controller_stops_every_host_at_a_step_boundary_and_resume_finis
     assert_eq!(status_of(&r, "staging"), "succeeded_before");
     for h in &FIVE[1..] {
         assert_eq!(status_of(&r, h), "succeeded");
+        // No dry run there before it resumes, so no "preflight ✓" either.
+        resumed.stdout_has(&format!("{h} │ reached ✓, resumes its run in "));
+        assert!(
+            !resumed.stdout.contains(&format!("{h} │ preflight ✓")),
+            "{}",
+            resumed.stdout
+        );
     }
 }
 
