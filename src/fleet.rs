@@ -586,27 +586,24 @@ impl Fleet {
         let mut predicted = Vec::new();
         let mut finished: Option<(RunStatus, Option<String>, Option<String>)> = None;
         let outcome = dry.and_then(|running| {
-            let unreachable = |why| (HostStatus::Unreachable, why);
-            running
-                .follow(|event| match event {
-                    Event::StepFinished {
-                        step,
-                        status,
-                        detail,
-                        ..
-                    } if !step.contains('.') => predicted.push(match detail {
-                        Some(d) => format!("{step}: {} ({d})", status.as_str()),
-                        None => format!("{step}: {}", status.as_str()),
-                    }),
-                    Event::RunFinished {
-                        status,
-                        failed_step,
-                        error,
-                        ..
-                    } => finished = Some((*status, failed_step.clone(), error.clone())),
-                    _ => {}
-                })
-                .map_err(unreachable)
+            running.follow(|event| match event {
+                Event::StepFinished {
+                    step,
+                    status,
+                    detail,
+                    ..
+                } if !step.contains('.') => predicted.push(match detail {
+                    Some(d) => format!("{step}: {} ({d})", status.as_str()),
+                    None => format!("{step}: {}", status.as_str()),
+                }),
+                Event::RunFinished {
+                    status,
+                    failed_step,
+                    error,
+                    ..
+                } => finished = Some((*status, failed_step.clone(), error.clone())),
+                _ => {}
+            })
         });
         let (code, stderr) = match outcome {
             Ok(done) => done,
@@ -760,42 +757,39 @@ impl Fleet {
         let running = self.start(transport, host, path, mode, Some(controls));
         let mut finished: Option<Event> = None;
         let outcome = running.and_then(|running| {
-            let unreachable = |why| (HostStatus::Unreachable, why);
-            running
-                .follow_lines(|line, event| {
-                    if event.is_none() {
-                        if let Ok(Said::Question(q)) = serde_json::from_str::<Said>(line) {
-                            let yes = ask_operator(&host.name, &q, self.yes);
-                            tell(controls, &host.name, &Message::Answer { id: q.id, yes });
-                            return;
-                        }
+            running.follow_lines(|line, event| {
+                if event.is_none() {
+                    if let Ok(Said::Question(q)) = serde_json::from_str::<Said>(line) {
+                        let yes = ask_operator(&host.name, &q, self.yes);
+                        tell(controls, &host.name, &Message::Answer { id: q.id, yes });
+                        return;
                     }
-                    // Only events, each whole and redacted again: the mirror is a
-                    // journal a later resume reads.
-                    if let (Some(file), Some(event)) = (mirror.as_mut(), &event) {
-                        let copy = serde_json::to_string(&event.redacted(&self.secrets));
-                        // The mirror is a copy for reading: its loss is said at the end.
-                        if copy
-                            .and_then(|c| writeln!(file, "{c}").map_err(serde_json::Error::io))
-                            .is_err()
-                        {
-                            mirror = None;
-                        }
+                }
+                // Only events, each whole and redacted again: the mirror is a
+                // journal a later resume reads.
+                if let (Some(file), Some(event)) = (mirror.as_mut(), &event) {
+                    let copy = serde_json::to_string(&event.redacted(&self.secrets));
+                    // The mirror is a copy for reading: its loss is said at the end.
+                    if copy
+                        .and_then(|c| writeln!(file, "{c}").map_err(serde_json::Error::io))
+                        .is_err()
+                    {
+                        mirror = None;
                     }
-                    if let Some(event) = event {
-                        if let Event::RunStarted { run_dir, .. } = &event {
-                            report.run_dir.clone_from(run_dir);
-                        }
-                        if matches!(event, Event::RunFinished { .. }) {
-                            finished = Some(event.clone());
-                        }
-                        news(News::Host {
-                            host: host.name.clone(),
-                            run: event,
-                        });
+                }
+                if let Some(event) = event {
+                    if let Event::RunStarted { run_dir, .. } = &event {
+                        report.run_dir.clone_from(run_dir);
                     }
-                })
-                .map_err(unreachable)
+                    if matches!(event, Event::RunFinished { .. }) {
+                        finished = Some(event.clone());
+                    }
+                    news(News::Host {
+                        host: host.name.clone(),
+                        run: event,
+                    });
+                }
+            })
         });
         if let Ok(mut c) = controls.lock() {
             c.hosts.remove(&host.name);
@@ -928,7 +922,10 @@ struct Running {
 
 impl Running {
     /// Reads its events to the end; returns its exit code and stderr.
-    fn follow(self, mut each: impl FnMut(&Event)) -> Result<(Option<i32>, String), String> {
+    fn follow(
+        self,
+        mut each: impl FnMut(&Event),
+    ) -> Result<(Option<i32>, String), (HostStatus, String)> {
         self.follow_lines(|_, event| {
             if let Some(e) = event {
                 each(&e);
@@ -939,7 +936,7 @@ impl Running {
     fn follow_lines(
         mut self,
         mut each: impl FnMut(&str, Option<Event>),
-    ) -> Result<(Option<i32>, String), String> {
+    ) -> Result<(Option<i32>, String), (HostStatus, String)> {
         let stderr = self.child.stderr.take();
         let errors = std::thread::spawn(move || {
             let mut text = String::new();
@@ -964,7 +961,11 @@ impl Running {
             }
         }
         drop(self.stdin.take());
-        let status = self.child.wait().map_err(|e| format!("ssh: {e}"))?;
+        // ssh that cannot be waited for has lost the host.
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| (HostStatus::Unreachable, format!("ssh: {e}")))?;
         let stderr = errors.join().unwrap_or_default();
         Ok((status.code(), stderr))
     }
