@@ -64,6 +64,7 @@ fn analyze_parsed(
         rehearsal: Vec::new(),
         secret_names: HashSet::new(),
         warnings: Vec::new(),
+        included: HashMap::new(),
     };
     let scope = a.scope(&top, &Map::new(), None);
     let (steps, always) = a.playbook_steps(&top, scope, "");
@@ -166,6 +167,9 @@ struct Analyzer<'o> {
     secret_names: HashSet<String>,
     /// What is said but does not stop the plan.
     warnings: Vec<Diagnostic>,
+    /// Included playbooks read so far, by real path: one included twice
+    /// (notify.yaml, before and after) is read and its problems told once.
+    included: HashMap<PathBuf, Option<std::rc::Rc<Playbook>>>,
 }
 
 /// What an include passes down: its `vars:` and the scope they are rendered in.
@@ -648,16 +652,19 @@ impl Analyzer<'_> {
             self.error(d);
             return None;
         }
-        let child = match playbook::load(&path) {
-            Ok((c, problems)) => {
-                self.diagnostics.extend(problems);
-                c
+        let child = self.included.entry(canon.clone()).or_insert_with(|| {
+            match playbook::load(&path) {
+                Ok((c, problems)) => {
+                    self.diagnostics.extend(problems);
+                    Some(std::rc::Rc::new(c))
+                }
+                Err(d) => {
+                    self.diagnostics.extend(d);
+                    None
+                }
             }
-            Err(d) => {
-                self.diagnostics.extend(d);
-                return None;
-            }
-        };
+        });
+        let child = std::rc::Rc::clone(child.as_ref()?);
         self.stack.push(canon);
         let inherited = self.scopes[scope].vars.clone();
         let child_scope = self.scope(
@@ -713,6 +720,11 @@ impl Analyzer<'_> {
             return;
         };
         let program = &command.argv[0];
+        if let action::Lookup::Found(_) = command.program {
+            return;
+        }
+        // Found only on the way to a message: finding a word in the text
+        // walks its lines from the start, for every step.
         let at = self.leaf_span(with_span, written.pos).pointing_at(program);
         match command.program {
             action::Lookup::Found(_) => {}
