@@ -51,6 +51,9 @@ pub struct Templates {
     /// Template files (e-mail bodies), by canonical path → template name.
     files: std::collections::HashMap<std::path::PathBuf, String>,
     count: usize,
+    /// What each expression read, by its text: a playbook writes `db` or
+    /// `steps.x.ok` many times, and each is compiled and walked once.
+    expressions: std::cell::RefCell<std::collections::HashMap<String, BTreeSet<String>>>,
 }
 
 impl Default for Templates {
@@ -102,6 +105,7 @@ impl Templates {
             globals,
             files: std::collections::HashMap::new(),
             count: 0,
+            expressions: std::cell::RefCell::default(),
         }
     }
 
@@ -318,10 +322,14 @@ impl Templates {
 
     /// Checks that an expression compiles; returns the variable paths it reads.
     pub fn expression_variables(&self, expr: &str) -> Result<BTreeSet<String>, CompileError> {
+        if let Some(vars) = self.expressions.borrow().get(expr) {
+            return Ok(vars.clone());
+        }
         let compiled = self.env.compile_expression(expr).map_err(compile_error)?;
         self.known_filters_and_tests(expr, true)?;
         let mut vars = self.without_globals(compiled.undeclared_variables(true));
         vars.extend(subscripted_steps(expr));
+        self.expressions.borrow_mut().insert(expr.to_owned(), vars.clone());
         Ok(vars)
     }
 
