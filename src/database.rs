@@ -448,11 +448,21 @@ pub fn holders(path: &Path) -> Vec<String> {
             continue;
         };
         // metadata follows the fd's link to the open file itself, which
-        // works for a file whose every name is gone.
-        let open = fds
-            .filter_map(Result::ok)
-            .filter_map(|fd| std::fs::metadata(fd.path()).ok())
-            .any(|m| ids.contains(&(m.dev(), m.ino())));
+        // works for a file whose every name is gone. Whether a process's
+        // open files may be looked at is decided for the whole process:
+        // after one refused, the rest are not asked (a supervisor holding
+        // hundreds of descriptors cost a stat each).
+        let mut open = false;
+        for fd in fds.filter_map(Result::ok) {
+            match std::fs::metadata(fd.path()) {
+                Ok(m) if ids.contains(&(m.dev(), m.ino())) => {
+                    open = true;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => break,
+                _ => {}
+            }
+        }
         if open {
             let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
             found.push(format!("{pid} ({})", comm.trim()));
