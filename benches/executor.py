@@ -2,7 +2,9 @@
 """Benchmarks of the engine, each against a baseline measured in the same run:
 
 - per-step overhead: 1,000 shell steps running `true`, against a shell loop
-  running `true` 1,000 times; and 1,000 assert steps (no process at all);
+  running `true` 1,000 times, with and without the journal's fsync (the
+  latter through Debian's eatmydata, if installed); 1,000 assert steps (no
+  process at all); `check` of 5,000 steps against `check` of 1,000;
 - `runbook check` and `runbook run --dry-run` of emergency_rollback, against
   the start-up of the sqlite3 CLI;
 - rollback-option-1 on a small go-fast-cdn install, against the same work
@@ -91,9 +93,13 @@ def ansible(work):
     return os.path.join(venv, "bin", "ansible-playbook")
 
 
+def shell_steps(n):
+    return "steps:\n" + "".join(f"  - id: s{i}\n    action: shell\n    with: {{command: [\"true\"]}}\n" for i in range(n))
+
+
 def steps(work, rows):
     """Per-step overhead: 1,000 steps that run a process, and 1,000 that do not."""
-    shell = "steps:\n" + "".join(f"  - id: s{i}\n    action: shell\n    with: {{command: [\"true\"]}}\n" for i in range(1000))
+    shell = shell_steps(1000)
     asserts = "steps:\n" + "".join(f"  - id: s{i}\n    action: assert\n    with: {{that: \"true\"}}\n" for i in range(1000))
     write(os.path.join(work, "shell1000.yaml"), shell)
     write(os.path.join(work, "assert1000.yaml"), asserts)
@@ -102,6 +108,17 @@ def steps(work, rows):
     rows.append(("1,000 shell steps (`true`)", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
     t, b, rss = compare(([BIN, "run", "assert1000.yaml", "--runs", "runs"], work), (loop, work))
     rows.append(("1,000 assert steps", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
+    # What the journal's fdatasync at each step's end costs: the same run
+    # with fsync made a no-op by Debian's eatmydata (a measurement only).
+    if shutil.which("eatmydata"):
+        t, b, rss = compare((["eatmydata", BIN, "run", "shell1000.yaml", "--runs", "runs"], work), (loop, work))
+        rows.append(("1,000 shell steps, journal not forced (`eatmydata`)", f"{t:.2f} s ({t:.2f} ms a step)", "sh loop running `true` 1,000 times", b, t / b, rss))
+    else:
+        print("no eatmydata (apt-get install eatmydata): the run without the journal's fsync is not measured")
+    # A check's cost grows with the playbook's steps, not with their square.
+    write(os.path.join(work, "shell5000.yaml"), shell_steps(5000))
+    t, b, rss = compare(([BIN, "check", "shell5000.yaml"], work), ([BIN, "check", "shell1000.yaml"], work))
+    rows.append(("`check` of 5,000 shell steps", f"{t * 1000:.1f} ms", "`check` of 1,000 (linear: 5×)", b, t / b, rss))
 
 
 def small_install(work):
