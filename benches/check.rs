@@ -121,12 +121,30 @@ fn main() {
         median(analysis),
     );
     println!("medians of {RUNS} alternating runs, on the demo install");
-    println!("`runbook run --dry-run` emergency_rollback         {}", ms(dry_run));
-    println!("  beyond check: the rehearsal on copies          {}", ms(dry_run.saturating_sub(check)));
-    println!("`runbook check` emergency_rollback (a process)   {}", ms(check));
-    println!("`runbook --version` (a process: its start alone) {}", ms(start));
-    println!("analysis in process (what check adds)            {}", ms(analysis));
-    println!("  of which: YAML of the six playbooks            {}", ms(parse));
+    println!(
+        "`runbook run --dry-run` emergency_rollback         {}",
+        ms(dry_run)
+    );
+    println!(
+        "  beyond check: the rehearsal on copies          {}",
+        ms(dry_run.saturating_sub(check))
+    );
+    println!(
+        "`runbook check` emergency_rollback (a process)   {}",
+        ms(check)
+    );
+    println!(
+        "`runbook --version` (a process: its start alone) {}",
+        ms(start)
+    );
+    println!(
+        "analysis in process (what check adds)            {}",
+        ms(analysis)
+    );
+    println!(
+        "  of which: YAML of the six playbooks            {}",
+        ms(parse)
+    );
     println!(
         "start + YAML alone, the floor with this parser   {} ({:.2}× of check)",
         ms(start + parse),

@@ -652,18 +652,19 @@ impl Analyzer<'_> {
             self.error(d);
             return None;
         }
-        let child = self.included.entry(canon.clone()).or_insert_with(|| {
-            match playbook::load(&path) {
-                Ok((c, problems)) => {
-                    self.diagnostics.extend(problems);
-                    Some(std::rc::Rc::new(c))
-                }
-                Err(d) => {
-                    self.diagnostics.extend(d);
-                    None
-                }
-            }
-        });
+        let child =
+            self.included
+                .entry(canon.clone())
+                .or_insert_with(|| match playbook::load(&path) {
+                    Ok((c, problems)) => {
+                        self.diagnostics.extend(problems);
+                        Some(std::rc::Rc::new(c))
+                    }
+                    Err(d) => {
+                        self.diagnostics.extend(d);
+                        None
+                    }
+                });
         let child = std::rc::Rc::clone(child.as_ref()?);
         self.stack.push(canon);
         let inherited = self.scopes[scope].vars.clone();

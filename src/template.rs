@@ -329,7 +329,9 @@ impl Templates {
         self.known_filters_and_tests(expr, true)?;
         let mut vars = self.without_globals(compiled.undeclared_variables(true));
         vars.extend(subscripted_steps(expr));
-        self.expressions.borrow_mut().insert(expr.to_owned(), vars.clone());
+        self.expressions
+            .borrow_mut()
+            .insert(expr.to_owned(), vars.clone());
         Ok(vars)
     }
 
