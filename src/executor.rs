@@ -102,7 +102,8 @@ pub fn execute(plan: &Plan, options: &Options, sinks: &mut [&mut dyn Sink]) -> O
                     .collect()
             })
             .collect(),
-        outputs: vec![Records::default(); plan.scopes.len()],
+        // One map each: `vec![…; n]` would share one among the scopes.
+        outputs: (0..plan.scopes.len()).map(|_| Records::default()).collect(),
         finishing: false,
         summary: Arc::new(Summary::from_events(&options.earlier)),
         // A resumed run's clock counts from its first start.
@@ -484,7 +485,15 @@ impl Executor<'_, '_> {
         rec.insert("status".into(), status_key(status).into());
         let rec = template::value(&rec);
         // Contexts are dropped after use, so nothing else holds these and
-        // make_mut inserts in place.
+        // make_mut inserts in place. One still held would copy every
+        // record before this one, at every step: a run quadratic in its
+        // length. The tests run with this assertion on.
+        debug_assert_eq!(
+            Arc::strong_count(&self.outputs[step.scope]),
+            1,
+            "a template context still holds the records of {}",
+            step.id
+        );
         Arc::make_mut(&mut self.outputs[step.scope]).insert(step.local_id.clone(), rec);
     }
 
@@ -944,6 +953,9 @@ impl Executor<'_, '_> {
                 (Failure::TimedOut(_), Some(limit)) => Failure::TimedOut(limit),
                 (err, _) => err,
             });
+        // The context shares the steps' records: held while they are
+        // extended, it would make every step copy all those before it.
+        drop(ctx);
         match self.as_planned(ran) {
             Ok(outputs) => {
                 // Later checks and steps see this attempt's outputs.
