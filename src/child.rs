@@ -154,17 +154,14 @@ fn capture(
     }
 }
 
-/// Reads what a pipe holds now; true at its end.
+/// Reads what a pipe holds now; true at its end. `read_to_end` reads
+/// into the buffer's spare room (nothing zeroed first) and keeps what it
+/// read when the pipe has no more for now (`WouldBlock`).
 fn drain(pipe: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match pipe.read(&mut chunk) {
-            Ok(0) => return Ok(true),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    match pipe.read_to_end(buf) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
