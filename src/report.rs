@@ -69,8 +69,8 @@ impl Layout {
 pub struct Report {
     path: PathBuf,
     layout: Layout,
-    /// When report.md was last written.
-    written: Option<Instant>,
+    /// When report.md was last written, and how long writing it took.
+    written: Option<(Instant, Duration)>,
 }
 
 impl Report {
@@ -84,9 +84,10 @@ impl Report {
     }
 
     fn write(&mut self, run: &Arc<Summary>) -> io::Result<()> {
+        let start = Instant::now();
         let text = self.layout.render(run)?;
         write_atomically(&self.path, text.as_bytes())?;
-        self.written = Some(Instant::now());
+        self.written = Some((Instant::now(), start.elapsed()));
         Ok(())
     }
 }
@@ -97,12 +98,15 @@ impl Sink for Report {
         // its timeline, and always complete when the `always` steps start
         // (the outcome e-mail attaches it). Rewriting it after every step of
         // a long playbook would cost time quadratic in its length, so in
-        // between it is rewritten at most twice a second.
+        // between it is rewritten at most twice a second, and no sooner
+        // than twenty times the last writing took: a report of thousands
+        // of steps, longer to write, is rewritten less often, and the
+        // rewriting stays under a twentieth of the run.
         let due = match event {
             Event::AlwaysStarted { .. } => true,
             Event::StepFinished { .. } => self
                 .written
-                .is_none_or(|at| at.elapsed() >= Duration::from_millis(500)),
+                .is_none_or(|(at, took)| at.elapsed() >= Duration::from_millis(500).max(took * 20)),
             _ => false,
         };
         if due {
