@@ -4,7 +4,7 @@
 - per-step overhead: 1,000 shell steps running `true`, against a shell loop
   running `true` 1,000 times, with and without the journal's fsync (the
   latter through Debian's eatmydata, if installed); 1,000 assert steps (no
-  process at all); `check` of 5,000 steps against `check` of 1,000;
+  process at all); `check` and a run of 5,000 steps against 1,000;
 - `runbook check` and `runbook run --dry-run` of emergency_rollback, against
   the start-up of the sqlite3 CLI;
 - rollback-option-1 on a small go-fast-cdn install, against the same work
@@ -119,6 +119,9 @@ def steps(work, rows):
     write(os.path.join(work, "shell5000.yaml"), shell_steps(5000))
     t, b, rss = compare(([BIN, "check", "shell5000.yaml"], work), ([BIN, "check", "shell1000.yaml"], work))
     rows.append(("`check` of 5,000 shell steps", f"{t * 1000:.1f} ms", "`check` of 1,000 (linear: 5×)", b, t / b, rss))
+    # And a run's: no step may cost more for the steps before it.
+    t, b, rss = compare(([BIN, "run", "shell5000.yaml", "--runs", "runs"], work), ([BIN, "run", "shell1000.yaml", "--runs", "runs"], work))
+    rows.append(("5,000 shell steps", f"{t:.2f} s", "1,000 shell steps (linear: 5×)", b, t / b, rss))
 
 
 def small_install(work):
