@@ -449,9 +449,11 @@ pub fn holders(path: &Path) -> Vec<String> {
         };
         // metadata follows the fd's link to the open file itself, which
         // works for a file whose every name is gone. Whether a process's
-        // open files may be looked at is decided for the whole process:
-        // after one refused, the rest are not asked (a supervisor holding
-        // hundreds of descriptors cost a stat each).
+        // descriptors may be looked at is decided for the whole process:
+        // once its links cannot even be read, the rest are not asked (a
+        // supervisor holding hundreds of them cost a stat each). A file
+        // that refuses only its own stat (a FUSE mount of another user)
+        // leaves the link readable, and the process is looked at further.
         let mut open = false;
         for fd in fds.filter_map(Result::ok) {
             match std::fs::metadata(fd.path()) {
@@ -459,7 +461,12 @@ pub fn holders(path: &Path) -> Vec<String> {
                     open = true;
                     break;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => break,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        && std::fs::read_link(fd.path()).is_err() =>
+                {
+                    break
+                }
                 _ => {}
             }
         }
