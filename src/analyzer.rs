@@ -721,24 +721,22 @@ impl Analyzer<'_> {
             return;
         };
         let program = &command.argv[0];
-        if let action::Lookup::Found(_) = command.program {
-            return;
-        }
         // Found only on the way to a message: finding a word in the text
         // walks its lines from the start, for every step.
-        let at = self.leaf_span(with_span, written.pos).pointing_at(program);
+        let leaf = self.leaf_span(with_span, written.pos);
+        let at = || leaf.pointing_at(program);
         match command.program {
             action::Lookup::Found(_) => {}
             action::Lookup::NoFile(path) => self.error(
-                Diagnostic::at(&at, format!("program `{program}` does not exist: no {}", path.display()))
+                Diagnostic::at(&at(), format!("program `{program}` does not exist: no {}", path.display()))
                     .help("a relative path is taken from the directory runbook runs in (or the step's `cwd`); run from the install's directory, or give the right path"),
             ),
             action::Lookup::NotExecutable(path) => self.error(
-                Diagnostic::at(&at, format!("program `{program}` is not executable: {}", path.display()))
+                Diagnostic::at(&at(), format!("program `{program}` is not executable: {}", path.display()))
                     .help(format!("make it executable (chmod +x {}), or run it through its interpreter, e.g. [sh, {program}]", path.display())),
             ),
             action::Lookup::NotOnPath => self.warnings.push(
-                Diagnostic::at(&at, format!("program `{program}` is not on PATH here"))
+                Diagnostic::at(&at(), format!("program `{program}` is not on PATH here"))
                     .help("the run fails at this step unless the machine that runs it has the program; install it, or give its full path")
                     .as_warning(),
             ),

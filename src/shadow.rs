@@ -24,7 +24,7 @@ static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// directory) is ever one, so no file of the real plan can be.
 pub fn is_scratch(path: &Path) -> bool {
     let dirs = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
-    !dirs.is_empty() && dirs.iter().any(|d| path.starts_with(d))
+    dirs.iter().any(|d| path.starts_with(d))
 }
 
 /// Forces a file (or a directory's entries) to disk, unless it lies in a

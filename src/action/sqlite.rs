@@ -237,13 +237,13 @@ impl Action for Query {
         let conn = database::open_for_reading(db, ctx.dry_run).map_err(Failure::failed)?;
         attach(&conn, &self.attach)?;
         let _watchdog = Watchdog::start(ctx.timeout, conn.get_interrupt_handle());
-        let mut stmt = conn.prepare(&self.sql).map_err(|e| sql_error(db, &e))?;
-        if !stmt.readonly() {
-            return Err(Failure::failed(
-                "sqlite.query runs only statements that read; use sqlite.exec to change the database",
-            ));
-        }
-        self.params.bind(&mut stmt)?;
+        let mut stmt = prepare_reading(
+            &conn,
+            db,
+            &self.sql,
+            &self.params,
+            "sqlite.query runs only statements that read; use sqlite.exec to change the database",
+        )?;
         let mut rows = Vec::new();
         for_each_row(
             &mut stmt,
@@ -260,22 +260,48 @@ impl Action for Query {
     }
 }
 
+/// Prepares a statement that must only read, with its parameters bound;
+/// one that would write is refused with `refusal`.
+fn prepare_reading<'c>(
+    conn: &'c Connection,
+    db: &Path,
+    sql: &str,
+    params: &Params,
+    refusal: &str,
+) -> Result<rusqlite::Statement<'c>, Failure> {
+    let mut stmt = conn.prepare(sql).map_err(|e| sql_error(db, &e))?;
+    if !stmt.readonly() {
+        return Err(Failure::failed(refusal));
+    }
+    params.bind(&mut stmt)?;
+    Ok(stmt)
+}
+
 /// Runs a bound statement, handing each row (column name → value) to `each`.
 fn for_each_row(
     stmt: &mut rusqlite::Statement<'_>,
     err: impl Fn(&rusqlite::Error) -> Failure,
     mut each: impl FnMut(Json) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
-    let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let names = column_names(stmt);
     let mut rows = stmt.raw_query();
     while let Some(row) = rows.next().map_err(|e| err(&e))? {
-        let mut obj = Map::new();
-        for (i, name) in names.iter().enumerate() {
-            obj.insert(name.clone(), to_json(row.get_ref(i).map_err(|e| err(&e))?));
-        }
-        each(Json::Object(obj))?;
+        each(row_to_json(row, &names).map_err(|e| err(&e))?)?;
     }
     Ok(())
+}
+
+fn column_names(stmt: &rusqlite::Statement<'_>) -> Vec<String> {
+    stmt.column_names().map(str::to_owned).collect()
+}
+
+/// A row as column name → value.
+fn row_to_json(row: &rusqlite::Row<'_>, names: &[String]) -> rusqlite::Result<Json> {
+    let mut obj = Map::new();
+    for (i, name) in names.iter().enumerate() {
+        obj.insert(name.clone(), to_json(row.get_ref(i)?));
+    }
+    Ok(Json::Object(obj))
 }
 
 impl Action for Compare {
@@ -309,15 +335,14 @@ impl Action for Compare {
             |e: std::io::Error| Failure::failed(format!("comparing rows of {}: {e}", db.display()));
         // One read transaction: both sides see the same state of the file.
         conn.execute_batch("BEGIN").map_err(|e| sql_error(db, &e))?;
-        let prepare = |side: &Side| -> Result<rusqlite::Statement<'_>, Failure> {
-            let mut stmt = conn.prepare(side.sql()).map_err(|e| sql_error(db, &e))?;
-            if !stmt.readonly() {
-                return Err(Failure::failed(
-                    "sqlite.compare runs only statements that read",
-                ));
-            }
-            side.params().bind(&mut stmt)?;
-            Ok(stmt)
+        let prepare = |side: &Side| {
+            prepare_reading(
+                &conn,
+                db,
+                side.sql(),
+                side.params(),
+                "sqlite.compare runs only statements that read",
+            )
         };
         let (mut left, mut right) = (prepare(&self.left)?, prepare(&self.right)?);
         let columns = left.column_count();
@@ -369,27 +394,18 @@ fn sample(
     if n == 0 || wanted.is_empty() {
         return Ok(Json::Array(rows));
     }
+    let names = column_names(stmt);
     let mut digest = comparison::RowDigest::default();
     let mut query = stmt.raw_query();
     while let Some(row) = query.next().map_err(|e| err(&e))? {
         if wanted.contains(&digest.of(row, columns).map_err(|e| err(&e))?) {
-            rows.push(row_to_json(row, columns).map_err(|e| err(&e))?);
+            rows.push(row_to_json(row, &names).map_err(|e| err(&e))?);
             if rows.len() == n {
                 break;
             }
         }
     }
     Ok(Json::Array(rows))
-}
-
-/// A row as column name → value.
-fn row_to_json(row: &rusqlite::Row<'_>, columns: usize) -> rusqlite::Result<Json> {
-    let stmt = row.as_ref();
-    let mut obj = Map::new();
-    for i in 0..columns {
-        obj.insert(stmt.column_name(i)?.to_owned(), to_json(row.get_ref(i)?));
-    }
-    Ok(Json::Object(obj))
 }
 
 impl Exec {
