@@ -334,12 +334,12 @@ steps:
 /// next directory's program runs, not a failure to start.
 #[test]
 fn a_program_gone_since_it_was_found_is_searched_for_again() {
-    let t = Test::new();
+    use std::os::unix::fs::PermissionsExt;
+    let t = Test::new()
+        .file("first/tool", "#!/bin/sh\necho first >> ran.txt\n")
+        .file("second/tool", "#!/bin/sh\necho second >> ran.txt\n");
     for dir in ["first", "second"] {
-        std::fs::create_dir(t.path().join(dir)).unwrap();
         let tool = t.path().join(dir).join("tool");
-        std::fs::write(&tool, format!("#!/bin/sh\necho {dir} >> ran.txt\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let path = format!(
