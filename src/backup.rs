@@ -1342,7 +1342,11 @@ impl Exclusive {
                     "no exclusive lock within {}: {e}",
                     humantime::format_duration(timeout)
                 );
-                Error::Database(database::in_use(db, &database::holders(db), Some(lock)))
+                Error::Database(database::in_use(
+                    db,
+                    &database::holders(db).seen,
+                    Some(lock),
+                ))
             } else {
                 sqlite_error(db, e)
             }
@@ -1353,11 +1357,12 @@ impl Exclusive {
         let started = std::time::Instant::now();
         loop {
             let holders = database::holders(db);
-            if holders.is_empty() {
+            if holders.seen.is_empty() {
+                holders.none_unseen(db)?;
                 return Ok(Exclusive { conn, file });
             }
             if started.elapsed() >= timeout {
-                return Err(database::in_use(db, &holders, None).into());
+                return Err(database::in_use(db, &holders.seen, None).into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

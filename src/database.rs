@@ -68,6 +68,9 @@ pub enum Error {
     Corrupt { path: PathBuf, detail: String },
     #[error("{path} is in use: {detail}")]
     Busy { path: PathBuf, detail: String },
+    /// Processes this one may not look at might have it open.
+    #[error("{path} may be in use, and that cannot be known: {detail}")]
+    Unseen { path: PathBuf, detail: String },
 }
 
 fn sqlite(path: &Path) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
@@ -415,12 +418,72 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<
     stmt.exists([table, column])
 }
 
+/// Who has a database open, as far as this process may look.
+#[derive(Debug, Default)]
+pub struct Holders {
+    /// Other processes seen holding the file: `pid (command)` for each.
+    pub seen: Vec<String>,
+    /// Processes whose open files this process may not look at (another
+    /// user's, or one that made itself undumpable), counted by user; or,
+    /// with `/proc` mounted `hidepid`, that other users' processes cannot
+    /// even be listed. Either way nothing proves they do not hold it.
+    unseen: BTreeMap<u32, usize>,
+    hidden: Option<String>,
+}
+
+impl Holders {
+    /// `Ok` when every process was looked at, else why no one can tell.
+    pub fn none_unseen(&self, path: &Path) -> Result<(), Error> {
+        match self.blind_spot() {
+            None => Ok(()),
+            Some(detail) => Err(Error::Unseen {
+                path: path.to_path_buf(),
+                detail,
+            }),
+        }
+    }
+
+    /// Why it cannot be known that no other process has the file open,
+    /// in words that say what to do; `None` when every process was seen.
+    pub fn blind_spot(&self) -> Option<String> {
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let what = if let Some(option) = &self.hidden {
+            format!(
+                "/proc is mounted with {option}, so the processes of other users cannot be listed"
+            )
+        } else if self.unseen.is_empty() {
+            return None;
+        } else {
+            let n: usize = self.unseen.values().sum();
+            let users: Vec<String> = self.unseen.keys().map(|&uid| user_name(uid)).collect();
+            format!(
+                "the open files of {n} process{} of {} may not be looked at by user {}",
+                if n == 1 { "" } else { "es" },
+                users.join(", "),
+                user_name(me)
+            )
+        };
+        Some(format!(
+            "{what}; run it as root (sudo) so that every process can be seen"
+        ))
+    }
+}
+
+fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => format!("uid {uid}"),
+    }
+}
+
 /// Other processes that have the file (or its `-wal`/`-journal`) open,
-/// read from /proc: `pid (command)` for each. Open files are compared by
-/// device and inode, not by name: a process may hold the database through
-/// another name for it (a hard link, a bind mount, a container's view of a
-/// volume) or under a name since removed, and is using it all the same.
-pub fn holders(path: &Path) -> Vec<String> {
+/// read from /proc, and those that could not be looked at. Open files are
+/// compared by device and inode, not by name: a process may hold the
+/// database through another name for it (a hard link, a bind mount, a
+/// container's view of a volume) or under a name since removed, and is
+/// using it all the same.
+pub fn holders(path: &Path) -> Holders {
     use std::os::unix::fs::MetadataExt;
     // SQLite keeps the `-wal` and `-journal` beside the file a symlink names.
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -429,10 +492,25 @@ pub fn holders(path: &Path) -> Vec<String> {
         .filter_map(|side| std::fs::metadata(sidecar(&real, side)).ok())
         .map(|m| (m.dev(), m.ino()))
         .collect();
-    let mut found = Vec::new();
+    let mut found = Holders::default();
     if ids.is_empty() {
         return found;
     }
+    // What root may not look at lies past a namespace's edge, as do the
+    // processes outside a container, which are not even listed: no user of
+    // this machine could see more. Anyone else sees more by sudo.
+    // SAFETY: geteuid has no preconditions.
+    let blind = unsafe { libc::geteuid() } != 0;
+    if blind {
+        found.hidden = std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|info| hidepid(&info));
+    }
+    let mut unseen = |p: &std::fs::DirEntry| {
+        if let (true, Ok(m)) = (blind, p.metadata()) {
+            *found.unseen.entry(m.uid()).or_default() += 1;
+        }
+    };
     let me = std::process::id();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return found;
@@ -444,8 +522,14 @@ pub fn holders(path: &Path) -> Vec<String> {
         if pid == me {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-            continue;
+        let fds = match std::fs::read_dir(p.path().join("fd")) {
+            Ok(fds) => fds,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                unseen(&p);
+                continue;
+            }
+            // Gone since the listing, or no descriptors at all.
+            Err(_) => continue,
         };
         // metadata follows the fd's link to the open file itself, which
         // works for a file whose every name is gone. Whether a process's
@@ -465,17 +549,41 @@ pub fn holders(path: &Path) -> Vec<String> {
                     if e.kind() == std::io::ErrorKind::PermissionDenied
                         && std::fs::read_link(fd.path()).is_err() =>
                 {
-                    break
+                    unseen(&p);
+                    break;
                 }
                 _ => {}
             }
         }
         if open {
             let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
-            found.push(format!("{pid} ({})", comm.trim()));
+            found.seen.push(format!("{pid} ({})", comm.trim()));
         }
     }
     found
+}
+
+/// The `hidepid=` option of the `/proc` mount, from `/proc/self/mountinfo`
+/// text, when it hides other users' processes.
+fn hidepid(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS] - FSTYPE SOURCE SUPER
+        let (mount, fs) = line.split_once(" - ")?;
+        if mount.split(' ').nth(4) != Some("/proc") {
+            return None;
+        }
+        let mut fs = fs.split(' ');
+        if fs.next() != Some("proc") {
+            return None;
+        }
+        fs.nth(1)?
+            .split(',')
+            .find(|o| {
+                o.strip_prefix("hidepid=")
+                    .is_some_and(|v| !matches!(v, "0" | "off"))
+            })
+            .map(str::to_owned)
+    })
 }
 
 /// The error for a database someone else is using: who has it open, and
@@ -518,8 +626,8 @@ pub fn quiescent(path: &Path, timeout: Duration, look_only: bool) -> Result<(), 
                 other => other,
             }
         };
-        match (holders.is_empty(), lock) {
-            (true, Ok(())) => return Ok(()),
+        match (holders.seen.is_empty(), lock) {
+            (true, Ok(())) => return holders.none_unseen(path),
             (_, Err(e @ (Error::Io { .. } | Error::Missing { .. }))) => return Err(e),
             (_, lock) if started.elapsed() >= timeout => {
                 let lock = lock.err().map(|e| {
@@ -528,7 +636,7 @@ pub fn quiescent(path: &Path, timeout: Duration, look_only: bool) -> Result<(), 
                         humantime::format_duration(timeout)
                     )
                 });
-                return Err(in_use(path, &holders, lock));
+                return Err(in_use(path, &holders.seen, lock));
             }
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
@@ -555,4 +663,27 @@ fn exclusive_lock(path: &Path) -> Result<(), Error> {
                 detail: e.to_string(),
             },
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hidepid;
+
+    /// Lines as the kernel writes them (proc_show_options): the option is
+    /// a number on older kernels, a word since 5.8; `gid=` may follow.
+    #[test]
+    fn hidepid_is_read_from_the_proc_mount_only_when_it_hides() {
+        let plain = "22 27 0:21 / /proc rw,relatime - proc proc rw\n";
+        assert_eq!(hidepid(plain), None);
+        let off = "22 27 0:21 / /proc rw,relatime shared:12 - proc proc rw,hidepid=0\n";
+        assert_eq!(hidepid(off), None);
+        let hidden = "30 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                      22 27 0:21 / /proc rw,nosuid shared:12 - proc proc rw,gid=4,hidepid=invisible\n";
+        assert_eq!(hidepid(hidden).as_deref(), Some("hidepid=invisible"));
+        let old = "22 27 0:21 / /proc rw - proc proc rw,hidepid=2\n";
+        assert_eq!(hidepid(old).as_deref(), Some("hidepid=2"));
+        // Another proc mount (a container's, a chroot's) is not this one.
+        let elsewhere = "40 27 0:50 / /srv/jail/proc rw - proc proc rw,hidepid=2\n";
+        assert_eq!(hidepid(elsewhere), None);
+    }
 }

@@ -232,8 +232,7 @@ fn a_read_only_backup_directory_is_a_clear_error() {
         t.path(),
         &["backup", "create", "--db", "app/db_data/main.db"],
     ) else {
-        eprintln!("skipped: no way to drop privileges here");
-        return;
+        return cannot_drop_privileges();
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -268,8 +267,7 @@ fn a_database_owned_by_another_user_is_a_clear_error_and_unchanged() {
             "app/backups/runs",
         ],
     ) else {
-        eprintln!("skipped: no way to drop privileges here");
-        return;
+        return cannot_drop_privileges();
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -382,4 +380,141 @@ fn a_backup_during_a_stream_of_wal_writes_is_a_consistent_snapshot() {
         last > 0 && last <= written,
         "{last} rows backed up of {written} written"
     );
+}
+
+/// A test that needs to drop privileges where it cannot: a failure where
+/// everything a test needs is installed (`.ci/run`), else said aloud.
+fn cannot_drop_privileges() {
+    assert!(
+        std::env::var_os("RUNBOOK_TEST_NO_SKIP").is_none(),
+        "not skipped where everything is installed: setpriv is missing"
+    );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: no way to drop privileges here");
+}
+
+/// An install every user may change, with the app's connection open and
+/// idle, as between two requests: no lock, only an open file, held by the
+/// test's own process (root's, when the tests run as root).
+fn shared_install(dir: &Path) -> (Install, rusqlite::Connection) {
+    let app = install(dir);
+    open_up(dir, 0o755);
+    for p in ["app", "app/db_data", "app/backups"] {
+        open_up(&dir.join(p), 0o777);
+    }
+    open_up(&app.db(), 0o666);
+    let conn = app.conn();
+    conn.query_row("SELECT count(*) FROM media", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    (app, conn)
+}
+
+const CANNOT_SEE: &str =
+    "app/db_data/main.db may be in use, and that cannot be known: the open files of ";
+const RUN_AS_ROOT: &str =
+    "may not be looked at by user nobody; run it as root (sudo) so that every process can be seen";
+
+/// A user who may not look at other users' processes cannot know that
+/// none of them holds the database: the app's idle connection shows no
+/// lock, and its open file is out of sight. The restore is refused, says
+/// why and what to do, and changes nothing; as root, the same restore sees
+/// the connection and names it.
+#[test]
+fn a_restore_by_a_user_who_cannot_see_every_process_is_refused_and_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let (app, held) = shared_install(t.path());
+    let before = dump(&app.db());
+    let restore = [
+        "backup",
+        "restore",
+        "--db",
+        "app/db_data/main.db",
+        "--backup",
+        "app/backups/db_backup_20240501-120000.db",
+        "--force",
+    ];
+    let Some(out) = as_nobody(t.path(), &restore) else {
+        return cannot_drop_privileges();
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(CANNOT_SEE) && stderr.contains(RUN_AS_ROOT),
+        "{stderr}"
+    );
+    assert_eq!(dump(&app.db()), before);
+    assert_eq!(
+        only_legacy_backup(t.path()),
+        ["db_backup_20240501-120000.db"]
+    );
+
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        let out = runbook(t.path(), &restore)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "is in use: open by process {} (",
+                std::process::id()
+            )),
+            "{stderr}"
+        );
+        assert_eq!(dump(&app.db()), before);
+    }
+    drop(held);
+}
+
+/// The check a playbook makes before it changes the database: a dry run
+/// by such a user says the run would fail there and why, rather than
+/// "passed"; the run itself fails there, having changed nothing.
+#[test]
+fn a_quiescent_check_by_a_user_who_cannot_see_every_process_does_not_pass() {
+    let t = tempfile::tempdir().unwrap();
+    let (app, held) = shared_install(t.path());
+    let before = dump(&app.db());
+    std::fs::write(
+        t.path().join("idle.yaml"),
+        "name: idle\nsteps:\n  - id: idle\n    name: Nothing else uses the database\n    \
+         action: sqlite.quiescent\n    with: {db: app/db_data/main.db, timeout: 1s}\n  \
+         - id: after\n    name: Runs only once nothing else does\n    action: shell\n    \
+         with: {command: touch app/after}\n",
+    )
+    .unwrap();
+    let base = ["run", "idle.yaml", "--runs", "app/backups/runs"];
+    let Some(dry) = as_nobody(t.path(), &[&base[..], &["--dry-run"]].concat()) else {
+        return cannot_drop_privileges();
+    };
+    // The summary is folded to the width of a terminal.
+    let flat = |out: &[u8]| -> String {
+        String::from_utf8_lossy(out)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let stdout = flat(&dry.stdout);
+    assert!(
+        stdout.contains("dry run: the run would fail at step idle: ")
+            && stdout.contains(CANNOT_SEE),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("passed"), "{stdout}");
+    let Some(run) = as_nobody(t.path(), &base) else {
+        return cannot_drop_privileges();
+    };
+    let stdout = flat(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(CANNOT_SEE) && stdout.contains(RUN_AS_ROOT),
+        "{stdout}"
+    );
+    assert!(
+        !t.path().join("app/after").exists(),
+        "a step after the check ran"
+    );
+    assert_eq!(dump(&app.db()), before);
+    drop(held);
 }
