@@ -71,7 +71,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    ignore_file_size_signal();
+    catch_file_size_signal();
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     if let Some(exit) = command::completions::answer(&args) {
         return exit.into();
@@ -140,10 +140,19 @@ where
 
 /// A file-size limit (`ulimit -f`, a quota) must be a write error we can
 /// report and clean up after, not SIGXFSZ killing the process mid-backup.
-fn ignore_file_size_signal() {
-    // SAFETY: installs the ignore disposition for one signal, before any
-    // thread is started; no handler code runs.
+/// The signal is caught, not ignored: an ignored signal stays ignored in
+/// every program a step starts, which a limit would then not stop as it
+/// stops them from a shell; a caught one is back to its default in them.
+fn catch_file_size_signal() {
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: installs, before any thread is started, a handler that does
+    // nothing (async-signal-safe); the write that raised the signal still
+    // fails with EFBIG, which is what is reported.
     unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGXFSZ, &action, std::ptr::null_mut());
     }
 }

@@ -518,3 +518,41 @@ fn a_quiescent_check_by_a_user_who_cannot_see_every_process_does_not_pass() {
     assert_eq!(dump(&app.db()), before);
     drop(held);
 }
+
+/// Under a file-size limit runbook reports a write that fails (EFBIG), and
+/// is not killed by SIGXFSZ; the programs its steps start are, as they
+/// would be from a shell: the limit stops `head` with the signal (exit
+/// 128 + 25 from sh), not with an error it may not expect. A step's
+/// program that inherited an ignored SIGXFSZ would write on past where the
+/// operator's shell would have stopped it.
+#[test]
+fn a_program_a_step_starts_is_stopped_by_a_file_size_limit_as_from_a_shell() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("big.yaml"),
+        "name: big\nsteps:\n  - id: big\n    name: Write past the limit\n    action: shell\n    \
+         with: {command: [sh, -c, \"head -c 1048576 /dev/zero > big\"]}\n",
+    )
+    .unwrap();
+    // 64 blocks of 512 bytes: room for the run's journal and report.
+    let out = with_blocks(t.path(), 64, "run big.yaml --runs runs --json");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let finished: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "step_finished" && e["step"] == "big")
+        .unwrap_or_else(|| panic!("no step_finished for big: {stdout}"));
+    assert_eq!(
+        finished["detail"], "`sh` exited with code 153: File size limit exceeded",
+        "{finished}"
+    );
+    assert!(
+        !finished.to_string().contains("File too large"),
+        "the program saw EFBIG instead of the signal: {finished}"
+    );
+    assert_eq!(
+        std::fs::metadata(t.path().join("big")).unwrap().len(),
+        64 * 512
+    );
+}
