@@ -961,6 +961,12 @@ pub struct Restored {
     /// The restored file's checksum, as compared with the manifest.
     pub checksum: Checksum,
     pub fingerprint: Fingerprint,
+    /// What the look for processes holding the old file could not cover:
+    /// one of them may still have it open. Not a `warning` output: steps
+    /// read a restore's outputs by its status, and the check before it
+    /// (`sqlite.quiescent`) says this on its own line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unseen: Option<String>,
 }
 
 /// The first bytes of a rollback journal's header. A `-journal` that starts
@@ -1132,9 +1138,11 @@ pub fn restore(
     let _ = std::fs::remove_file(database::sidecar(target, "-shm"));
     // Only now may a writer waiting on the old file go on: it finds the file
     // moved and fails; a new connection opens the restored file.
+    let unseen = current.unseen.take();
     drop(current);
 
     Ok(Restored {
+        unseen: unseen.map(|why| format!("no process seen holding the old database, but {why}")),
         backup: backup.to_path_buf(),
         pre_restore_backup: pre_restore,
         kept_by,
@@ -1231,6 +1239,8 @@ struct Current {
     /// The pre-restore backup, copied; none when there was no database
     /// file, or when it is to be kept by exchange.
     kept: Option<Kept>,
+    /// Processes the look for other holders could not cover, if any.
+    unseen: Option<String>,
     /// What the live file holds, when it is to be kept by exchange.
     old: Option<Old>,
 }
@@ -1250,12 +1260,13 @@ impl Current {
             return Ok(Current {
                 lock: None,
                 kept: None,
+                unseen: None,
                 old: None,
             });
         };
         // The clear error for an app left running: who has it, what lock was
         // refused, after waiting as long as the caller allows.
-        database::quiescent(db, timeout, false)?;
+        let unseen = database::quiescent(db, timeout, false)?;
         let failed = |e: Error| {
             Error::Refused(format!(
                 "the pre-restore backup failed, so nothing was restored: {e}"
@@ -1265,6 +1276,7 @@ impl Current {
             Ok(lock) if exchange => {
                 let old = lock.read(db, counting).map_err(failed)?;
                 Ok(Current {
+                    unseen: unseen.clone(),
                     lock: Some(lock),
                     kept: None,
                     old: Some(old),
@@ -1273,6 +1285,7 @@ impl Current {
             Ok(lock) => {
                 let kept = lock.back_up(db, dir, counting).map_err(failed)?;
                 Ok(Current {
+                    unseen: unseen.clone(),
                     lock: Some(lock),
                     kept: Some(kept),
                     old: None,
@@ -1283,6 +1296,7 @@ impl Current {
             Err(e) if unreadable(&e) => {
                 let (path, _) = create(db, dir, Some("pre-restore"), counting).map_err(failed)?;
                 Ok(Current {
+                    unseen: unseen.clone(),
                     lock: None,
                     kept: Some(Kept(Some(path))),
                     old: None,
@@ -1358,7 +1372,6 @@ impl Exclusive {
         loop {
             let holders = database::holders(db);
             if holders.seen.is_empty() {
-                holders.none_unseen(db)?;
                 return Ok(Exclusive { conn, file });
             }
             if started.elapsed() >= timeout {

@@ -68,9 +68,6 @@ pub enum Error {
     Corrupt { path: PathBuf, detail: String },
     #[error("{path} is in use: {detail}")]
     Busy { path: PathBuf, detail: String },
-    /// Processes this one may not look at might have it open.
-    #[error("{path} may be in use, and that cannot be known: {detail}")]
-    Unseen { path: PathBuf, detail: String },
 }
 
 fn sqlite(path: &Path) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
@@ -426,32 +423,25 @@ pub struct Holders {
     /// Processes whose open files this process may not look at (another
     /// user's, or one that made itself undumpable), counted by user; or,
     /// with `/proc` mounted `hidepid`, that other users' processes cannot
-    /// even be listed. Either way nothing proves they do not hold it.
+    /// even be listed. Nothing proves that they do not hold it.
     unseen: BTreeMap<u32, usize>,
     hidden: Option<String>,
 }
 
 impl Holders {
-    /// `Ok` when every process was looked at, else why no one can tell.
-    pub fn none_unseen(&self, path: &Path) -> Result<(), Error> {
-        match self.blind_spot() {
-            None => Ok(()),
-            Some(detail) => Err(Error::Unseen {
-                path: path.to_path_buf(),
-                detail,
-            }),
-        }
-    }
-
-    /// Why it cannot be known that no other process has the file open,
-    /// in words that say what to do; `None` when every process was seen.
+    /// What the look could not cover, and how to let it cover everything;
+    /// `None` when every process was looked at.
     pub fn blind_spot(&self) -> Option<String> {
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
+        let fix = if me == 0 {
+            "runbook runs as root without CAP_SYS_PTRACE (a container leaves it out by default); \
+             give it that capability so that every process can be seen"
+        } else {
+            "run it as root (sudo) so that every process can be seen"
+        };
         let what = if let Some(option) = &self.hidden {
-            format!(
-                "/proc is mounted with {option}, so the processes of other users cannot be listed"
-            )
+            format!("/proc is mounted with {option}: the processes of other users cannot be listed")
         } else if self.unseen.is_empty() {
             return None;
         } else {
@@ -464,9 +454,7 @@ impl Holders {
                 user_name(me)
             )
         };
-        Some(format!(
-            "{what}; run it as root (sudo) so that every process can be seen"
-        ))
+        Some(format!("{what}; {fix}"))
     }
 }
 
@@ -475,6 +463,45 @@ fn user_name(uid: u32) -> String {
         Ok(Some(u)) => u.name,
         _ => format!("uid {uid}"),
     }
+}
+
+/// Whether this process may look at the open files of every process of
+/// its PID namespace: CAP_SYS_PTRACE, which root has outside a container
+/// and no other user has. What such a process is still refused lies past
+/// a user namespace's edge or a security policy, which no user of this
+/// machine could look past either, as the processes outside a container
+/// are not even listed in it.
+fn sees_every_process() -> bool {
+    const CAP_SYS_PTRACE: u32 = 19;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
+}
+
+/// Whether a process whose files may not be looked at could hold any: not
+/// one that has exited (a zombie holds nothing), nor a kernel thread.
+/// `/proc/PID/stat` is readable by everyone.
+fn may_hold_files(proc_dir: &Path) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
+        return false; // gone
+    };
+    // pid (comm) state ppid pgrp session tty tpgid flags …; comm may hold
+    // spaces and parentheses, so fields are counted after the last ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return true;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let dead = matches!(fields.first(), Some(&("Z" | "X" | "x")));
+    let kernel = fields
+        .get(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_KTHREAD != 0);
+    !dead && !kernel
 }
 
 /// Other processes that have the file (or its `-wal`/`-journal`) open,
@@ -496,18 +523,17 @@ pub fn holders(path: &Path) -> Holders {
     if ids.is_empty() {
         return found;
     }
-    // What root may not look at lies past a namespace's edge, as do the
-    // processes outside a container, which are not even listed: no user of
-    // this machine could see more. Anyone else sees more by sudo.
-    // SAFETY: geteuid has no preconditions.
-    let blind = unsafe { libc::geteuid() } != 0;
+    let blind = !sees_every_process();
     if blind {
         found.hidden = std::fs::read_to_string("/proc/self/mountinfo")
             .ok()
             .and_then(|info| hidepid(&info));
     }
     let mut unseen = |p: &std::fs::DirEntry| {
-        if let (true, Ok(m)) = (blind, p.metadata()) {
+        if !blind || !may_hold_files(&p.path()) {
+            return;
+        }
+        if let Ok(m) = p.metadata() {
             *found.unseen.entry(m.uid()).or_default() += 1;
         }
     };
@@ -564,26 +590,26 @@ pub fn holders(path: &Path) -> Holders {
 }
 
 /// The `hidepid=` option of the `/proc` mount, from `/proc/self/mountinfo`
-/// text, when it hides other users' processes.
+/// text, when it hides other users' processes. Of mounts stacked on
+/// `/proc`, the last is the one in effect.
 fn hidepid(mountinfo: &str) -> Option<String> {
-    mountinfo.lines().find_map(|line| {
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS] - FSTYPE SOURCE SUPER
-        let (mount, fs) = line.split_once(" - ")?;
-        if mount.split(' ').nth(4) != Some("/proc") {
-            return None;
-        }
-        let mut fs = fs.split(' ');
-        if fs.next() != Some("proc") {
-            return None;
-        }
-        fs.nth(1)?
-            .split(',')
-            .find(|o| {
-                o.strip_prefix("hidepid=")
-                    .is_some_and(|v| !matches!(v, "0" | "off"))
-            })
-            .map(str::to_owned)
-    })
+    let line = mountinfo
+        .lines()
+        .rev()
+        .find(|line| line.split(' ').nth(4) == Some("/proc"))?;
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS] - FSTYPE SOURCE SUPER
+    let (_, fs) = line.split_once(" - ")?;
+    let mut fs = fs.split(' ');
+    if fs.next() != Some("proc") {
+        return None;
+    }
+    fs.nth(1)?
+        .split(',')
+        .find(|o| {
+            o.strip_prefix("hidepid=")
+                .is_some_and(|v| !matches!(v, "0" | "off"))
+        })
+        .map(str::to_owned)
 }
 
 /// The error for a database someone else is using: who has it open, and
@@ -608,8 +634,10 @@ pub fn in_use(path: &Path, holders: &[String], lock: Option<String>) -> Error {
 /// `look_only` (a dry run) checks the open files alone: taking the lock
 /// opens the database for writing, which in WAL mode creates files. So
 /// does a file SQLite cannot read, which has no lock to take: whether a
-/// process has it open is then the whole question.
-pub fn quiescent(path: &Path, timeout: Duration, look_only: bool) -> Result<(), Error> {
+/// process has it open is then the whole question. `Some` says what the
+/// look could not cover (processes this one may not look at): nothing is
+/// proved of them, and the caller says so.
+pub fn quiescent(path: &Path, timeout: Duration, look_only: bool) -> Result<Option<String>, Error> {
     let lockable = match check_header(path) {
         Ok(()) => true,
         Err(Error::NotSqlite { .. }) => false,
@@ -627,7 +655,7 @@ pub fn quiescent(path: &Path, timeout: Duration, look_only: bool) -> Result<(), 
             }
         };
         match (holders.seen.is_empty(), lock) {
-            (true, Ok(())) => return holders.none_unseen(path),
+            (true, Ok(())) => return Ok(holders.blind_spot()),
             (_, Err(e @ (Error::Io { .. } | Error::Missing { .. }))) => return Err(e),
             (_, lock) if started.elapsed() >= timeout => {
                 let lock = lock.err().map(|e| {
@@ -667,7 +695,35 @@ fn exclusive_lock(path: &Path) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::hidepid;
+    use super::{hidepid, may_hold_files};
+    use std::path::Path;
+
+    /// What the look may not cover is only counted against it where it
+    /// could hide a holder: not a process that has exited, nor a kernel
+    /// thread, whose descriptors a non-root user is refused all the same.
+    #[test]
+    fn exited_processes_and_kernel_threads_hold_no_files() {
+        assert!(may_hold_files(
+            &Path::new("/proc").join(std::process::id().to_string())
+        ));
+        // kthreadd is PID 2 wherever the kernel's threads are in view.
+        if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+            assert!(!may_hold_files(Path::new("/proc/2")));
+        }
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dir = Path::new("/proc").join(child.id().to_string());
+        // Not waited for: once it has exited it stays a zombie until reaped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while may_hold_files(&dir) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!may_hold_files(&dir), "a zombie counted as holding files");
+        child.wait().unwrap();
+        assert!(
+            !may_hold_files(&dir),
+            "a process gone counted as holding files"
+        );
+    }
 
     /// Lines as the kernel writes them (proc_show_options): the option is
     /// a number on older kernels, a word since 5.8; `gid=` may follow.
@@ -682,6 +738,11 @@ mod tests {
         assert_eq!(hidepid(hidden).as_deref(), Some("hidepid=invisible"));
         let old = "22 27 0:21 / /proc rw - proc proc rw,hidepid=2\n";
         assert_eq!(hidepid(old).as_deref(), Some("hidepid=2"));
+        // Of two mounts stacked on /proc, the last one is in effect.
+        let stacked = format!("{old}23 22 0:60 / /proc rw - proc proc rw\n");
+        assert_eq!(hidepid(&stacked), None);
+        let stacked = format!("{plain}{old}");
+        assert_eq!(hidepid(&stacked).as_deref(), Some("hidepid=2"));
         // Another proc mount (a container's, a chroot's) is not this one.
         let elsewhere = "40 27 0:50 / /srv/jail/proc rw - proc proc rw,hidepid=2\n";
         assert_eq!(hidepid(elsewhere), None);

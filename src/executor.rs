@@ -156,6 +156,9 @@ enum StepResult {
 
 enum CheckResult {
     Passed,
+    /// Passed as far as its action could look, which was not everywhere:
+    /// the action's warning says where it could not.
+    PassedBut(String),
     NotPassed(String),
     /// Dry run: depends on what earlier steps will produce.
     Unknown(String),
@@ -765,7 +768,10 @@ impl Executor<'_, '_> {
         if !step.skip_if.is_empty() {
             let mut all = true;
             for check in &step.skip_if {
-                if !matches!(self.check(step, Phase::SkipIf, check), CheckResult::Passed) {
+                if !matches!(
+                    self.check(step, Phase::SkipIf, check),
+                    CheckResult::Passed | CheckResult::PassedBut(_)
+                ) {
                     all = false;
                     break;
                 }
@@ -782,7 +788,7 @@ impl Executor<'_, '_> {
 
         for check in &step.require {
             match self.check(step, Phase::Require, check) {
-                CheckResult::Passed | CheckResult::Unknown(_) => {}
+                CheckResult::Passed | CheckResult::PassedBut(_) | CheckResult::Unknown(_) => {}
                 CheckResult::NotPassed(detail) => {
                     return failed(format!("require failed: {}: {detail}", check.name));
                 }
@@ -1279,6 +1285,7 @@ impl Executor<'_, '_> {
                 )
             }
             CheckResult::Passed => (true, None),
+            CheckResult::PassedBut(d) => (true, Some(d.clone())),
             CheckResult::NotPassed(d) => (false, Some(d.clone())),
             CheckResult::Unknown(d) => {
                 self.unsure_checks = true;
@@ -1337,11 +1344,15 @@ impl Executor<'_, '_> {
                     Ok(o) => Json::Object(o),
                     Err(err) => return unknown_or_not(err.to_string()),
                 };
+                let passed = || match outputs.get(action::WARNING).and_then(Json::as_str) {
+                    Some(why) => CheckResult::PassedBut(why.to_owned()),
+                    None => CheckResult::Passed,
+                };
                 let Some(expect) = expect else {
-                    return CheckResult::Passed;
+                    return passed();
                 };
                 match templates.test(expect, &self.context(step.scope, Some(&outputs))) {
-                    Ok(true) => CheckResult::Passed,
+                    Ok(true) => passed(),
                     Ok(false) => {
                         unknown_or_not(format!("`{expect}` is false (result: {})", brief(&outputs)))
                     }

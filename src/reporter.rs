@@ -220,12 +220,16 @@ impl Human {
                 detail,
                 ..
             } => {
-                if self.shown(self.depth) && (self.dry_run || (!passed && *phase != Phase::SkipIf))
+                // A check that passed only as far as it could look says
+                // where it could not, in a run too.
+                let caveat = *passed && detail.is_some() && !self.dry_run;
+                if self.shown(self.depth)
+                    && (self.dry_run || caveat || (!passed && *phase != Phase::SkipIf))
                 {
-                    let mark = if *passed {
-                        style("passed").green()
-                    } else {
-                        style("not passed").yellow()
+                    let mark = match (*passed, caveat) {
+                        (true, false) => style("passed").green(),
+                        (true, true) => style("passed").yellow(),
+                        (false, _) => style("not passed").yellow(),
                     };
                     let detail = detail
                         .as_deref()

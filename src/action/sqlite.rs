@@ -629,14 +629,21 @@ impl Action for Quiescent {
 
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, Failure> {
         must_exist(&self.db)?;
-        database::quiescent(
+        let unseen = database::quiescent(
             &self.db,
             self.timeout.unwrap_or(Duration::from_secs(5)),
             ctx.dry_run,
         )
         .map_err(Failure::failed)?;
         let mut out = Outputs::new();
-        out.insert("quiescent".into(), true.into());
+        out.insert("quiescent".into(), unseen.is_none().into());
+        if let Some(why) = unseen {
+            // Seen to be unused only as far as it could look: not the promise.
+            out.insert(
+                super::WARNING.into(),
+                format!("no process seen using it, but {why}").into(),
+            );
+        }
         Ok(out)
     }
 }

@@ -213,6 +213,9 @@ fn run(args: &BackupArgs) -> Result<(), Problem> {
                     (None, _) => say!("  there was no database file before"),
                 }
                 say!("  now: {}", summary(&r.fingerprint));
+                if let Some(why) = &r.unseen {
+                    eprintln!("warning: {why}");
+                }
             }
         }
         BackupOp::Delete {
