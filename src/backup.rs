@@ -962,10 +962,9 @@ pub struct Restored {
     pub checksum: Checksum,
     pub fingerprint: Fingerprint,
     /// What the look for processes holding the old file could not cover:
-    /// one of them may still have it open. Not a `warning` output: steps
-    /// read a restore's outputs by its status, and the check before it
-    /// (`sqlite.quiescent`) says this on its own line.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// one of them may still have it open. Not a `warning` output, which
+    /// would make the step ⚠: playbooks read a restore's outputs by its
+    /// status, and a `sqlite.quiescent` check before it warns the run.
     pub unseen: Option<String>,
 }
 

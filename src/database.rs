@@ -421,11 +421,19 @@ pub struct Holders {
     /// Other processes seen holding the file: `pid (command)` for each.
     pub seen: Vec<String>,
     /// Processes whose open files this process may not look at (another
-    /// user's, or one that made itself undumpable), counted by user; or,
-    /// with `/proc` mounted `hidepid`, that other users' processes cannot
-    /// even be listed. Nothing proves that they do not hold it.
+    /// user's, or one that made itself undumpable), counted by user.
+    /// Nothing proves that they do not hold it.
     unseen: BTreeMap<u32, usize>,
-    hidden: Option<String>,
+    /// Why no process of another user could be looked at.
+    hidden: Option<Hidden>,
+}
+
+#[derive(Debug)]
+enum Hidden {
+    /// `/proc` is mounted with this `hidepid=` option.
+    Hidepid(String),
+    /// `/proc` cannot be read at all.
+    NoProc,
 }
 
 impl Holders {
@@ -434,14 +442,21 @@ impl Holders {
     pub fn blind_spot(&self) -> Option<String> {
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
-        let fix = if me == 0 {
-            "runbook runs as root without CAP_SYS_PTRACE (a container leaves it out by default); \
-             give it that capability so that every process can be seen"
+        let fix = if matches!(self.hidden, Some(Hidden::NoProc)) {
+            "mount /proc so that every process can be seen"
+        } else if me == 0 {
+            "runbook runs as root without CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH (a container \
+             leaves the first out by default); give it both so that every process can be seen"
         } else {
             "run it as root (sudo) so that every process can be seen"
         };
-        let what = if let Some(option) = &self.hidden {
-            format!("/proc is mounted with {option}: the processes of other users cannot be listed")
+        let what = if let Some(hidden) = &self.hidden {
+            match hidden {
+                Hidden::Hidepid(option) => format!(
+                    "/proc is mounted with {option}: other users' processes may not be looked at"
+                ),
+                Hidden::NoProc => "/proc cannot be read (is it mounted here?)".to_owned(),
+            }
         } else if self.unseen.is_empty() {
             return None;
         } else {
@@ -466,20 +481,27 @@ fn user_name(uid: u32) -> String {
 }
 
 /// Whether this process may look at the open files of every process of
-/// its PID namespace: CAP_SYS_PTRACE, which root has outside a container
-/// and no other user has. What such a process is still refused lies past
-/// a user namespace's edge or a security policy, which no user of this
-/// machine could look past either, as the processes outside a container
-/// are not even listed in it.
+/// its PID namespace: CAP_SYS_PTRACE to read another user's descriptors,
+/// and CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE to list them, as root has
+/// outside a container and no other user has. What such a process is
+/// still refused lies past a user namespace's edge or a security policy,
+/// which no user of this machine could look past either, as the processes
+/// outside a container are not even listed in it.
 fn sees_every_process() -> bool {
-    const CAP_SYS_PTRACE: u32 = 19;
-    std::fs::read_to_string("/proc/self/status")
+    const DAC_OVERRIDE: u32 = 1;
+    const DAC_READ_SEARCH: u32 = 2;
+    const SYS_PTRACE: u32 = 19;
+    let Some(caps) = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
             u64::from_str_radix(hex.trim(), 16).ok()
         })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0)
+    else {
+        return false;
+    };
+    let has = |cap: u32| caps & (1 << cap) != 0;
+    has(SYS_PTRACE) && (has(DAC_READ_SEARCH) || has(DAC_OVERRIDE))
 }
 
 /// Whether a process whose files may not be looked at could hold any: not
@@ -527,7 +549,8 @@ pub fn holders(path: &Path) -> Holders {
     if blind {
         found.hidden = std::fs::read_to_string("/proc/self/mountinfo")
             .ok()
-            .and_then(|info| hidepid(&info));
+            .and_then(|info| hidepid(&info))
+            .map(Hidden::Hidepid);
     }
     let mut unseen = |p: &std::fs::DirEntry| {
         if !blind || !may_hold_files(&p.path()) {
@@ -539,6 +562,7 @@ pub fn holders(path: &Path) -> Holders {
     };
     let me = std::process::id();
     let Ok(procs) = std::fs::read_dir("/proc") else {
+        found.hidden = Some(Hidden::NoProc);
         return found;
     };
     for p in procs.filter_map(Result::ok) {

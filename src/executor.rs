@@ -768,10 +768,7 @@ impl Executor<'_, '_> {
         if !step.skip_if.is_empty() {
             let mut all = true;
             for check in &step.skip_if {
-                if !matches!(
-                    self.check(step, Phase::SkipIf, check),
-                    CheckResult::Passed | CheckResult::PassedBut(_)
-                ) {
+                if !matches!(self.check(step, Phase::SkipIf, check), CheckResult::Passed) {
                     all = false;
                     break;
                 }
@@ -1274,7 +1271,14 @@ impl Executor<'_, '_> {
     }
 
     fn check(&mut self, step: &PlanStep, phase: Phase, check: &PlanCheck) -> CheckResult {
-        let result = self.evaluate(step, check);
+        let result = match (phase, self.evaluate(step, check)) {
+            // A step is skipped as done only on a check that fully held:
+            // one that could not look everywhere lets it run.
+            (Phase::SkipIf, CheckResult::PassedBut(why)) => {
+                CheckResult::NotPassed(format!("not known to hold: {why}"))
+            }
+            (_, result) => result,
+        };
         let unsure = self.options.dry_run && self.uncertain;
         let (passed, detail) = match &result {
             CheckResult::Passed if unsure => {
@@ -1285,7 +1289,23 @@ impl Executor<'_, '_> {
                 )
             }
             CheckResult::Passed => (true, None),
-            CheckResult::PassedBut(d) => (true, Some(d.clone())),
+            CheckResult::PassedBut(d) => {
+                // Not a plain pass: the run's warnings, its report and its
+                // mails say what the check could not look at.
+                self.warnings
+                    .push(format!("{}: {}: {d}", step.id, check.name));
+                if unsure {
+                    self.unsure_checks = true;
+                    (
+                        true,
+                        Some(format!(
+                            "{d}; holds now; the steps before it may change that"
+                        )),
+                    )
+                } else {
+                    (true, Some(d.clone()))
+                }
+            }
             CheckResult::NotPassed(d) => (false, Some(d.clone())),
             CheckResult::Unknown(d) => {
                 self.unsure_checks = true;
