@@ -395,10 +395,18 @@ fn cannot_drop_privileges() {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
-/// An install every user may change, with the app's connection open and
-/// idle, as between two requests: no lock, only an open file, held by the
-/// test's own process (root's, when the tests run as root).
-fn shared_install(dir: &Path) -> (Install, rusqlite::Connection) {
+/// As root, an install every user may change, with the app's connection
+/// open and idle, as between two requests: no lock, only an open file,
+/// held by the test's own process, which `nobody` may not look at. `None`
+/// (said) where the tests do not run as root.
+fn held_install() -> Option<(tempfile::TempDir, Install, rusqlite::Connection)> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        cannot_drop_privileges();
+        return None;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
     let app = install(dir);
     open_up(dir, 0o755);
     for p in ["app", "app/db_data", "app/backups"] {
@@ -408,7 +416,7 @@ fn shared_install(dir: &Path) -> (Install, rusqlite::Connection) {
     let conn = app.conn();
     conn.query_row("SELECT count(*) FROM media", [], |r| r.get::<_, i64>(0))
         .unwrap();
-    (app, conn)
+    Some((t, app, conn))
 }
 
 /// What a look through /proc that could not cover everything says, after
@@ -433,12 +441,9 @@ fn flat(out: &[u8]) -> String {
 /// could not look at, and how to look.
 #[test]
 fn a_restore_by_a_user_who_cannot_see_every_process_says_what_it_could_not_see() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        return cannot_drop_privileges();
-    }
-    let t = tempfile::tempdir().unwrap();
-    let (app, held) = shared_install(t.path());
+    let Some((t, app, held)) = held_install() else {
+        return;
+    };
     let before = dump(&app.db());
     let restore = [
         "backup",
@@ -487,12 +492,9 @@ fn a_restore_by_a_user_who_cannot_see_every_process_says_what_it_could_not_see()
 /// nothing to add, and the `skip_if` skips.
 #[test]
 fn a_quiescent_check_by_a_user_who_cannot_see_every_process_is_not_a_tick() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        return cannot_drop_privileges();
-    }
-    let t = tempfile::tempdir().unwrap();
-    let (_app, held) = shared_install(t.path());
+    let Some((t, _app, held)) = held_install() else {
+        return;
+    };
     std::fs::write(
         t.path().join("idle.yaml"),
         "name: idle\nsteps:\n  - id: idle\n    name: Nothing else uses the database\n    \
