@@ -1136,3 +1136,54 @@ fn after_a_resume_the_mail_states_what_the_interrupted_run_did() {
         &["FAILED", "none"],
     );
 }
+
+/// The outcome mail says what the run did not do or could not establish,
+/// as the closing lines of the run do: here the first mail only went to the
+/// outbox. A manager reading "succeeded" reads the warnings with it; a run
+/// that had none says nothing more.
+#[test]
+fn the_outcome_mail_lists_the_runs_warnings_and_only_when_there_are_some() {
+    let t = Test::new();
+    migrated(&t);
+    let out = emergency(&t, "thumbnails broken", &[]);
+    out.code(0)
+        .stdout_has("⚠ alert.initiated: not sent: written to the outbox only (transport: file)");
+    let mail = outbox(&out);
+    // Mail lines end in CRLF.
+    let outcome = mail[1].1.replace("\r\n", "\n");
+    assert!(
+        outcome.contains("- Status: succeeded, with 1 warning (below)\n")
+            && outcome.contains(
+                "\nWarnings: what the run did not do or could not establish, though it went on\n\
+                 - alert.initiated: not sent: written to the outbox only (transport: file)\n"
+            ),
+        "{outcome}"
+    );
+
+    let t = Test::new();
+    migrated(&t);
+    let server = smtp_server();
+    let port = server.port.to_string();
+    let out = emergency(
+        &t,
+        "thumbnails broken",
+        &[
+            "--var",
+            "transport=smtp",
+            "--var",
+            "smtp_host=127.0.0.1",
+            "--var",
+            &format!("smtp_port={port}"),
+            "--var",
+            "smtp_tls=none",
+        ],
+    );
+    out.code(0).stdout_has("run succeeded in ");
+    let received = server.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "initiated and completed");
+    let outcome = body_text(&mailparse::parse_mail(&received[1]).unwrap()).replace("\r\n", "\n");
+    assert!(
+        outcome.contains("- Status: succeeded\n") && !outcome.contains("Warnings:"),
+        "{outcome}"
+    );
+}
