@@ -574,6 +574,57 @@ fn a_quiescent_check_by_a_user_who_cannot_see_every_process_is_not_a_tick() {
     assert!(t.path().join("app/after").exists());
 }
 
+/// The emergency run by a user who may not look at every process: its
+/// checks of the database end as warnings, and what the mails and the
+/// report state is still what happened. Option 1 made to fail, option 2
+/// rolls back with a warning of its own, and the facts name option 2, not
+/// option 1, whose status is then a warning too; without the failure, they
+/// name option 1.
+#[test]
+fn an_emergency_by_a_user_who_cannot_see_every_process_names_the_option_that_rolled_back() {
+    let Some((t, _app, held)) = held_install() else {
+        return;
+    };
+    drop(held);
+    let finished = |extra: &[&str]| -> serde_json::Value {
+        let base = ["--rehearse", "--json", "--runs", "app/backups/runs"];
+        let args = crate::emergency(&[&base[..], extra].concat());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = as_nobody(t.path(), &args).unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}{stdout}");
+        stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["event"] == "run_finished")
+            .unwrap_or_else(|| panic!("no run_finished: {stdout}"))
+    };
+    let unseen = |run: &serde_json::Value| {
+        run["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w.as_str().unwrap().contains(RUN_AS_ROOT))
+            .count()
+    };
+
+    let run = finished(&["--fail", "option-1"]);
+    assert_eq!(
+        run["facts"]["rolled_back_by"], "option 2, the pre-migration backup restored",
+        "{run}"
+    );
+    assert!(unseen(&run) >= 2, "{run}");
+
+    let run = finished(&[]);
+    assert_eq!(
+        run["facts"]["rolled_back_by"], "option 1, the built-in rollback",
+        "{run}"
+    );
+    assert!(run["facts"]["uploads_carried_back"].is_object(), "{run}");
+    assert!(unseen(&run) >= 2, "{run}");
+}
+
 /// Under a file-size limit runbook reports a write that fails (EFBIG), and
 /// is not killed by SIGXFSZ; the programs its steps start are, as they
 /// would be from a shell: the limit stops `head` with the signal (exit
