@@ -310,8 +310,11 @@ impl Summary {
                 outputs,
                 deadline_missed,
             } => {
+                // A fallback that took over but fell short is a recovery all
+                // the same: the step's status says it fell short.
                 let mut outcome = match (status, recovered_by) {
                     (Status::Recovered, Some(by)) => format!("recovered by `{by}`"),
+                    (Status::Warning, Some(by)) => format!("recovered by `{by}`, with warnings"),
                     _ => status.as_str().to_owned(),
                 };
                 if *deadline_missed {
@@ -328,7 +331,7 @@ impl Summary {
                 self.recoveries.retain(|r| r.step != *step);
                 self.backups_made.retain(|b| b.step != *step);
                 self.backups_restored.retain(|b| b.step != *step);
-                if let (Status::Recovered, Some(by)) = (status, recovered_by) {
+                if let (Status::Recovered | Status::Warning, Some(by)) = (status, recovered_by) {
                     self.recoveries.push(Recovery {
                         step: step.clone(),
                         by: by.clone(),

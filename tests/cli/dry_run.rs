@@ -199,9 +199,14 @@ fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>, std::time::
 /// Which option the run took, from its journal.
 fn taken(out: &crate::support::Output) -> String {
     let option_1 = out.finished("option-1");
-    match option_1["status"].as_str() {
-        Some("ok") => "option-1".to_owned(),
-        Some("recovered") => option_1["recovered_by"].as_str().unwrap().to_owned(),
+    // A warning is option 1's own (a check that could not look everywhere)
+    // or a fallback's that took over and fell short.
+    match (
+        option_1["status"].as_str(),
+        option_1["recovered_by"].as_str(),
+    ) {
+        (Some("recovered" | "warning"), Some(by)) => by.to_owned(),
+        (Some("ok" | "warning"), None) => "option-1".to_owned(),
         // Failed, every fallback too: no option rolled back.
         _ => "none".to_owned(),
     }
@@ -239,8 +244,12 @@ fn the_dry_runs_verdict_is_the_real_runs_on_installs_built_like_the_apps() {
         );
         // The warnings it predicts are the ones the run then gives.
         let warnings = |out: &str| -> Vec<String> {
+            // The closing list, after the verdict; a step's own line inside
+            // an include is indented the same.
             out.lines()
-                .filter_map(|l| l.strip_prefix("  ⚠ "))
+                .skip_while(|l| !(l.contains(" warning") && l.ends_with(':')))
+                .skip(1)
+                .map_while(|l| l.strip_prefix("  ⚠ "))
                 // The step; what it says is cut to the terminal's width in a run.
                 .map(|l| l.split(": ").next().unwrap_or(l).to_owned())
                 .collect()

@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use crate::gofastcdn::Install;
-use crate::support::{body_text, emergency_args, outbox, LoopbackServer, Output, Test, EMERGENCY};
+use crate::support::{
+    body_text, emergency_args, outbox, rolled_back, sees_every_process, skipped, unseen_warnings,
+    LoopbackServer, Output, Test, EMERGENCY,
+};
 const NOTIFY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/notify.yaml");
 
 /// The emergency rollback as these tests run it: the app "stopped" and
@@ -78,7 +81,7 @@ fn option_1_succeeds_and_the_team_is_told() {
     out.code(0);
     assert!(t.path().join("stopped").exists() && t.path().join("started").exists());
     assert!(!app.has_table("media"));
-    assert_eq!(out.finished("option-1")["status"], "ok");
+    assert_eq!(out.finished("option-1")["status"], rolled_back());
     let mail = outbox(&out);
     assert_eq!(mail.len(), 2, "initiated and completed");
     assert!(
@@ -667,7 +670,7 @@ fn the_dry_run_predicts_what_the_run_then_does() {
     );
     let real = emergency(&t, "predict", &[]);
     real.code(0);
-    assert_eq!(real.finished("option-1")["status"], "ok");
+    assert_eq!(real.finished("option-1")["status"], rolled_back());
 
     // Option 1 will refuse, and option 2 will restore the legacy backup.
     let t = Test::new();
@@ -808,14 +811,21 @@ fn with_no_recipient_the_alert_and_the_report_are_warnings_not_ticks() {
     out.code(0)
         .stdout_has("⚠ alert Alert the team - rollback initiated: nothing done: no step applied")
         .stdout_has("⚠ report Notify - rollback completed or failed: nothing done")
-        .stdout_has("run succeeded with 2 warnings in ")
+        .stdout_has(&format!(
+            "run succeeded with {} warnings in ",
+            2 + unseen_warnings()
+        ))
         .stdout_has("alert: nothing done");
     assert!(!out.stdout.contains("✓ alert"), "{}", out.stdout);
     assert!(!out.stdout.contains("outbox: "), "no mail, no outbox line");
     assert_eq!(out.finished("alert")["status"], "warning");
     let last: serde_json::Value = out.journal().last().cloned().unwrap();
     assert_eq!(last["status"], "succeeded");
-    assert_eq!(last["warnings"].as_array().unwrap().len(), 2, "{last}");
+    assert_eq!(
+        last["warnings"].as_array().unwrap().len(),
+        2 + unseen_warnings(),
+        "{last}"
+    );
 }
 
 /// `transport: file` (the default) only writes the outbox: the mail steps
@@ -828,7 +838,10 @@ fn mail_only_written_to_the_outbox_is_a_warning_and_the_outbox_is_named() {
     out.code(0)
         .stdout_has("⚠ alert.initiated E-mail: rollback initiated: not sent: written to the outbox only (transport: file)")
         .stdout_has("⚠ alert Alert the team - rollback initiated: 1 warning (alert.initiated)")
-        .stdout_has("run succeeded with 2 warnings in ");
+        .stdout_has(&format!(
+            "run succeeded with {} warnings in ",
+            2 + unseen_warnings()
+        ));
     let outbox_line = out
         .stdout
         .lines()
@@ -1143,6 +1156,9 @@ fn after_a_resume_the_mail_states_what_the_interrupted_run_did() {
 /// that had none says nothing more.
 #[test]
 fn the_outcome_mail_lists_the_runs_warnings_and_only_when_there_are_some() {
+    if !sees_every_process() {
+        return skipped("counts a run's warnings, which would include those of a run that may not look at every process (run the tests as root)");
+    }
     let t = Test::new();
     migrated(&t);
     let out = emergency(&t, "thumbnails broken", &[]);

@@ -359,3 +359,40 @@ pub fn skipped(why: &str) {
     );
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
+
+/// Whether runbook, started by these tests, may look at every process:
+/// CAP_SYS_PTRACE and a DAC capability, as root has. Without them its look
+/// for processes holding a database is a warning of the run
+/// (docs/actions.md, `sqlite.quiescent`): the emergency plan then has two
+/// more, `quiescent` and option 1's check of it, and option 1 ends as a
+/// warning though it rolled back.
+pub fn sees_every_process() -> bool {
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .unwrap_or(0);
+    caps & (1 << 19) != 0 && caps & 0b110 != 0
+}
+
+/// The warnings the emergency plan adds when it may not look at every
+/// process.
+pub fn unseen_warnings() -> usize {
+    if sees_every_process() {
+        0
+    } else {
+        2
+    }
+}
+
+/// The status of an option that rolled back: `ok`, or `warning` in a run
+/// that may not look at every process.
+pub fn rolled_back() -> &'static str {
+    if sees_every_process() {
+        "ok"
+    } else {
+        "warning"
+    }
+}

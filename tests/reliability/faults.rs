@@ -578,8 +578,8 @@ fn a_quiescent_check_by_a_user_who_cannot_see_every_process_is_not_a_tick() {
 /// checks of the database end as warnings, and what the mails and the
 /// report state is still what happened. Option 1 made to fail, option 2
 /// rolls back with a warning of its own, and the facts name option 2, not
-/// option 1, whose status is then a warning too; without the failure, they
-/// name option 1.
+/// option 1, whose status is then a warning too, and the report counts the
+/// recovery; without the failure, they name option 1.
 #[test]
 fn an_emergency_by_a_user_who_cannot_see_every_process_names_the_option_that_rolled_back() {
     let Some((t, _app, held)) = held_install() else {
@@ -615,6 +615,29 @@ fn an_emergency_by_a_user_who_cannot_see_every_process_names_the_option_that_rol
         "{run}"
     );
     assert!(unseen(&run) >= 2, "{run}");
+    // The report counts it as the recovery it is, though it fell short.
+    let report = runbook(
+        t.path(),
+        &["report", "latest", "--runs", "app/backups/runs", "--json"],
+    )
+    .stdout(Stdio::piped())
+    .output()
+    .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(
+        summary["recoveries"],
+        serde_json::json!([{"step": "option-1", "by": "option-2"}]),
+        "{summary}"
+    );
+    assert!(
+        summary["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["step"] == "option-1"
+                && e["outcome"] == "recovered by `option-2`, with warnings"),
+        "{summary}"
+    );
 
     let run = finished(&[]);
     assert_eq!(
