@@ -487,7 +487,7 @@ fn user_name(uid: u32) -> String {
 /// still refused lies past a user namespace's edge or a security policy,
 /// which no user of this machine could look past either, as the processes
 /// outside a container are not even listed in it.
-fn sees_every_process() -> bool {
+pub fn sees_every_process() -> bool {
     const DAC_OVERRIDE: u32 = 1;
     const DAC_READ_SEARCH: u32 = 2;
     const SYS_PTRACE: u32 = 19;

@@ -367,14 +367,7 @@ pub fn skipped(why: &str) {
 /// more, `quiescent` and option 1's check of it, and option 1 ends as a
 /// warning though it rolled back.
 pub fn sees_every_process() -> bool {
-    let caps = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-            u64::from_str_radix(hex.trim(), 16).ok()
-        })
-        .unwrap_or(0);
-    caps & (1 << 19) != 0 && caps & 0b110 != 0
+    runbook::database::sees_every_process()
 }
 
 /// The warnings the emergency plan adds when it may not look at every
