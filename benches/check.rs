@@ -8,6 +8,8 @@
 //! `runbook --version` is the start of the same binary (clap, the
 //! allocator, the dynamic loader): the floor of any command.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -28,13 +30,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let binary = root.join("target/release/runbook");
-    assert!(
-        binary.is_file(),
-        "{} is missing: run `cargo build --release --locked` first",
-        binary.display()
-    );
+    let binary = common::release_binary();
     // The demo install, on which the dry run rehearses the plan.
     let demo = tempfile::tempdir().expect("a scratch directory");
     let status = Command::new(&binary)

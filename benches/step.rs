@@ -16,6 +16,8 @@
 //! runner that keeps that promise; the last against the third is what
 //! runbook itself adds.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -88,13 +90,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let binary = root.join("target/release/runbook");
-    assert!(
-        binary.is_file(),
-        "{} is missing: run `cargo build --release --locked` first",
-        binary.display()
-    );
+    let binary = common::release_binary();
     let binary = binary.to_str().expect("a UTF-8 path");
     // On the disk the runs go to, as in benches/executor.py.
     let scratch = std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".to_owned());

@@ -1275,7 +1275,7 @@ impl Current {
             Ok(lock) if exchange => {
                 let old = lock.read(db, counting).map_err(failed)?;
                 Ok(Current {
-                    unseen: unseen.clone(),
+                    unseen,
                     lock: Some(lock),
                     kept: None,
                     old: Some(old),
@@ -1284,7 +1284,7 @@ impl Current {
             Ok(lock) => {
                 let kept = lock.back_up(db, dir, counting).map_err(failed)?;
                 Ok(Current {
-                    unseen: unseen.clone(),
+                    unseen,
                     lock: Some(lock),
                     kept: Some(kept),
                     old: None,
@@ -1295,7 +1295,7 @@ impl Current {
             Err(e) if unreadable(&e) => {
                 let (path, _) = create(db, dir, Some("pre-restore"), counting).map_err(failed)?;
                 Ok(Current {
-                    unseen: unseen.clone(),
+                    unseen,
                     lock: None,
                     kept: Some(Kept(Some(path))),
                     old: None,
@@ -1357,7 +1357,7 @@ impl Exclusive {
                 );
                 Error::Database(database::in_use(
                     db,
-                    &database::holders(db).seen,
+                    &crate::holders::of(db).seen,
                     Some(lock),
                 ))
             } else {
@@ -1369,7 +1369,7 @@ impl Exclusive {
         // released, so it is waited for, and refused if it stays.
         let started = std::time::Instant::now();
         loop {
-            let holders = database::holders(db);
+            let holders = crate::holders::of(db);
             if holders.seen.is_empty() {
                 return Ok(Exclusive { conn, file });
             }

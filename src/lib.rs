@@ -39,6 +39,7 @@ pub mod exit;
 pub mod fault;
 pub mod fleet;
 pub mod fleet_view;
+pub mod holders;
 pub mod interrupt;
 pub mod inventory;
 pub mod journal;
@@ -144,15 +145,15 @@ where
 /// every program a step starts, which a limit would then not stop as it
 /// stops them from a shell; a caught one is back to its default in them.
 fn catch_file_size_signal() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     extern "C" fn nothing(_: libc::c_int) {}
-    // SAFETY: installs, before any thread is started, a handler that does
-    // nothing (async-signal-safe); the write that raised the signal still
-    // fails with EFBIG, which is what is reported.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGXFSZ, &action, std::ptr::null_mut());
-    }
+    let action = SigAction::new(
+        SigHandler::Handler(nothing),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    // SAFETY: installed before any thread is started; the handler does
+    // nothing, so it is async-signal-safe. The write that raised the signal
+    // still fails with EFBIG, which is what is reported.
+    let _ = unsafe { sigaction(Signal::SIGXFSZ, &action) };
 }

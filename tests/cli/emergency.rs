@@ -311,30 +311,41 @@ fn notify_smtp(t: &Test, port: u16) -> Output {
 }
 
 fn notify_smtp_as(t: &Test, port: u16, user: &str) -> Output {
-    t.run(&[
-        "run",
-        NOTIFY,
-        "--var",
-        &format!("smtp_user={user}"),
-        "--var",
-        "reason=disk full",
-        "--var",
-        "event=initiated",
-        "--var",
-        "notify_to=lead@example.com",
-        "--var",
-        "notify_cc=pm@example.com",
-        "--var",
-        "mail_from=runbook@example.com",
-        "--var",
-        "transport=smtp",
-        "--var",
-        "smtp_host=127.0.0.1",
-        "--var",
-        &format!("smtp_port={port}"),
-        "--var",
-        "smtp_tls=none",
-    ])
+    t.run(
+        &[
+            "run",
+            NOTIFY,
+            "--var",
+            &format!("smtp_user={user}"),
+            "--var",
+            "reason=disk full",
+            "--var",
+            "event=initiated",
+            "--var",
+            "notify_to=lead@example.com",
+            "--var",
+            "notify_cc=pm@example.com",
+            "--var",
+            "mail_from=runbook@example.com",
+        ]
+        .into_iter()
+        .chain(smtp_vars(port).iter().map(String::as_str))
+        .collect::<Vec<_>>(),
+    )
+}
+
+/// The variables that send notify.yaml's mail over SMTP, in clear, to a
+/// server on loopback.
+fn smtp_vars(port: u16) -> Vec<String> {
+    [
+        "transport=smtp".to_owned(),
+        "smtp_host=127.0.0.1".to_owned(),
+        format!("smtp_port={port}"),
+        "smtp_tls=none".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|v| ["--var".to_owned(), v])
+    .collect()
 }
 
 #[test]
@@ -1179,21 +1190,9 @@ fn the_outcome_mail_lists_the_runs_warnings_and_only_when_there_are_some() {
     let t = Test::new();
     migrated(&t);
     let server = smtp_server();
-    let port = server.port.to_string();
-    let out = emergency(
-        &t,
-        "thumbnails broken",
-        &[
-            "--var",
-            "transport=smtp",
-            "--var",
-            "smtp_host=127.0.0.1",
-            "--var",
-            &format!("smtp_port={port}"),
-            "--var",
-            "smtp_tls=none",
-        ],
-    );
+    let smtp = smtp_vars(server.port);
+    let smtp: Vec<&str> = smtp.iter().map(String::as_str).collect();
+    let out = emergency(&t, "thumbnails broken", &smtp);
     out.code(0).stdout_has("run succeeded in ");
     let received = server.received.lock().unwrap().clone();
     assert_eq!(received.len(), 2, "initiated and completed");

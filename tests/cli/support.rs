@@ -367,7 +367,7 @@ pub fn skipped(why: &str) {
 /// more, `quiescent` and option 1's check of it, and option 1 ends as a
 /// warning though it rolled back.
 pub fn sees_every_process() -> bool {
-    runbook::database::sees_every_process()
+    runbook::holders::sees_every_process()
 }
 
 /// The warnings the emergency plan adds when it may not look at every

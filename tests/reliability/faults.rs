@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use crate::gofastcdn::Install;
-use crate::{assert_integrity, dump, runbook, BIN};
+use crate::{assert_integrity, dump, runbook, BIN, RESTORE_LEGACY};
 
 fn install(dir: &Path) -> Install {
     let app = Install::new(&dir.join("app"), 2000, 1000);
@@ -287,21 +287,10 @@ fn a_database_held_by_a_writer_past_the_timeout_is_refused_and_unchanged() {
     holder
         .execute_batch("BEGIN IMMEDIATE; UPDATE configs SET value = 'busy';")
         .unwrap();
-    let out = runbook(
-        t.path(),
-        &[
-            "backup",
-            "restore",
-            "--db",
-            "app/db_data/main.db",
-            "--backup",
-            "app/backups/db_backup_20240501-120000.db",
-            "--force",
-        ],
-    )
-    .stderr(Stdio::piped())
-    .output()
-    .unwrap();
+    let out = runbook(t.path(), &RESTORE_LEGACY)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is in use: open by process"), "{stderr}");
@@ -445,15 +434,7 @@ fn a_restore_by_a_user_who_cannot_see_every_process_says_what_it_could_not_see()
         return;
     };
     let before = dump(&app.db());
-    let restore = [
-        "backup",
-        "restore",
-        "--db",
-        "app/db_data/main.db",
-        "--backup",
-        "app/backups/db_backup_20240501-120000.db",
-        "--force",
-    ];
+    let restore = RESTORE_LEGACY;
     let out = runbook(t.path(), &restore)
         .stderr(Stdio::piped())
         .output()
@@ -546,7 +527,7 @@ fn a_quiescent_check_by_a_user_who_cannot_see_every_process_is_not_a_tick() {
     drop(held);
     // Root in a container without CAP_SYS_PTRACE is itself blind to the
     // processes of other users, such as other tests' `nobody` runs.
-    if !runbook::database::sees_every_process() {
+    if !runbook::holders::sees_every_process() {
         eprintln!("root here lacks CAP_SYS_PTRACE or CAP_DAC_*: its own check is not asserted");
     } else {
         std::fs::remove_file(t.path().join("app/after")).unwrap();

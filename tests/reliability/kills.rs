@@ -142,15 +142,7 @@ fn backup_restore_killed_at_random_moments() {
     let others = trials(
         "backup restore",
         t.path(),
-        &[
-            "backup",
-            "restore",
-            "--db",
-            "app/db_data/main.db",
-            "--backup",
-            "app/backups/db_backup_20240501-120000.db",
-            "--force",
-        ],
+        &crate::RESTORE_LEGACY,
         40 * scale(),
         restore_kept_the_state_before,
     );

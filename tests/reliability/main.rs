@@ -44,6 +44,17 @@ pub fn runbook(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// `runbook backup restore` of the install's go-fast-cdn backup, unasked.
+pub const RESTORE_LEGACY: [&str; 7] = [
+    "backup",
+    "restore",
+    "--db",
+    "app/db_data/main.db",
+    "--backup",
+    "app/backups/db_backup_20240501-120000.db",
+    "--force",
+];
+
 /// The emergency rollback as an operator starts it on the install under
 /// `app/` (nothing to stop, start or probe here), with `extra` arguments.
 pub fn emergency(extra: &[&str]) -> Vec<String> {
